@@ -1,0 +1,7 @@
+"""``tvm images``: build, list and remove language images."""
+
+from __future__ import annotations
+
+import click
+
+COMMANDS: list[click.Command] = []

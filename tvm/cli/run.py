@@ -1,0 +1,96 @@
+"""``tvm run``: run one program locally through the engine, or against a server."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import click
+
+from tvm.api import CodeExecutionRequest, ExecutionResponse, FileSpec, build_job
+from tvm.config.catalog import load_catalog
+from tvm.config.settings import Settings
+
+# File extension -> language, for `tvm run FILE` without --language.
+EXTENSIONS = {
+    ".py": "python", ".js": "javascript", ".c": "c", ".cpp": "c++", ".cc": "c++",
+    ".sh": "bash", ".ts": "typescript", ".go": "go", ".rs": "rust", ".java": "java",
+    ".rb": "ruby", ".php": "php", ".pl": "perl", ".lua": "lua",
+}  # fmt: skip
+
+
+async def _run_local(request: CodeExecutionRequest, settings: Settings) -> ExecutionResponse:
+    from tvm.pyrovm import drivers
+    from tvm.pyrovm.engine import Engine
+
+    catalog = load_catalog()
+    job = build_job(request, settings, catalog)
+    engine = Engine(settings, catalog, drivers.choose(settings.driver)())
+    await engine.start()
+    try:
+        return await engine.execute(job)
+    finally:
+        await engine.close()
+
+
+def _run_remote(request: CodeExecutionRequest, url: str) -> ExecutionResponse:
+    import httpx
+
+    reply = httpx.post(
+        url.rstrip("/") + "/api/v1/execute",
+        json=request.model_dump(exclude_none=True),
+        timeout=120,
+    )
+    if reply.status_code != 200:
+        try:
+            message = reply.json().get("message", reply.text)
+        except ValueError:
+            message = reply.text
+        raise click.ClickException(f"server answered {reply.status_code}: {message}")
+    return ExecutionResponse.model_validate(reply.json())
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--language", "-l", help="language name or alias (default: from the extension)")
+@click.option("--version", "-v", "version", help="version selector (default: newest)")
+@click.option("--stdin", "stdin_file", type=click.File("rb"), help="file to feed as stdin ('-': ours)")
+@click.option("--url", help="run on this TVM server instead of locally, e.g. http://127.0.0.1:8000")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def run(file: Path, language: str | None, version: str | None, stdin_file, url: str | None,
+        args: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
+    """Run FILE in a fresh sandbox; print its output; exit with its exit code.
+
+    Arguments after `--` are passed to the program.
+    """
+    language = language or EXTENSIONS.get(file.suffix)
+    if not language:
+        raise click.UsageError(f"cannot tell the language of {file.name}; pass --language")
+    stdin = stdin_file.read().decode(errors="replace") if stdin_file else ""
+    request = CodeExecutionRequest(
+        language=language,
+        version=version,
+        files=[FileSpec(name=None, content=file.read_text())],
+        stdin=stdin,
+        args=list(args),
+    )
+    response = _run_remote(request, url) if url else asyncio.run(_run_local(request, Settings()))
+    if response.compile is not None and response.compile.status != "ok":
+        sys.stderr.write(response.compile.stdout + response.compile.stderr)
+        click.secho(f"compile failed: {response.compile.status}", fg="red", err=True)
+        sys.exit(response.compile.exit_code or 1)
+    stage = response.run
+    if stage is None:
+        raise click.ClickException(response.message or f"execution failed: {response.status}")
+    sys.stdout.write(stage.stdout)
+    sys.stderr.write(stage.stderr)
+    if stage.status not in ("ok", "runtime_error"):
+        detail = f" ({stage.signal})" if stage.signal else ""
+        click.secho(f"tvm: {stage.status}{detail}", fg="red", err=True)
+    if stage.exit_code is not None:
+        sys.exit(stage.exit_code)
+    sys.exit(128 + 9 if stage.signal else 1)
+
+
+COMMANDS = [run]

@@ -1,0 +1,1 @@
+"""Compatible APIs: Piston v2, Judge0 CE."""

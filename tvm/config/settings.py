@@ -1,0 +1,129 @@
+"""Settings: built once, with one documented precedence.
+
+    command-line flag  >  TVM_* environment variable  >  config file  >  default
+
+The config file is TOML, read from ``$TVM_CONFIG`` or ``$TVM_HOME/config.toml``.
+Every field below is also ``TVM_<FIELD>`` in the environment (upper case).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from tvm.errors import ConfigError
+
+DriverName = Literal["auto", "namespace", "gvisor", "qemu", "firecracker"]
+
+
+def default_home() -> Path:
+    """``/var/lib/tvm`` as root, ``~/.local/share/tvm`` otherwise."""
+    if os.geteuid() == 0:
+        return Path("/var/lib/tvm")
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local/share")) / "tvm"
+
+
+def _config_file() -> Path:
+    explicit = os.environ.get("TVM_CONFIG")
+    if explicit:
+        return Path(explicit)
+    home = os.environ.get("TVM_HOME")
+    return (Path(home) if home else default_home()) / "config.toml"
+
+
+class _TomlFileSource(PydanticBaseSettingsSource):
+    """Reads the config file; lower precedence than the environment."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = _config_file()
+        if not path.is_file():
+            return {}
+        try:
+            with path.open("rb") as fh:
+                data = tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+        return {k: v for k, v in data.items() if k in self.settings_cls.model_fields}
+
+
+class Settings(BaseSettings):
+    """Every tunable of TVM, in one place."""
+
+    model_config = SettingsConfigDict(env_prefix="TVM_", extra="ignore")
+
+    home: Path = Field(default_factory=default_home, description="data dir: images, db, logs")
+    host: str = Field("127.0.0.1", description="address the service listens on")
+    port: int = Field(8000, ge=1, le=65535, description="port the service listens on")
+    driver: DriverName = Field("auto", description="isolation driver; auto = strongest usable")
+    log_level: str = Field("info", description="debug, info, warning, error")
+    log_json: bool = Field(True, description="JSON log lines (else plain text)")
+
+    # The seed's worker constants.
+    max_concurrent_vms: int = Field(10, ge=1, le=1000, description="sandboxes at once")
+    max_concurrent_requests: int = Field(
+        20, ge=1, le=10000, description="executions admitted at once; beyond: 429"
+    )
+    max_vm_lifetime_seconds: int = Field(60, ge=1, le=3600, description="reaper kills older")
+
+    # Warm pools (sandboxes created ahead of time per language).
+    pool_size: int = Field(0, ge=0, le=100, description="warm sandboxes per language")
+    pool_languages: list[str] = Field(
+        default_factory=list, description="languages to keep warm (empty: all with images)"
+    )
+
+    # Sandbox filesystem caps.
+    workdir_size_mb: int = Field(64, ge=1, le=4096, description="size of the writable /work")
+    tmp_size_mb: int = Field(64, ge=1, le=4096, description="size of the writable /tmp")
+
+    # Request-shape caps.
+    max_files: int = Field(32, ge=1, le=1000, description="files per request")
+    max_file_bytes: int = Field(1 << 20, ge=1, description="bytes per file, decoded")
+    max_stdin_bytes: int = Field(8 << 20, ge=0, description="bytes of stdin")
+    max_args: int = Field(64, ge=0, description="command-line arguments per request")
+    max_tests: int = Field(64, ge=1, le=1000, description="test cases per request")
+
+    uid_base: int = Field(60000, ge=1000, description="first uid/gid for sandboxed programs")
+    uid_count: int = Field(1000, ge=1, le=65536, description="how many sandbox uids to use")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlFileSource(settings_cls))
+
+    # Derived locations under the data dir.
+    @property
+    def images_dir(self) -> Path:
+        return self.home / "images"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "run"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (flags are applied by the CLI via ``Settings(**flags)``)."""
+    return Settings()

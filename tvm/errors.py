@@ -1,0 +1,103 @@
+"""The one exception tree of TVM.
+
+A user's program failing is never an exception: it is data on the result
+(``status`` = ``runtime_error``, ``timeout``, ...). Exceptions are for the
+service itself and for bad requests::
+
+    TVMError
+    ├── ConfigError                 bad settings or catalog (operator must fix)
+    ├── RequestError                the client's fault, HTTP 4xx
+    │   ├── InvalidRequest          400: a field is wrong; names the field and allowed range
+    │   ├── UnknownLanguage         400: no such language / version in the catalog
+    │   └── NotFound                404: no such submission / image / key
+    ├── CapacityError               429/503 with Retry-After: too busy right now
+    ├── ImageError
+    │   ├── ImageNotBuilt           503: the language's image must be built first
+    │   └── ImageBuildFailed        an image build failed
+    └── SandboxError                the sandbox or its agent misbehaved: internal_error
+        ├── DriverUnavailable       the isolation driver cannot run on this host
+        └── AgentError              the agent died, or broke the protocol
+
+Backend failures (OSError from a subprocess, a broken pipe...) are mapped onto
+this tree at one boundary per layer with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+
+class TVMError(Exception):
+    """Root of every error TVM raises on purpose."""
+
+    status_code = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_dict(self) -> dict[str, object]:
+        return {"message": self.message}
+
+
+class ConfigError(TVMError):
+    """Settings or the language catalog are invalid."""
+
+
+class RequestError(TVMError):
+    """The request is wrong; the client must change it."""
+
+    status_code = 400
+
+
+class InvalidRequest(RequestError):
+    """A field has a bad value. The message names the field and what is allowed."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+    def to_dict(self) -> dict[str, object]:
+        return {"message": self.message, "field": self.field}
+
+
+class UnknownLanguage(RequestError):
+    """No catalog entry matches the requested language and version."""
+
+
+class NotFound(RequestError):
+    status_code = 404
+
+
+class CapacityError(TVMError):
+    """Too much work right now; retry after ``retry_after`` seconds."""
+
+    status_code = 429
+
+    def __init__(self, message: str, retry_after: int = 1, status_code: int = 429) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.status_code = status_code
+
+
+class ImageError(TVMError):
+    status_code = 503
+
+
+class ImageNotBuilt(ImageError):
+    """The image for a language is missing: tell the operator how to build it."""
+
+
+class ImageBuildFailed(ImageError):
+    status_code = 500
+
+
+class SandboxError(TVMError):
+    """A sandbox could not be created, or its agent failed."""
+
+
+class DriverUnavailable(SandboxError):
+    """The isolation driver cannot run here; ``reason`` says why."""
+
+
+class AgentError(SandboxError):
+    """The in-sandbox agent died or sent something that is not the protocol."""

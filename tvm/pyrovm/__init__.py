@@ -1,0 +1,1 @@
+"""The worker: sandboxes, drivers, images, the in-sandbox agent."""

@@ -1,0 +1,328 @@
+"""Run one stage of a user's program under limits, and measure it.
+
+Stdlib only: this runs inside the sandbox. The agent runs as uid 0 holding at
+most CAP_SETUID/CAP_SETGID; the program runs under its own uid/gid with no
+capabilities, in its own session, with rlimits set, so it can neither signal
+nor trace the agent, nor open the agent's file descriptors through /proc.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import resource
+import select
+import signal
+import time
+
+# What a stage can end as, as decided here; the host may refine "signal"
+# (SIGKILL) into "memory_limit" when the sandbox's cgroup saw an OOM kill.
+OK = "ok"
+RUNTIME_ERROR = "runtime_error"
+SIGNALED = "signal"
+TIMEOUT = "timeout"
+OUTPUT_LIMIT = "output_limit"
+
+CPU_POLL_SECONDS = 0.02
+_READ_CHUNK = 65536
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"SIG{signum}"
+
+
+class _Reaper:
+    """Collects every child that exits (the agent is a child subreaper)."""
+
+    def __init__(self) -> None:
+        self.statuses: dict[int, int] = {}
+        self.max_rss_kb = 0
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self.statuses[pid] = status
+            self.max_rss_kb = max(self.max_rss_kb, int(usage.ru_maxrss))
+
+
+def _uid_pids(uid: int) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    pids.append(int(entry))
+            except OSError:
+                continue
+    return pids
+
+
+def _live_cpu_ticks(uid: int) -> int:
+    """CPU ticks of the uid's live (not yet reaped) processes."""
+    total = 0
+    for pid in _uid_pids(uid):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        total += int(fields[11]) + int(fields[12])
+    return total
+
+
+def kill_uid(uid: int, reaper: _Reaper) -> None:
+    """SIGKILL every process of ``uid``: a helper that becomes ``uid`` sends
+    ``kill(-1)``, which reaches exactly the processes that uid may signal."""
+    for _ in range(50):
+        if not _uid_pids(uid):
+            return
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            try:
+                os.setresuid(uid, uid, uid)
+                os.kill(-1, signal.SIGKILL)
+            finally:
+                os._exit(0)
+        while True:
+            try:
+                os.waitpid(pid, 0)
+                break
+            except ChildProcessError:
+                break
+            except InterruptedError:
+                continue
+        time.sleep(0.001)
+        reaper.reap()
+
+
+def _child_exec(
+    argv: list[str],
+    env: dict[str, str],
+    cwd: str,
+    stdin_fd: int,
+    out_w: int,
+    err_w: int,
+    limits: dict,
+    uid: int,
+    gid: int,
+) -> None:  # pragma: no cover - runs in the forked child
+    try:
+        os.dup2(stdin_fd, 0)
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        os.closerange(3, 65536)
+        os.setsid()
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD, signal.SIGINT):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.set_wakeup_fd(-1)
+        try:
+            with open("/proc/self/oom_score_adj", "w") as fh:
+                fh.write("1000")
+        except OSError:
+            pass
+        cpu_s = max(1, -(-int(limits["cpu_time_ms"]) // 1000)) + 1
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
+        fsize = int(limits["file_size_kb"]) * 1024
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+        nofile = int(limits["open_files"])
+        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+        nproc = int(limits["processes"])
+        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_MSGQUEUE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, (0, 0))
+        stack = limits.get("stack_kb")
+        if stack:
+            resource.setrlimit(resource.RLIMIT_STACK, (int(stack) * 1024,) * 2)
+        os.setgroups([])
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
+        os.chdir(cwd)
+        os.umask(0o022)
+        os.execvpe(argv[0], argv, env)
+    except OSError as exc:
+        msg = f"tvm: cannot execute {argv[0]}: {exc.strerror}\n"
+        os.write(2, msg.encode())
+        os._exit(127 if exc.errno == errno.ENOENT else 126)
+    except BaseException as exc:
+        os.write(2, f"tvm: cannot start program: {exc}\n".encode())
+    os._exit(127)
+
+
+def run_stage(
+    argv: list[str],
+    *,
+    env: dict[str, str],
+    cwd: str,
+    stdin: bytes,
+    limits: dict,
+    uid: int,
+    gid: int,
+) -> dict:
+    """Run ``argv`` as ``uid``/``gid`` under ``limits``; return the measurements."""
+    reaper = _Reaper()
+    reaper.reap()  # leftovers from earlier stages do not count here
+
+    stdin_fd = os.memfd_create("stdin", 0)
+    view = memoryview(stdin)
+    while view:
+        view = view[os.write(stdin_fd, view) :]
+    os.lseek(stdin_fd, 0, os.SEEK_SET)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    previous_wakeup = signal.set_wakeup_fd(wake_w)
+    previous_handler = signal.signal(signal.SIGCHLD, lambda *_: None)
+
+    cap = int(limits["output_bytes"])
+    wall_limit = int(limits["timeout_ms"]) / 1000
+    cpu_limit_ticks = int(limits["cpu_time_ms"]) * os.sysconf("SC_CLK_TCK") / 1000
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        _child_exec(argv, env, cwd, stdin_fd, out_w, err_w, limits, uid, gid)
+    for fd in (stdin_fd, out_w, err_w):
+        os.close(fd)
+
+    buffers = {out_r: bytearray(), err_r: bytearray()}
+    combined = bytearray()  # both streams in arrival order, as Piston's `output`
+    truncated = {out_r: False, err_r: False}
+    open_fds = {out_r, err_r}
+    killed_for: str | None = None
+    poller = select.poll()
+    for fd in (out_r, err_r, wake_r):
+        poller.register(fd, select.POLLIN)
+    deadline = started + wall_limit
+    next_cpu_check = started + CPU_POLL_SECONDS
+    try:
+        while pid not in reaper.statuses:
+            now = time.monotonic()
+            if now >= deadline:
+                killed_for = TIMEOUT
+                break
+            if now >= next_cpu_check:
+                used = _live_cpu_ticks(uid) + _ticks_since(before)
+                if used > cpu_limit_ticks:
+                    killed_for = TIMEOUT
+                    break
+                next_cpu_check = now + CPU_POLL_SECONDS
+            timeout = max(0.0, min(deadline, next_cpu_check) - now)
+            for fd, _ in poller.poll(timeout * 1000):
+                if fd == wake_r:
+                    _drain(wake_r)
+                    reaper.reap()
+                elif not _pump(fd, buffers, truncated, open_fds, poller, cap, combined):
+                    killed_for = OUTPUT_LIMIT
+            if killed_for:
+                break
+            reaper.reap()
+        wall_ms = int((time.monotonic() - started) * 1000)
+        kill_uid(uid, reaper)
+        reaper.reap()
+        end = time.monotonic() + 1.0
+        while open_fds and time.monotonic() < end:
+            for fd, _ in poller.poll(100):
+                if fd == wake_r:
+                    _drain(wake_r)
+                elif fd in open_fds and not _pump(
+                    fd, buffers, truncated, open_fds, poller, cap, combined
+                ):
+                    killed_for = killed_for or OUTPUT_LIMIT
+        if pid not in reaper.statuses:  # never reaped: it must be gone by now
+            _, status, usage = os.wait4(pid, 0)
+            reaper.statuses[pid] = status
+            reaper.max_rss_kb = max(reaper.max_rss_kb, int(usage.ru_maxrss))
+    finally:
+        signal.set_wakeup_fd(previous_wakeup)
+        signal.signal(signal.SIGCHLD, previous_handler)
+        for fd in (out_r, err_r, wake_r, wake_w):
+            os.close(fd)
+
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_ms = int(
+        ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) * 1000
+    )
+    status_word = reaper.statuses[pid]
+    exit_code = os.waitstatus_to_exitcode(status_word)
+    signal_name = _signal_name(-exit_code) if exit_code < 0 else None
+    if killed_for:
+        status = killed_for
+    elif signal_name == "SIGXCPU" or cpu_ms > int(limits["cpu_time_ms"]):
+        status = TIMEOUT
+    elif signal_name:
+        status = SIGNALED
+    elif exit_code != 0:
+        status = RUNTIME_ERROR
+    else:
+        status = OK
+    return {
+        "status": status,
+        "exit_code": exit_code if exit_code >= 0 else None,
+        "signal": signal_name,
+        "stdout": bytes(buffers[out_r]),
+        "stderr": bytes(buffers[err_r]),
+        "output": bytes(combined),
+        "stdout_truncated": truncated[out_r],
+        "stderr_truncated": truncated[err_r],
+        "cpu_ms": cpu_ms,
+        "wall_ms": wall_ms,
+        "memory_kb": reaper.max_rss_kb,
+    }
+
+
+def _ticks_since(before: resource.struct_rusage) -> float:
+    now = resource.getrusage(resource.RUSAGE_CHILDREN)
+    seconds = (now.ru_utime - before.ru_utime) + (now.ru_stime - before.ru_stime)
+    return seconds * os.sysconf("SC_CLK_TCK")
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def _pump(
+    fd: int,
+    buffers: dict[int, bytearray],
+    truncated: dict[int, bool],
+    open_fds: set[int],
+    poller: select.poll,
+    cap: int,
+    combined: bytearray,
+) -> bool:
+    """Read what ``fd`` has; False when the stream went over its cap."""
+    try:
+        chunk = os.read(fd, _READ_CHUNK)
+    except BlockingIOError:
+        return True
+    if not chunk:
+        poller.unregister(fd)
+        open_fds.discard(fd)
+        return True
+    buf = buffers[fd]
+    room = cap - len(buf)
+    if len(chunk) > room:
+        buf.extend(chunk[: max(room, 0)])
+        combined.extend(chunk[: max(room, 0)])
+        truncated[fd] = True
+        poller.unregister(fd)
+        open_fds.discard(fd)
+        return False
+    buf.extend(chunk)
+    combined.extend(chunk)
+    return True

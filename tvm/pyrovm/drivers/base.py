@@ -1,0 +1,180 @@
+"""The driver interface: how a sandbox is created and how bytes reach its agent.
+
+Every driver runs the same agent (``tvm/pyrovm/agent``) and speaks the same
+protocol; a driver only decides what isolates the sandbox and what the channel
+is. A driver is small: :meth:`Driver.probe` says whether it can run here and
+why not, :meth:`Driver.start` returns a running :class:`Sandbox`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from tvm.config.catalog import StageLimits
+from tvm.errors import AgentError
+from tvm.pyrovm.agent import protocol
+
+AGENT_DIR = Path(__file__).resolve().parent.parent / "agent"
+AGENT_BOOT = (
+    "import sys; sys.path.insert(0, '/.tvm'); from tvm_agent.main import main; main()"
+)
+
+
+@dataclass(frozen=True)
+class Availability:
+    usable: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """What a driver needs to create one sandbox."""
+
+    image: str  # image name, e.g. "bookworm-base"
+    rootfs: Path  # the image's root filesystem directory
+    uid: int  # the program's uid and gid inside the sandbox
+    workdir_mb: int = 64
+    tmp_mb: int = 64
+    memory_mb: int = 512  # ceiling for the whole sandbox until a stage sets its own
+    processes: int = 256
+    cpus: int = 1
+
+
+class Sandbox(ABC):
+    """A running sandbox with its agent up. Destroy it exactly once (idempotent)."""
+
+    driver: str = "?"
+
+    def __init__(self, spec: SandboxSpec) -> None:
+        self.spec = spec
+        self.created = time.monotonic()
+        self.started: float | None = None  # when a job took it
+        self._lock = asyncio.Lock()
+        self.destroyed = False
+
+    # -- the channel --------------------------------------------------------
+    @abstractmethod
+    async def _send(self, data: bytes) -> None: ...
+
+    @abstractmethod
+    async def _recv(self, n: int) -> bytes: ...
+
+    async def read_frame(self) -> dict[str, Any]:
+        header = await self._recv(4)
+        body = await self._recv(protocol.decode_header(header))
+        return protocol.decode_body(body)
+
+    async def call(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Send one request and wait for its reply; errors become :class:`AgentError`."""
+        async with self._lock:
+            try:
+                await self._send(protocol.encode(message))
+                reply = await self.read_frame()
+            except (OSError, EOFError, asyncio.IncompleteReadError, protocol.ProtocolError) as exc:
+                raise AgentError(f"agent channel failed during {message['type']}: {exc}") from exc
+        if reply.get("type") == "error":
+            raise AgentError(f"agent refused {message['type']}: {reply.get('message')}")
+        return reply
+
+    async def handshake(self) -> dict[str, Any]:
+        try:
+            hello = await self.read_frame()
+        except (OSError, asyncio.IncompleteReadError, protocol.ProtocolError) as exc:
+            raise AgentError(f"agent did not start: {exc}; {await self.diagnostics()}") from exc
+        if hello.get("type") != "hello" or hello.get("protocol") != protocol.PROTOCOL_VERSION:
+            raise AgentError(f"agent speaks {hello!r}, expected protocol {protocol.PROTOCOL_VERSION}")
+        await self.call({"type": "init", "uid": self.spec.uid, "gid": self.spec.uid})
+        return hello
+
+    async def write_files(self, files: list[tuple[str, bytes, int]]) -> None:
+        payload = [
+            {"path": path, "data": base64.b64encode(data).decode(), "mode": mode}
+            for path, data, mode in files
+        ]
+        await self.call({"type": "files", "files": payload})
+
+    async def run_stage(
+        self, name: str, argv: list[str], stdin: bytes, limits: StageLimits
+    ) -> dict[str, Any]:
+        """Run one stage; returns the agent's measurements (outputs decoded to bytes)."""
+        await self.apply_limits(limits)
+        oom_before = self.oom_kills()
+        reply = await self.call(
+            {
+                "type": "stage",
+                "name": name,
+                "argv": argv,
+                "stdin": base64.b64encode(stdin).decode(),
+                "limits": limit_dict(limits),
+            }
+        )
+        reply["stdout"] = base64.b64decode(reply["stdout"])
+        reply["stderr"] = base64.b64decode(reply["stderr"])
+        reply["output"] = base64.b64decode(reply.get("output", ""))
+        if self.oom_kills() > oom_before and reply["signal"] == "SIGKILL":
+            reply["status"] = "memory_limit"
+        return reply
+
+    async def archive(self) -> bytes:
+        reply = await self.call({"type": "archive"})
+        return base64.b64decode(reply["data"])
+
+    async def unpack(self, data: bytes) -> None:
+        await self.call({"type": "unpack", "data": base64.b64encode(data).decode()})
+
+    # -- host-side enforcement (drivers with host cgroups override) ---------
+    async def apply_limits(self, limits: StageLimits) -> None:
+        """Set the sandbox-wide memory/pids ceiling for the next stage."""
+
+    def oom_kills(self) -> int:
+        """How many processes the sandbox's memory limit has killed so far."""
+        return 0
+
+    async def diagnostics(self) -> str:
+        """Anything the driver can tell about why the sandbox failed (stderr, console)."""
+        return ""
+
+    @abstractmethod
+    async def destroy(self) -> None:
+        """Kill everything and free every resource. Safe to call twice."""
+
+
+class Driver(ABC):
+    """A way to make sandboxes. Capability flags say what it can do."""
+
+    name: ClassVar[str]
+    needs_kvm: ClassVar[bool] = False
+    supports_snapshot: ClassVar[bool] = False
+    strength: ClassVar[int] = 0  # auto picks the strongest usable driver
+
+    @classmethod
+    @abstractmethod
+    def probe(cls) -> Availability:
+        """Can this driver run on this host? If not, say exactly why."""
+
+    @abstractmethod
+    async def start(self, spec: SandboxSpec) -> Sandbox:
+        """Create a sandbox and return it with its agent handshake done."""
+
+    async def close(self) -> None:
+        """Release driver-wide resources (called at service shutdown)."""
+
+
+def limit_dict(limits: StageLimits) -> dict[str, int]:
+    return {name: getattr(limits, name) for name in StageLimits.names()}
+
+
+async def kill_process(proc: asyncio.subprocess.Process, grace: float = 2.0) -> None:
+    """SIGKILL a child process and reap it; safe if it is already gone."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(proc.wait(), grace)

@@ -1,0 +1,167 @@
+"""One cgroup per sandbox, on cgroup v1 and v2 hosts alike.
+
+Sandboxes live under the service's own cgroup (read from /proc/self/cgroup),
+in a ``tvm`` subtree, so the service needs no delegation beyond its own:
+
+    v1:  /sys/fs/cgroup/<controller>/<own path>/tvm/<sandbox>   (memory, pids)
+    v2:  /sys/fs/cgroup/<own path>/tvm/<sandbox>
+
+On v2 the "no internal processes" rule means the service first moves itself
+into ``<own>/service`` so that controllers can be enabled for ``<own>``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+
+from tvm.errors import DriverUnavailable
+
+V1_CONTROLLERS = ("memory", "pids")
+
+
+def _own_paths(proc_cgroup: Path) -> dict[str, str]:
+    paths: dict[str, str] = {}
+    for line in proc_cgroup.read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for controller in controllers.split(",") if controllers else [""]:
+            paths[controller] = path
+    return paths
+
+
+def _write(path: Path, value: str) -> None:
+    with open(path, "w") as fh:
+        fh.write(value)
+
+
+class Cgroup:
+    """The cgroup(s) of one sandbox."""
+
+    def __init__(self, version: int, dirs: dict[str, Path]) -> None:
+        self.version = version
+        self.dirs = dirs  # controller -> directory ("" for v2)
+
+    @property
+    def procs_files(self) -> list[Path]:
+        return [d / "cgroup.procs" for d in self.dirs.values()]
+
+    def _dir(self, controller: str) -> Path:
+        return self.dirs["" if self.version == 2 else controller]
+
+    def set_limits(self, memory_bytes: int, pids: int) -> None:
+        if self.version == 2:
+            d = self._dir("memory")
+            _write(d / "memory.max", str(memory_bytes))
+            with contextlib.suppress(OSError):
+                _write(d / "memory.swap.max", "0")
+            _write(d / "pids.max", str(pids))
+            return
+        mem = self._dir("memory")
+        memsw = mem / "memory.memsw.limit_in_bytes"
+        # memsw must stay >= limit: order the two writes accordingly.
+        try:
+            current = int((mem / "memory.limit_in_bytes").read_text())
+        except (OSError, ValueError):
+            current = 0
+        if memsw.exists() and memory_bytes > current:
+            _write(memsw, str(memory_bytes))
+        _write(mem / "memory.limit_in_bytes", str(memory_bytes))
+        if memsw.exists() and memory_bytes <= current:
+            _write(memsw, str(memory_bytes))
+        _write(self._dir("pids") / "pids.max", str(pids))
+
+    def oom_kills(self) -> int:
+        d = self._dir("memory")
+        name = "memory.events" if self.version == 2 else "memory.oom_control"
+        try:
+            for line in (d / name).read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+            if self.version == 1:
+                return int((d / "memory.failcnt").read_text())
+        except (OSError, ValueError):
+            pass
+        return 0
+
+    def pids(self) -> list[int]:
+        found: set[int] = set()
+        for procs in self.procs_files:
+            with contextlib.suppress(OSError, ValueError):
+                found.update(int(p) for p in procs.read_text().split())
+        return sorted(found)
+
+    def remove(self) -> None:
+        """Kill what is left inside and remove the directories. Idempotent."""
+        if self.version == 2:
+            with contextlib.suppress(OSError):
+                _write(self.dirs[""] / "cgroup.kill", "1")
+        for _ in range(100):
+            pids = self.pids()
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, 9)
+            for d in self.dirs.values():
+                with contextlib.suppress(FileNotFoundError):
+                    try:
+                        d.rmdir()
+                    except OSError:
+                        pass
+            if not any(d.exists() for d in self.dirs.values()):
+                return
+            time.sleep(0.01)
+
+
+class CgroupManager:
+    """Finds the service's cgroup and makes sandbox cgroups below it."""
+
+    def __init__(self, root: Path = Path("/sys/fs/cgroup"),
+                 proc_cgroup: Path = Path("/proc/self/cgroup")) -> None:
+        self.root = root
+        self.version = 2 if (root / "cgroup.controllers").exists() else 1
+        own = _own_paths(proc_cgroup)
+        if self.version == 2:
+            self.base = {"": self._prepare_v2(root / own.get("", "/").lstrip("/"))}
+        else:
+            missing = [c for c in V1_CONTROLLERS if not (root / c).is_dir()]
+            if missing:
+                raise DriverUnavailable(f"cgroup v1 controller(s) {missing} not mounted")
+            self.base = {
+                c: root / c / own.get(c, "/").lstrip("/") / "tvm" for c in V1_CONTROLLERS
+            }
+            for d in self.base.values():
+                d.mkdir(exist_ok=True)
+
+    def _prepare_v2(self, own: Path) -> Path:
+        needed = {"memory", "pids"}
+        available = set((own / "cgroup.controllers").read_text().split())
+        if not needed <= available:
+            raise DriverUnavailable(
+                f"cgroup v2 controllers {sorted(needed - available)} are not delegated to "
+                f"{own}; run TVM as root or in a unit with Delegate=yes"
+            )
+        enabled = set((own / "cgroup.subtree_control").read_text().split())
+        if not needed <= enabled:
+            # Leave the parent empty of processes so controllers can be enabled.
+            leaf = own / "service"
+            leaf.mkdir(exist_ok=True)
+            for pid in (own / "cgroup.procs").read_text().split():
+                with contextlib.suppress(OSError):
+                    _write(leaf / "cgroup.procs", pid)
+            _write(own / "cgroup.subtree_control", " ".join(f"+{c}" for c in sorted(needed)))
+        base = own / "tvm"
+        base.mkdir(exist_ok=True)
+        _write(base / "cgroup.subtree_control", "+memory +pids")
+        return base
+
+    def create(self, name: str) -> Cgroup:
+        dirs = {c: d / name for c, d in self.base.items()}
+        for d in dirs.values():
+            d.mkdir(exist_ok=True)
+        return Cgroup(self.version, dirs)
+
+    def leftovers(self) -> list[Path]:
+        """Sandbox cgroups that still exist (tests assert there are none)."""
+        return sorted(p for d in self.base.values() for p in d.iterdir() if p.is_dir())

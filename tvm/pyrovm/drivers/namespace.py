@@ -1,0 +1,184 @@
+"""The ``namespace`` driver: bubblewrap namespaces + cgroups + seccomp.
+
+Each sandbox is one ``bwrap`` process tree:
+
+* new pid, mount, net (isolated loopback only), ipc, uts and cgroup namespaces;
+* the language image mounted read-only as ``/``; size-capped tmpfs ``/work``,
+  ``/tmp`` and ``/dev/shm``; its own ``/proc``; bwrap's minimal ``/dev``;
+* the agent runs as uid 0 holding only CAP_SETUID and CAP_SETGID under
+  no_new_privs, and drops the program to a per-sandbox uid (60000 + slot)
+  with no capabilities. No user namespace: bwrap's own maps a single uid, which
+  cannot hold both the agent and the program (see docs/isolation.md);
+* a seccomp deny list (:mod:`.seccomp`), an empty environment, and a cgroup
+  (:mod:`.cgroups`) capping memory and processes, entered before bwrap starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import uuid
+
+from tvm.config.catalog import StageLimits
+from tvm.errors import DriverUnavailable, SandboxError
+from tvm.pyrovm.drivers import seccomp
+from tvm.pyrovm.drivers.base import (
+    AGENT_BOOT,
+    AGENT_DIR,
+    Availability,
+    Driver,
+    Sandbox,
+    SandboxSpec,
+    kill_process,
+)
+from tvm.pyrovm.drivers.cgroups import Cgroup, CgroupManager
+
+# Memory the agent itself needs on top of a stage's own limit.
+AGENT_OVERHEAD_MB = 24
+# Enter the cgroups, shield the agent from the OOM killer, then become bwrap.
+ENTER = (
+    'for f in "$@"; do case "$f" in --) shift; break;; esac; echo $$ > "$f"; shift; done;'
+    " echo -1000 > /proc/self/oom_score_adj; exec \"$@\""
+)
+
+
+class NamespaceSandbox(Sandbox):
+    driver = "namespace"
+
+    def __init__(self, spec: SandboxSpec, cgroup: Cgroup) -> None:
+        super().__init__(spec)
+        self.cgroup = cgroup
+        self.proc: asyncio.subprocess.Process | None = None
+        self._stderr = bytearray()
+        self._stderr_task: asyncio.Task[None] | None = None
+
+    async def _send(self, data: bytes) -> None:
+        assert self.proc and self.proc.stdin
+        self.proc.stdin.write(data)
+        await self.proc.stdin.drain()
+
+    async def _recv(self, n: int) -> bytes:
+        assert self.proc and self.proc.stdout
+        return await self.proc.stdout.readexactly(n)
+
+    async def _collect_stderr(self) -> None:
+        assert self.proc and self.proc.stderr
+        while chunk := await self.proc.stderr.read(4096):
+            self._stderr.extend(chunk)
+            del self._stderr[:-8192]
+
+    async def apply_limits(self, limits: StageLimits) -> None:
+        self.cgroup.set_limits(
+            (limits.memory_mb + AGENT_OVERHEAD_MB) << 20, limits.processes + 8
+        )
+
+    def oom_kills(self) -> int:
+        return self.cgroup.oom_kills()
+
+    async def diagnostics(self) -> str:
+        if self.proc and self.proc.returncode is None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.proc.wait(), 0.5)
+        text = self._stderr.decode(errors="replace").strip()
+        code = self.proc.returncode if self.proc else None
+        return f"bwrap exited {code}: {text[-2000:]}" if text or code else ""
+
+    async def destroy(self) -> None:
+        if self.destroyed:
+            return
+        self.destroyed = True
+        if self.proc is not None:
+            await kill_process(self.proc)
+            if self.proc.stdin:
+                self.proc.stdin.close()
+        if self._stderr_task:
+            self._stderr_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._stderr_task
+        await asyncio.to_thread(self.cgroup.remove)
+
+
+class NamespaceDriver(Driver):
+    name = "namespace"
+    strength = 10
+
+    def __init__(self) -> None:
+        self.bwrap = shutil.which("bwrap") or "bwrap"
+        self.cgroups = CgroupManager()
+        self.filter = seccomp.build_filter()
+
+    @classmethod
+    def probe(cls) -> Availability:
+        if not shutil.which("bwrap"):
+            return Availability(False, "bwrap not found: apt-get install bubblewrap")
+        if os.geteuid() != 0:
+            return Availability(
+                False, "needs root (the agent/program uid split needs CAP_SETUID); run as root"
+            )
+        try:
+            CgroupManager()
+            seccomp.build_filter()
+        except (DriverUnavailable, OSError) as exc:
+            return Availability(False, str(exc))
+        return Availability(True, "bubblewrap, cgroup limits and seccomp available")
+
+    def bwrap_args(self, spec: SandboxSpec, seccomp_fd: int) -> list[str]:
+        mb = 1 << 20
+        return [
+            self.bwrap,
+            "--ro-bind", str(spec.rootfs), "/",
+            "--ro-bind", str(AGENT_DIR), "/.tvm/tvm_agent",
+            "--proc", "/proc",
+            "--dev", "/dev",
+            "--perms", "1777", "--size", str(spec.workdir_mb * mb), "--tmpfs", "/work",
+            "--perms", "1777", "--size", str(spec.tmp_mb * mb), "--tmpfs", "/tmp",
+            "--perms", "1777", "--size", str(16 * mb), "--tmpfs", "/dev/shm",
+            "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+            "--unshare-cgroup",
+            "--hostname", "tvm",
+            "--die-with-parent",
+            "--new-session",
+            "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID",
+            "--clearenv",
+            "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin",
+            "--seccomp", str(seccomp_fd),
+            "--chdir", "/",
+            "--",
+            "/usr/bin/python3", "-I", "-S", "-B", "-c", AGENT_BOOT,
+        ]  # fmt: skip
+
+    async def start(self, spec: SandboxSpec) -> Sandbox:
+        if not (spec.rootfs / "usr/bin/python3").exists():
+            raise SandboxError(f"image {spec.rootfs} has no /usr/bin/python3 for the agent")
+        cgroup = await asyncio.to_thread(self.cgroups.create, f"sb-{uuid.uuid4().hex[:12]}")
+        sandbox = NamespaceSandbox(spec, cgroup)
+        cgroup.set_limits(spec.memory_mb << 20, spec.processes)
+        fd = os.memfd_create("tvm-seccomp", 0)
+        try:
+            os.write(fd, self.filter)
+            os.lseek(fd, 0, os.SEEK_SET)
+            argv = ["/bin/sh", "-c", ENTER, "sh"]
+            argv += [str(p) for p in cgroup.procs_files] + ["--"]
+            argv += self.bwrap_args(spec, fd)
+            sandbox.proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                pass_fds=(fd,),
+                env={"PATH": "/usr/bin:/bin"},
+            )
+        except OSError as exc:
+            await sandbox.destroy()
+            raise SandboxError(f"cannot start bwrap: {exc}") from exc
+        finally:
+            os.close(fd)
+        sandbox._stderr_task = asyncio.create_task(sandbox._collect_stderr())
+        try:
+            await asyncio.wait_for(sandbox.handshake(), 30)
+        except BaseException:
+            await sandbox.destroy()
+            raise
+        return sandbox

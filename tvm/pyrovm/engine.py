@@ -1,0 +1,198 @@
+"""The execution engine: admission, stages, results.
+
+One request, end to end on a worker: admit it (``max_concurrent_requests``,
+beyond that a 429), take a sandbox for the language (warm or new), write the
+files, compile, run, destroy the sandbox. With ``tests``, the program is
+compiled once and each case runs in its own fresh sandbox against the same
+compiled work dir.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from tvm.api import Case, ExecutionResponse, Job, StageResult, TestResult
+from tvm.config.catalog import Catalog, Language
+from tvm.config.settings import Settings
+from tvm.errors import CapacityError, SandboxError
+from tvm.pyrovm.drivers.base import Driver, Sandbox
+from tvm.pyrovm.images import ImageStore
+from tvm.pyrovm.pool import SandboxManager
+
+log = logging.getLogger("tvm.engine")
+
+# How many cases of one request run at once.
+CASE_PARALLELISM = 2
+
+
+def run_argv(language: Language, args: list[str]) -> list[str]:
+    argv = [part.replace("{source}", language.source_file) for part in language.run]
+    return argv + list(args)
+
+
+def compile_argv(language: Language, files: list[tuple[str, bytes, int]]) -> list[str]:
+    assert language.compile is not None
+    return ["/bin/sh", "-c", language.compile, "compile"] + [name for name, _, _ in files]
+
+
+def verdict(stdout: str, expected: str | None) -> str | None:
+    """Judge-style comparison: trailing whitespace on lines and at the end is ignored."""
+    if expected is None:
+        return None
+
+    def norm(text: str) -> list[str]:
+        lines = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
+        while lines and not lines[-1]:
+            lines.pop()
+        return lines
+
+    return "accepted" if norm(stdout) == norm(expected) else "wrong_answer"
+
+
+def stage_result(reply: dict[str, Any]) -> StageResult:
+    return StageResult(
+        status=reply["status"],
+        stdout=reply["stdout"].decode("utf-8", errors="replace"),
+        stderr=reply["stderr"].decode("utf-8", errors="replace"),
+        output=reply["output"].decode("utf-8", errors="replace"),
+        exit_code=reply["exit_code"],
+        signal=reply["signal"],
+        cpu_ms=reply["cpu_ms"],
+        wall_ms=reply["wall_ms"],
+        memory_kb=reply["memory_kb"],
+        truncated=bool(reply["stdout_truncated"] or reply["stderr_truncated"]),
+    )
+
+
+def internal_stage(message: str) -> StageResult:
+    return StageResult(
+        status="internal_error", stdout="", stderr=message, exit_code=None, signal=None,
+        cpu_ms=0, wall_ms=0, memory_kb=0, truncated=False,
+    )  # fmt: skip
+
+
+class Engine:
+    def __init__(self, settings: Settings, catalog: Catalog, driver: Driver,
+                 images: ImageStore | None = None) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.driver = driver
+        self.images = images or ImageStore(settings)
+        self.sandboxes = SandboxManager(settings, driver, self.images)
+        self.admitted = 0
+        self.outcomes: dict[str, int] = {}
+
+    async def start(self) -> None:
+        await self.sandboxes.start()
+        if self.settings.pool_size:
+            for language in self.catalog:
+                wanted = self.settings.pool_languages
+                if wanted and language.name not in wanted and language.key not in wanted:
+                    continue
+                if self.images.image_dir(language.image).exists():
+                    self.sandboxes.set_pool_target(language, self.settings.pool_size)
+
+    async def close(self) -> None:
+        await self.sandboxes.close()
+        await self.driver.close()
+
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[None]:
+        """Admission control: at most ``max_concurrent_requests`` at once."""
+        limit = self.settings.max_concurrent_requests
+        if self.admitted >= limit:
+            raise CapacityError(
+                f"worker is at max_concurrent_requests={limit}; retry later", retry_after=1
+            )
+        self.admitted += 1
+        try:
+            yield
+        finally:
+            self.admitted -= 1
+
+    async def execute(self, job: Job) -> ExecutionResponse:
+        with self.admit():
+            response = await self._execute(job)
+        self.outcomes[response.status] = self.outcomes.get(response.status, 0) + 1
+        return response
+
+    async def _execute(self, job: Job) -> ExecutionResponse:
+        language = job.language
+        response = ExecutionResponse(
+            language=language.name, version=language.version, status="ok"
+        )
+        try:
+            if not job.batch:
+                await self._single(job, response)
+            else:
+                await self._batch(job, response)
+        except SandboxError as exc:
+            log.warning("execution failed: %s", exc)
+            response.status = "internal_error"
+            response.message = str(exc)
+            if response.run is None and not job.batch:
+                response.run = internal_stage(str(exc))
+        return response
+
+    async def _compile(self, sandbox: Sandbox, job: Job, response: ExecutionResponse) -> bool:
+        reply = await sandbox.run_stage(
+            "compile", compile_argv(job.language, job.files), b"", job.compile_limits
+        )
+        response.compile = stage_result(reply)
+        if response.compile.status != "ok":
+            response.status = "compile_error"
+            return False
+        return True
+
+    async def _single(self, job: Job, response: ExecutionResponse) -> None:
+        case = job.cases[0]
+        async with self.sandboxes.sandbox(job.language) as sandbox:
+            await sandbox.write_files(job.files)
+            if job.language.compiled and not await self._compile(sandbox, job, response):
+                return
+            reply = await sandbox.run_stage(
+                "run", run_argv(job.language, case.args), case.stdin, job.run_limits
+            )
+        response.run = stage_result(reply)
+        response.status = response.run.status
+
+    async def _batch(self, job: Job, response: ExecutionResponse) -> None:
+        archive: bytes | None = None
+        if job.language.compiled:
+            async with self.sandboxes.sandbox(job.language) as sandbox:
+                await sandbox.write_files(job.files)
+                if not await self._compile(sandbox, job, response):
+                    return
+                archive = await sandbox.archive()
+        gate = asyncio.Semaphore(CASE_PARALLELISM)
+
+        async def one(case: Case) -> TestResult:
+            async with gate:
+                try:
+                    return await self._case(job, case, archive)
+                except SandboxError as exc:
+                    return TestResult(**internal_stage(str(exc)).model_dump())
+
+        results = await asyncio.gather(*(one(case) for case in job.cases))
+        response.tests = list(results)
+        bad = [r.status for r in results if r.status != "ok"]
+        response.status = bad[0] if bad else "ok"
+
+    async def _case(self, job: Job, case: Case, archive: bytes | None) -> TestResult:
+        async with self.sandboxes.sandbox(job.language) as sandbox:
+            if archive is not None:
+                await sandbox.unpack(archive)
+            else:
+                await sandbox.write_files(job.files)
+            reply = await sandbox.run_stage(
+                "run", run_argv(job.language, case.args), case.stdin, job.run_limits
+            )
+        result = stage_result(reply)
+        return TestResult(
+            **result.model_dump(),
+            verdict=verdict(result.stdout, case.expected_output) if result.status == "ok" else None,
+        )

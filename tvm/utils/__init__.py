@@ -1,0 +1,1 @@
+"""Logging, subprocess and process-group helpers."""
