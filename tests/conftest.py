@@ -1,0 +1,207 @@
+"""Shared fixtures.
+
+* ``settings``: the process settings (TVM_HOME as the service would use it).
+* ``engine``: a real engine on the namespace driver (skips without root/bwrap/images).
+* ``server``: the real service started with ``tvm start`` on a free loopback port.
+* ``no_leaks``: after every test that made sandboxes, asserts nothing is left:
+  no sandbox-uid process, no sandbox cgroup, no new mount, no tvm temp dir.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tvm.config.catalog import Catalog, Language, load_catalog
+from tvm.config.settings import Settings
+from tvm.pyrovm.images import ImageStore
+
+REPO = Path(__file__).resolve().parent.parent
+PROGRAMS = REPO / "tests" / "programs"
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def catalog() -> Catalog:
+    return load_catalog()
+
+
+def namespace_unavailable(settings: Settings, languages: list[Language] | None = None) -> str:
+    """Why the namespace driver cannot run the given languages here ('' if it can)."""
+    from tvm.pyrovm.drivers.namespace import NamespaceDriver
+
+    availability = NamespaceDriver.probe()
+    if not availability.usable:
+        return availability.reason
+    images = ImageStore(settings)
+    missing = sorted({lang.image.name for lang in languages or [] if not images.is_built(lang.image)})
+    if missing:
+        return f"images not built: {', '.join(missing)} (run: tvm images build)"
+    return ""
+
+
+def require_languages(settings: Settings, *keys: str) -> list[Language]:
+    catalog = load_catalog()
+    languages = [catalog.get(key) for key in keys]
+    reason = namespace_unavailable(settings, languages)
+    if reason:
+        pytest.skip(reason)
+    return languages
+
+
+@pytest.fixture
+async def engine(settings: Settings, catalog: Catalog) -> AsyncIterator[object]:
+    from tvm.pyrovm.drivers.namespace import NamespaceDriver
+    from tvm.pyrovm.engine import Engine
+
+    reason = namespace_unavailable(settings)
+    if reason:
+        pytest.skip(reason)
+    eng = Engine(settings, catalog, NamespaceDriver())
+    await eng.start()
+    try:
+        yield eng
+    finally:
+        await eng.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited {proc.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"server not healthy after {timeout}s:\n{log.read_text()[-4000:]}")
+
+
+class Server:
+    """A real TVM service in a subprocess (``tvm start``)."""
+
+    def __init__(self, tmp: Path, env: dict[str, str] | None = None, args: list[str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tmp / f"server-{self.port}.log"
+        full_env = dict(os.environ, TVM_LOG_JSON="false", **(env or {}))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tvm.cli", "start", "--port", str(self.port), *(args or [])],
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            start_new_session=True,
+        )
+        wait_healthy(self.url, self.proc, self.log)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory, settings: Settings) -> Iterator[Server]:
+    reason = namespace_unavailable(settings)
+    if reason:
+        pytest.skip(reason)
+    srv = Server(tmp_path_factory.mktemp("server"))
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        print(f"--- server log ({srv.log}) ---\n{srv.log.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def api(server: Server) -> Iterator[httpx.Client]:
+    with server.client() as client:
+        yield client
+
+
+# -- leak checks ---------------------------------------------------------------
+def sandbox_processes(settings: Settings) -> list[str]:
+    low, high = settings.uid_base, settings.uid_base + settings.uid_count
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            status = Path(f"/proc/{entry}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("Uid:"):
+                uids = [int(u) for u in line.split()[1:]]
+                if any(low <= u < high for u in uids):
+                    found.append(f"pid {entry} uids {uids}")
+                break
+    return found
+
+
+def sandbox_cgroups() -> list[Path]:
+    from tvm.pyrovm.drivers.cgroups import CgroupManager
+
+    try:
+        return CgroupManager().leftovers()
+    except Exception:  # noqa: BLE001 - no cgroups here: nothing can leak there
+        return []
+
+
+def mounts() -> int:
+    return len(Path("/proc/self/mountinfo").read_text().splitlines())
+
+
+def tvm_tmp_dirs() -> set[str]:
+    return {p for p in os.listdir("/tmp") if p.startswith("tvm")}
+
+
+@pytest.fixture
+def no_leaks(settings: Settings) -> Iterator[None]:
+    """Assert that the test left no sandbox process, cgroup, mount or temp dir."""
+    before_mounts, before_tmp = mounts(), tvm_tmp_dirs()
+    yield
+    deadline = time.monotonic() + 5
+    while True:
+        procs, groups = sandbox_processes(settings), sandbox_cgroups()
+        leaked_tmp = tvm_tmp_dirs() - before_tmp
+        if not (procs or groups or leaked_tmp) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert not procs, f"sandbox processes left behind: {procs}"
+    assert not groups, f"sandbox cgroups left behind: {groups}"
+    assert not leaked_tmp, f"temp dirs left behind: {leaked_tmp}"
+    assert mounts() == before_mounts, "mounts changed on the host"
+
+
+def have(binary: str) -> bool:
+    return shutil.which(binary) is not None

@@ -1,0 +1,93 @@
+"""A fake driver for unit tests of the layers above the drivers (never proof a feature works)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Callable
+from typing import Any
+
+from tvm.pyrovm.drivers.base import Availability, Driver, Sandbox, SandboxSpec
+
+Behaviour = Callable[[dict[str, Any], "FakeSandbox"], dict[str, Any]]
+
+
+def stage_reply(stdout: bytes = b"", status: str = "ok", exit_code: int | None = 0,
+                signal: str | None = None, stderr: bytes = b"") -> dict[str, Any]:
+    return {
+        "type": "stage_result", "status": status, "exit_code": exit_code, "signal": signal,
+        "stdout": base64.b64encode(stdout).decode(), "stderr": base64.b64encode(stderr).decode(),
+        "output": base64.b64encode(stdout + stderr).decode(), "stdout_truncated": False,
+        "stderr_truncated": False, "cpu_ms": 1, "wall_ms": 2, "memory_kb": 3,
+    }  # fmt: skip
+
+
+def echo_behaviour(message: dict[str, Any], sandbox: FakeSandbox) -> dict[str, Any]:
+    """compile: ok unless a file contains 'SYNTAX'; run: prints stdin + args."""
+    if message["name"] == "compile":
+        bad = any(b"SYNTAX" in data for data in sandbox.files.values())
+        return stage_reply(stderr=b"error" if bad else b"", status="runtime_error" if bad else "ok",
+                           exit_code=1 if bad else 0)
+    stdin = base64.b64decode(message["stdin"])
+    return stage_reply(stdin + " ".join(message["argv"][2:]).encode())
+
+
+class FakeSandbox(Sandbox):
+    driver = "fake"
+
+    def __init__(self, spec: SandboxSpec, behaviour: Behaviour, gate: asyncio.Event | None) -> None:
+        super().__init__(spec)
+        self.behaviour = behaviour
+        self.gate = gate
+        self.files: dict[str, bytes] = {}
+        self.replies: asyncio.Queue[bytes] = asyncio.Queue()
+        self.requests: list[dict[str, Any]] = []
+
+    async def _send(self, data: bytes) -> None:
+        from tvm.pyrovm.agent import protocol
+
+        message = protocol.decode_body(data[4:])
+        self.requests.append(message)
+        kind = message["type"]
+        if kind == "files":
+            for item in message["files"]:
+                self.files[item["path"]] = base64.b64decode(item["data"])
+            reply: dict[str, Any] = {"type": "ok"}
+        elif kind == "stage":
+            if self.gate is not None:
+                await self.gate.wait()
+            reply = self.behaviour(message, self)
+        elif kind == "archive":
+            reply = {"type": "archive", "data": base64.b64encode(b"tar").decode()}
+        else:
+            reply = {"type": "ok"}
+        await self.replies.put(protocol.encode(reply))
+
+    async def _recv(self, n: int) -> bytes:
+        if not hasattr(self, "_buf"):
+            self._buf = b""
+        while len(self._buf) < n:
+            self._buf += await self.replies.get()
+        out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+    async def destroy(self) -> None:
+        self.destroyed = True
+
+
+class FakeDriver(Driver):
+    name = "fake"
+
+    def __init__(self, behaviour: Behaviour = echo_behaviour, gate: asyncio.Event | None = None) -> None:
+        self.behaviour = behaviour
+        self.gate = gate
+        self.started: list[FakeSandbox] = []
+
+    @classmethod
+    def probe(cls) -> Availability:
+        return Availability(True, "fake")
+
+    async def start(self, spec: SandboxSpec) -> Sandbox:
+        sandbox = FakeSandbox(spec, self.behaviour, self.gate)
+        self.started.append(sandbox)
+        return sandbox

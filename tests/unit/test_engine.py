@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from tests.unit.fakes import FakeDriver, stage_reply
+from tvm.api import CodeExecutionRequest, build_job
+from tvm.config.catalog import load_catalog
+from tvm.config.settings import Settings
+from tvm.errors import AgentError, CapacityError
+from tvm.pyrovm.engine import Engine, verdict
+from tvm.pyrovm.images import ImageStore
+
+
+class AllBuilt(ImageStore):
+    def rootfs(self, recipe):  # type: ignore[no-untyped-def]
+        return Path("/nonexistent")
+
+    def is_built(self, recipe):  # type: ignore[no-untyped-def]
+        return True
+
+
+def make_engine(driver: FakeDriver, **overrides: object) -> tuple[Engine, Settings]:
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    return Engine(settings, load_catalog(), driver, AllBuilt(settings)), settings
+
+
+async def run(engine: Engine, settings: Settings, **request: object):  # type: ignore[no-untyped-def]
+    return await engine.execute(build_job(CodeExecutionRequest(**request), settings))  # type: ignore[arg-type]
+
+
+async def test_interpreted_single_run() -> None:
+    driver = FakeDriver()
+    engine, settings = make_engine(driver)
+    await engine.start()
+    result = await run(engine, settings, language="python", code="x", stdin="in ", args=["a"])
+    await engine.close()
+    assert result.status == "ok" and result.compile is None
+    assert result.run is not None and result.run.stdout == "in a"
+    assert len(driver.started) == 1 and driver.started[0].destroyed
+
+
+async def test_compile_error_stops_before_run() -> None:
+    engine, settings = make_engine(FakeDriver())
+    result = await run(engine, settings, language="c", code="SYNTAX")
+    assert result.status == "compile_error"
+    assert result.compile is not None and result.compile.stderr == "error"
+    assert result.run is None
+
+
+async def test_compile_once_run_each_case_in_a_fresh_sandbox() -> None:
+    driver = FakeDriver()
+    engine, settings = make_engine(driver)
+    result = await run(
+        engine, settings, language="c", code="int main(){}",
+        tests=[{"stdin": "1", "expected_output": "1"}, {"stdin": "2", "expected_output": "3"},
+               {"stdin": "4"}],
+    )  # fmt: skip
+    assert [t.verdict for t in result.tests or []] == ["accepted", "wrong_answer", None]
+    compiles = [r for sb in driver.started for r in sb.requests
+                if r["type"] == "stage" and r["name"] == "compile"]
+    assert len(compiles) == 1
+    assert len(driver.started) == 4  # one compile sandbox + one per case
+    assert all(sb.destroyed for sb in driver.started)
+    unpacked = [sb for sb in driver.started if any(r["type"] == "unpack" for r in sb.requests)]
+    assert len(unpacked) == 3
+
+
+async def test_agent_failure_is_an_internal_error_result() -> None:
+    def boom(message, sandbox):  # type: ignore[no-untyped-def]
+        raise AgentError("agent died")
+
+    driver = FakeDriver(boom)
+    engine, settings = make_engine(driver)
+    result = await run(engine, settings, language="python", code="x")
+    assert result.status == "internal_error"
+    assert result.message == "agent died"
+    assert driver.started[0].destroyed
+
+
+async def test_agent_error_reply_becomes_internal_error() -> None:
+    def refuse(message, sandbox):  # type: ignore[no-untyped-def]
+        return {"type": "error", "message": "nope"}
+
+    engine, settings = make_engine(FakeDriver(refuse))
+    result = await run(engine, settings, language="python", code="x")
+    assert result.status == "internal_error"
+    assert "nope" in (result.message or "")
+    assert result.run is not None and result.run.status == "internal_error"
+
+
+async def test_admission_beyond_max_concurrent_requests_is_429() -> None:
+    gate = asyncio.Event()
+    driver = FakeDriver(gate=gate)
+    engine, settings = make_engine(driver, max_concurrent_requests=2, max_concurrent_vms=1)
+    first = [asyncio.create_task(run(engine, settings, language="python", code="x"))
+             for _ in range(2)]
+    await asyncio.sleep(0.05)
+    with pytest.raises(CapacityError) as err:
+        await run(engine, settings, language="python", code="x")
+    assert err.value.retry_after >= 1
+    assert engine.sandboxes.count == 1  # the second waits for a sandbox slot
+    gate.set()
+    results = await asyncio.gather(*first)
+    assert all(r.status == "ok" for r in results)
+    assert engine.sandboxes.count == 0 and engine.admitted == 0
+
+
+async def test_warm_pool_hands_over_and_refills() -> None:
+    driver = FakeDriver()
+    engine, settings = make_engine(driver, max_concurrent_vms=3)
+    python = load_catalog().resolve("python")
+    engine.sandboxes.set_pool_target(python, 2)
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+        if len(engine.sandboxes.warm[python.key]) == 2:
+            break
+    assert len(engine.sandboxes.warm[python.key]) == 2
+    result = await run(engine, settings, language="python", code="x")
+    assert result.status == "ok"
+    assert len(driver.started) == 2 or len(driver.started) == 3  # handed over, then refilled
+    # A job for another language evicts an idle warm sandbox when the worker is full.
+    engine.sandboxes.capacity = engine.sandboxes.count
+    result = await run(engine, settings, language="bash", code="x")
+    assert result.status == "ok"
+    await engine.close()
+    assert engine.sandboxes.count == 0
+
+
+async def test_reaper_destroys_overdue_sandboxes() -> None:
+    gate = asyncio.Event()
+    driver = FakeDriver(gate=gate)
+    engine, settings = make_engine(driver, max_vm_lifetime_seconds=1)
+    await engine.start()
+    task = asyncio.create_task(run(engine, settings, language="python", code="x"))
+    for _ in range(40):
+        await asyncio.sleep(0.1)
+        if engine.sandboxes.reaped:
+            break
+    assert engine.sandboxes.reaped == 1
+    assert driver.started[0].destroyed
+    gate.set()
+    await task
+    await engine.close()
+
+
+def test_verdict_ignores_trailing_whitespace() -> None:
+    assert verdict("1 \n2\n\n", "1\n2") == "accepted"
+    assert verdict("1\r\n2", "1\n2\n") == "accepted"
+    assert verdict("1\n3", "1\n2") == "wrong_answer"
+    assert verdict("x", None) is None
+    assert stage_reply()["status"] == "ok"

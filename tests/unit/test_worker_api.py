@@ -1,0 +1,123 @@
+"""The worker's HTTP layer over a fake driver: shapes, status codes, error messages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.unit.fakes import FakeDriver, stage_reply
+from tests.unit.test_engine import make_engine
+from tvm.pyrovm.api import create_app
+
+
+@pytest.fixture
+def client() -> Iterator[TestClient]:
+    def behaviour(message, sandbox):  # type: ignore[no-untyped-def]
+        if message["name"] == "compile":
+            return stage_reply()
+        code = sandbox.files.get("main.py", b"") + sandbox.files.get("main.c", b"")
+        if b"segv" in code:
+            return stage_reply(status="signal", exit_code=None, signal="SIGSEGV")
+        if b"fail" in code:
+            return stage_reply(b"out", status="runtime_error", exit_code=3, stderr=b"err")
+        if b"flood" in code:
+            reply = stage_reply(b"x" * 10, status="output_limit")
+            reply["stdout_truncated"] = True
+            return reply
+        return stage_reply(b"hello\n")
+
+    engine, settings = make_engine(FakeDriver(behaviour))
+    with TestClient(create_app(settings, engine)) as c:
+        yield c
+
+
+def test_piston_execute_shape(client: TestClient) -> None:
+    r = client.post("/api/v2/execute", json={"language": "py", "version": "*",
+                                              "files": [{"content": "print('hello')"}]})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["language"] == "python" and "compile" not in body
+    run = body["run"]
+    assert run["stdout"] == "hello\n" and run["output"] == "hello\n"
+    assert run["code"] == 0 and run["signal"] is None and run["status"] is None
+    assert run["memory"] == 3 * 1024 and run["cpu_time"] == 1 and run["wall_time"] == 2
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "signal"),
+    [("fail", "RE", None), ("segv", "SG", "SIGSEGV"), ("flood", "OL", None)],
+)
+def test_piston_statuses(client: TestClient, code: str, status: str, signal: str | None) -> None:
+    r = client.post("/api/v2/execute", json={"language": "python", "version": "3",
+                                              "files": [{"content": code}]})
+    run = r.json()["run"]
+    assert run["status"] == status and run["signal"] == signal and run["message"]
+
+
+def test_piston_compiled_language_has_compile_stage(client: TestClient) -> None:
+    r = client.post("/api/v2/execute", json={"language": "cpp", "version": "*",
+                                              "files": [{"name": "main.cpp", "content": "x"}]})
+    assert r.status_code == 200 and r.json()["compile"]["code"] == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"language": "python", "files": []}, "files"),
+        ({"language": "python"}, "files"),
+        ({"version": "*", "files": [{"content": "x"}]}, "language"),
+        ({"language": "python", "files": [{"name": "x"}]}, "files[0].content"),
+        ({"language": "python", "files": [{"content": "x"}], "run_timeout": 10**9}, "run_timeout"),
+        ({"language": "python", "files": [{"content": "x"}], "run_memory_limit": 10**12},
+         "run_memory_limit"),
+        ({"language": "python", "files": [{"content": "x"}], "run_timeout": -5}, "run_timeout"),
+        ({"language": "python", "files": [{"content": "x", "name": "/abs"}]}, "files[0].name"),
+    ],
+)  # fmt: skip
+def test_piston_bad_requests_name_the_field(client: TestClient, body: dict, field: str) -> None:
+    r = client.post("/api/v2/execute", json=body)
+    assert r.status_code == 400, r.text
+    assert r.json()["message"].startswith(field)
+
+
+def test_unknown_runtime_message_is_pistons(client: TestClient) -> None:
+    r = client.post("/api/v2/execute", json={"language": "brainfudge", "version": "1.0.0",
+                                              "files": [{"content": "x"}]})
+    assert r.status_code == 400
+    assert r.json()["message"].startswith("brainfudge-1.0.0 runtime is unknown")
+
+
+def test_native_execute_and_errors(client: TestClient) -> None:
+    r = client.post("/api/v1/execute", json={"language": "python", "code": "fail"})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "runtime_error" and body["run"]["exit_code"] == 3
+    r = client.post("/api/v1/execute", content=b"{not json")
+    assert r.status_code == 400 and r.json()["field"] == "body"
+    r = client.post("/api/v1/execute", json={"language": "python", "code": 5})
+    assert r.status_code == 400 and r.json()["field"] == "code"
+    r = client.post("/api/v1/execute", json={"language": "python", "code": "x", "bogus": 1})
+    assert r.status_code == 400 and r.json()["field"] == "bogus"
+    r = client.post("/api/v1/execute", json={"language": "python", "code": "x",
+                                              "limits": {"timeout_ms": 999999}})
+    assert r.status_code == 400
+    assert r.json()["message"].startswith("limits.timeout_ms: must be between 1 and")
+
+
+def test_form_encoded_json_is_accepted(client: TestClient) -> None:
+    r = client.post("/api/v1/execute", content=b'{"language":"bash","code":"x"}',
+                    headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 200
+
+
+def test_runtimes_languages_health(client: TestClient) -> None:
+    runtimes = client.get("/api/v2/runtimes").json()
+    python = [r for r in runtimes if r["language"] == "python"]
+    assert python and "py" in python[0]["aliases"]
+    languages = client.get("/api/v1/languages").json()
+    c = next(lang for lang in languages if lang["name"] == "c")
+    assert c["compiled"] and c["limits"]["run"]["max"]["memory_mb"] >= 256
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["driver"] == "fake"

@@ -1,0 +1,3 @@
+from tvm.cli import main
+
+main()
