@@ -48,7 +48,9 @@ def namespace_unavailable(settings: Settings, languages: list[Language] | None =
     if not availability.usable:
         return availability.reason
     images = ImageStore(settings)
-    missing = sorted({lang.image.name for lang in languages or [] if not images.is_built(lang.image)})
+    missing = sorted(
+        {lang.image.name for lang in languages or [] if not images.is_built(lang.image)}
+    )
     if missing:
         return f"images not built: {', '.join(missing)} (run: tvm images build)"
     return ""
@@ -102,7 +104,9 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: fl
 class Server:
     """A real TVM service in a subprocess (``tvm start``)."""
 
-    def __init__(self, tmp: Path, env: dict[str, str] | None = None, args: list[str] | None = None) -> None:
+    def __init__(
+        self, tmp: Path, env: dict[str, str] | None = None, args: list[str] | None = None
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tmp / f"server-{self.port}.log"
@@ -173,7 +177,7 @@ def sandbox_cgroups() -> list[Path]:
 
     try:
         return CgroupManager().leftovers()
-    except Exception:  # noqa: BLE001 - no cgroups here: nothing can leak there
+    except Exception:
         return []
 
 

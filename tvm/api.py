@@ -33,7 +33,9 @@ Status = Literal[
 class FileSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(None, description="path relative to the work dir; default: the language's source file")
+    name: str | None = Field(
+        None, description="path relative to the work dir; default: the language's source file"
+    )
     content: str = Field(..., description="file content, encoded as `encoding` says")
     encoding: Literal["utf8", "base64", "hex"] = "utf8"
 
@@ -149,8 +151,9 @@ def check_file_name(name: str, field_name: str) -> str:
     return name
 
 
-def _is_supported_language(language: str, version: str | None = None,
-                           catalog: Catalog | None = None) -> bool:
+def _is_supported_language(
+    language: str, version: str | None = None, catalog: Catalog | None = None
+) -> bool:
     """The seed's check: is there a catalog entry for this language/version?"""
     try:
         (catalog or load_catalog()).resolve(language, version)
@@ -179,8 +182,9 @@ def _validate_resource_limits(
     return StageLimits(**values)
 
 
-def build_job(request: CodeExecutionRequest, settings: Settings,
-              catalog: Catalog | None = None) -> Job:
+def build_job(
+    request: CodeExecutionRequest, settings: Settings, catalog: Catalog | None = None
+) -> Job:
     """Validate a native request against the catalog and settings."""
     catalog = catalog or load_catalog()
     language = catalog.resolve(request.language, request.version)

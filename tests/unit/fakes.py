@@ -12,8 +12,13 @@ from tvm.pyrovm.drivers.base import Availability, Driver, Sandbox, SandboxSpec
 Behaviour = Callable[[dict[str, Any], "FakeSandbox"], dict[str, Any]]
 
 
-def stage_reply(stdout: bytes = b"", status: str = "ok", exit_code: int | None = 0,
-                signal: str | None = None, stderr: bytes = b"") -> dict[str, Any]:
+def stage_reply(
+    stdout: bytes = b"",
+    status: str = "ok",
+    exit_code: int | None = 0,
+    signal: str | None = None,
+    stderr: bytes = b"",
+) -> dict[str, Any]:
     return {
         "type": "stage_result", "status": status, "exit_code": exit_code, "signal": signal,
         "stdout": base64.b64encode(stdout).decode(), "stderr": base64.b64encode(stderr).decode(),
@@ -26,8 +31,11 @@ def echo_behaviour(message: dict[str, Any], sandbox: FakeSandbox) -> dict[str, A
     """compile: ok unless a file contains 'SYNTAX'; run: prints stdin + args."""
     if message["name"] == "compile":
         bad = any(b"SYNTAX" in data for data in sandbox.files.values())
-        return stage_reply(stderr=b"error" if bad else b"", status="runtime_error" if bad else "ok",
-                           exit_code=1 if bad else 0)
+        return stage_reply(
+            stderr=b"error" if bad else b"",
+            status="runtime_error" if bad else "ok",
+            exit_code=1 if bad else 0,
+        )
     stdin = base64.b64decode(message["stdin"])
     return stage_reply(stdin + " ".join(message["argv"][2:]).encode())
 
@@ -78,7 +86,9 @@ class FakeSandbox(Sandbox):
 class FakeDriver(Driver):
     name = "fake"
 
-    def __init__(self, behaviour: Behaviour = echo_behaviour, gate: asyncio.Event | None = None) -> None:
+    def __init__(
+        self, behaviour: Behaviour = echo_behaviour, gate: asyncio.Event | None = None
+    ) -> None:
         self.behaviour = behaviour
         self.gate = gate
         self.started: list[FakeSandbox] = []

@@ -49,19 +49,24 @@ def test_bad_file_names(settings: Settings, name: str, problem: str) -> None:
 
 def test_files_are_decoded_and_capped(settings: Settings) -> None:
     content = base64.b64encode(b"\x00\x01binary").decode()
-    job = build_job(req(code=None, files=[{"name": "a.bin", "content": content,
-                                            "encoding": "base64"}]), settings)
+    job = build_job(
+        req(code=None, files=[{"name": "a.bin", "content": content, "encoding": "base64"}]),
+        settings,
+    )
     assert job.files[0][1] == b"\x00\x01binary"
     with pytest.raises(InvalidRequest, match="files\\[0\\].content: is not valid base64"):
         build_job(req(code=None, files=[{"content": "!!!", "encoding": "base64"}]), settings)
     with pytest.raises(InvalidRequest, match="at most 100 bytes"):
         build_job(req(code="x" * 101), settings)
     with pytest.raises(InvalidRequest, match="at most 3 files"):
-        build_job(req(code=None, files=[{"name": f"f{i}", "content": ""} for i in range(4)]),
-                  settings)
+        build_job(
+            req(code=None, files=[{"name": f"f{i}", "content": ""} for i in range(4)]), settings
+        )
     with pytest.raises(InvalidRequest, match="duplicate"):
-        build_job(req(code=None, files=[{"name": "a", "content": ""}, {"name": "a", "content": ""}]),
-                  settings)
+        build_job(
+            req(code=None, files=[{"name": "a", "content": ""}, {"name": "a", "content": ""}]),
+            settings,
+        )
     with pytest.raises(InvalidRequest, match="either"):
         build_job(req(files=[{"content": "x"}]), settings)
 
@@ -73,8 +78,9 @@ def test_stdin_args_and_tests_are_capped(settings: Settings) -> None:
         build_job(req(args=["a", "b", "c"]), settings)
     with pytest.raises(InvalidRequest, match="tests"):
         build_job(req(tests=[{"stdin": ""}] * 3), settings)
-    job = build_job(req(args=["x"], tests=[{"stdin": "1"}, {"stdin": "2", "args": ["y"]}]),
-                    settings)
+    job = build_job(
+        req(args=["x"], tests=[{"stdin": "1"}, {"stdin": "2", "args": ["y"]}]), settings
+    )
     assert job.batch and [c.args for c in job.cases] == [["x"], ["y"]]
 
 

@@ -59,8 +59,12 @@ async def test_compile_once_run_each_case_in_a_fresh_sandbox() -> None:
                {"stdin": "4"}],
     )  # fmt: skip
     assert [t.verdict for t in result.tests or []] == ["accepted", "wrong_answer", None]
-    compiles = [r for sb in driver.started for r in sb.requests
-                if r["type"] == "stage" and r["name"] == "compile"]
+    compiles = [
+        r
+        for sb in driver.started
+        for r in sb.requests
+        if r["type"] == "stage" and r["name"] == "compile"
+    ]
     assert len(compiles) == 1
     assert len(driver.started) == 4  # one compile sandbox + one per case
     assert all(sb.destroyed for sb in driver.started)
@@ -95,8 +99,9 @@ async def test_admission_beyond_max_concurrent_requests_is_429() -> None:
     gate = asyncio.Event()
     driver = FakeDriver(gate=gate)
     engine, settings = make_engine(driver, max_concurrent_requests=2, max_concurrent_vms=1)
-    first = [asyncio.create_task(run(engine, settings, language="python", code="x"))
-             for _ in range(2)]
+    first = [
+        asyncio.create_task(run(engine, settings, language="python", code="x")) for _ in range(2)
+    ]
     await asyncio.sleep(0.05)
     with pytest.raises(CapacityError) as err:
         await run(engine, settings, language="python", code="x")

@@ -34,8 +34,10 @@ def client() -> Iterator[TestClient]:
 
 
 def test_piston_execute_shape(client: TestClient) -> None:
-    r = client.post("/api/v2/execute", json={"language": "py", "version": "*",
-                                              "files": [{"content": "print('hello')"}]})
+    r = client.post(
+        "/api/v2/execute",
+        json={"language": "py", "version": "*", "files": [{"content": "print('hello')"}]},
+    )
     assert r.status_code == 200
     body = r.json()
     assert body["language"] == "python" and "compile" not in body
@@ -50,15 +52,18 @@ def test_piston_execute_shape(client: TestClient) -> None:
     [("fail", "RE", None), ("segv", "SG", "SIGSEGV"), ("flood", "OL", None)],
 )
 def test_piston_statuses(client: TestClient, code: str, status: str, signal: str | None) -> None:
-    r = client.post("/api/v2/execute", json={"language": "python", "version": "3",
-                                              "files": [{"content": code}]})
+    r = client.post(
+        "/api/v2/execute", json={"language": "python", "version": "3", "files": [{"content": code}]}
+    )
     run = r.json()["run"]
     assert run["status"] == status and run["signal"] == signal and run["message"]
 
 
 def test_piston_compiled_language_has_compile_stage(client: TestClient) -> None:
-    r = client.post("/api/v2/execute", json={"language": "cpp", "version": "*",
-                                              "files": [{"name": "main.cpp", "content": "x"}]})
+    r = client.post(
+        "/api/v2/execute",
+        json={"language": "cpp", "version": "*", "files": [{"name": "main.cpp", "content": "x"}]},
+    )
     assert r.status_code == 200 and r.json()["compile"]["code"] == 0
 
 
@@ -83,8 +88,10 @@ def test_piston_bad_requests_name_the_field(client: TestClient, body: dict, fiel
 
 
 def test_unknown_runtime_message_is_pistons(client: TestClient) -> None:
-    r = client.post("/api/v2/execute", json={"language": "brainfudge", "version": "1.0.0",
-                                              "files": [{"content": "x"}]})
+    r = client.post(
+        "/api/v2/execute",
+        json={"language": "brainfudge", "version": "1.0.0", "files": [{"content": "x"}]},
+    )
     assert r.status_code == 400
     assert r.json()["message"].startswith("brainfudge-1.0.0 runtime is unknown")
 
@@ -100,15 +107,20 @@ def test_native_execute_and_errors(client: TestClient) -> None:
     assert r.status_code == 400 and r.json()["field"] == "code"
     r = client.post("/api/v1/execute", json={"language": "python", "code": "x", "bogus": 1})
     assert r.status_code == 400 and r.json()["field"] == "bogus"
-    r = client.post("/api/v1/execute", json={"language": "python", "code": "x",
-                                              "limits": {"timeout_ms": 999999}})
+    r = client.post(
+        "/api/v1/execute",
+        json={"language": "python", "code": "x", "limits": {"timeout_ms": 999999}},
+    )
     assert r.status_code == 400
     assert r.json()["message"].startswith("limits.timeout_ms: must be between 1 and")
 
 
 def test_form_encoded_json_is_accepted(client: TestClient) -> None:
-    r = client.post("/api/v1/execute", content=b'{"language":"bash","code":"x"}',
-                    headers={"content-type": "application/x-www-form-urlencoded"})
+    r = client.post(
+        "/api/v1/execute",
+        content=b'{"language":"bash","code":"x"}',
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     assert r.status_code == 200
 
 

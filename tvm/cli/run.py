@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from typing import BinaryIO
 
 import click
 
@@ -55,11 +56,19 @@ def _run_remote(request: CodeExecutionRequest, url: str) -> ExecutionResponse:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--language", "-l", help="language name or alias (default: from the extension)")
 @click.option("--version", "-v", "version", help="version selector (default: newest)")
-@click.option("--stdin", "stdin_file", type=click.File("rb"), help="file to feed as stdin ('-': ours)")
+@click.option(
+    "--stdin", "stdin_file", type=click.File("rb"), help="file to feed as stdin ('-': ours)"
+)
 @click.option("--url", help="run on this TVM server instead of locally, e.g. http://127.0.0.1:8000")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def run(file: Path, language: str | None, version: str | None, stdin_file, url: str | None,
-        args: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
+def run(
+    file: Path,
+    language: str | None,
+    version: str | None,
+    stdin_file: BinaryIO | None,
+    url: str | None,
+    args: tuple[str, ...],
+) -> None:
     """Run FILE in a fresh sandbox; print its output; exit with its exit code.
 
     Arguments after `--` are passed to the program.

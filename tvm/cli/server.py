@@ -8,6 +8,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -30,7 +31,7 @@ def start(host: str | None, port: int | None, driver: str | None, debug: bool) -
 
     from tvm.pyrovm.api import create_app
 
-    flags = {"host": host, "port": port, "driver": driver, "log_level": "debug" if debug else None}
+    flags: dict[str, Any] = {"host": host, "port": port, "driver": driver, "log_level": "debug" if debug else None}
     settings = Settings(**{k: v for k, v in flags.items() if v is not None})
     configure_logging(settings, component="tvm")
     settings.run_dir.mkdir(parents=True, exist_ok=True)
@@ -62,7 +63,9 @@ def stop() -> None:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         pidfile.unlink(missing_ok=True)
-        raise click.ClickException(f"TVM (pid {pid}) was not running; removed stale pid file") from None
+        raise click.ClickException(
+            f"TVM (pid {pid}) was not running; removed stale pid file"
+        ) from None
     for _ in range(100):
         try:
             os.kill(pid, 0)

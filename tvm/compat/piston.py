@@ -74,7 +74,9 @@ def to_native(request: PistonRequest) -> CodeExecutionRequest:
     return CodeExecutionRequest(
         language=request.language,
         version=request.version,
-        files=[FileSpec(name=f.name, content=f.content, encoding=f.encoding) for f in request.files],
+        files=[
+            FileSpec(name=f.name, content=f.content, encoding=f.encoding) for f in request.files
+        ],
         stdin=request.stdin,
         args=request.args,
         limits=LimitsIn(
@@ -136,9 +138,16 @@ def from_native(response: ExecutionResponse) -> dict[str, Any]:
     elif response.status != "compile_error":
         body["run"] = _stage(
             StageResult(
-                status="internal_error", stdout="", stderr=response.message or "", exit_code=None,
-                signal=None, cpu_ms=0, wall_ms=0, memory_kb=0, truncated=False,
-            )  # fmt: skip
+                status="internal_error",
+                stdout="",
+                stderr=response.message or "",
+                exit_code=None,
+                signal=None,
+                cpu_ms=0,
+                wall_ms=0,
+                memory_kb=0,
+                truncated=False,
+            )
         )
     return body
 

@@ -17,13 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import nodesemver  # type: ignore[import-untyped]
+import nodesemver
 
 from tvm.errors import ConfigError, UnknownLanguage
 
@@ -101,6 +101,7 @@ class Language:
     compile: str | None = None
     aliases: tuple[str, ...] = ()
     runtime: str | None = None
+    judge0_ids: tuple[int, ...] = ()  # Judge0 CE language ids; the first is the canonical one
     run_limits: LimitSpec = field(repr=False, default=None)  # type: ignore[assignment]
     compile_limits: LimitSpec = field(repr=False, default=None)  # type: ignore[assignment]
 
@@ -124,7 +125,7 @@ class Catalog:
         self.languages = sorted(languages, key=lambda lang: (lang.name, _semver_key(lang.version)))
         self.images = dict(images)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Language]:
         return iter(self.languages)
 
     def __len__(self) -> int:
@@ -187,6 +188,10 @@ def _limit_spec(raw: Mapping[str, Any], stage: str, entry: Mapping[str, Any]) ->
     return LimitSpec(default=default, maximum=maximum)
 
 
+def _int_tuple(value: int | list[int] | tuple[int, ...]) -> tuple[int, ...]:
+    return (value,) if isinstance(value, int) else tuple(int(v) for v in value)
+
+
 def parse_catalog(data: Mapping[str, Any]) -> Catalog:
     """Build a :class:`Catalog` from the TOML structure (see ``languages.toml``)."""
     try:
@@ -215,6 +220,7 @@ def parse_catalog(data: Mapping[str, Any]) -> Catalog:
                 compile=entry.get("compile"),
                 aliases=tuple(a.lower() for a in entry.get("aliases", ())),
                 runtime=entry.get("runtime"),
+                judge0_ids=_int_tuple(entry.get("judge0_id", ())),
                 run_limits=_limit_spec(data["limits"], "run", entry),
                 compile_limits=_limit_spec(data["limits"], "compile", entry),
             )

@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     uid_base: int = Field(60000, ge=1000, description="first uid/gid for sandboxed programs")
     uid_count: int = Field(1000, ge=1, le=65536, description="how many sandbox uids to use")
 
+    debian_mirror: str = Field(
+        "", description="Debian archive URL for image builds (empty: taken from host apt sources)"
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,

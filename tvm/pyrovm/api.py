@@ -9,12 +9,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from tvm import __version__
 from tvm.api import CodeExecutionRequest, ExecutionResponse, build_job
@@ -130,7 +130,9 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         return {lang.key for lang in catalog if images.is_built(lang.image)}
 
     @app.middleware("http")
-    async def request_id(request: Request, call_next):  # type: ignore[no-untyped-def]
+    async def request_id(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         rid = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
         request.state.request_id = rid
         response = await call_next(request)

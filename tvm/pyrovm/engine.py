@@ -76,8 +76,9 @@ def internal_stage(message: str) -> StageResult:
 
 
 class Engine:
-    def __init__(self, settings: Settings, catalog: Catalog, driver: Driver,
-                 images: ImageStore | None = None) -> None:
+    def __init__(
+        self, settings: Settings, catalog: Catalog, driver: Driver, images: ImageStore | None = None
+    ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.driver = driver
@@ -122,9 +123,7 @@ class Engine:
 
     async def _execute(self, job: Job) -> ExecutionResponse:
         language = job.language
-        response = ExecutionResponse(
-            language=language.name, version=language.version, status="ok"
-        )
+        response = ExecutionResponse(language=language.name, version=language.version, status="ok")
         try:
             if not job.batch:
                 await self._single(job, response)

@@ -17,7 +17,8 @@ import contextlib
 import logging
 import time
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 
 from tvm.config.catalog import Language
 from tvm.config.settings import Settings
@@ -133,10 +134,12 @@ class SandboxManager:
             uid=uid,
             workdir_mb=self.settings.workdir_size_mb,
             tmp_mb=self.settings.tmp_size_mb,
-            memory_mb=max(language.run_limits.maximum.memory_mb,
-                          language.compile_limits.maximum.memory_mb),
-            processes=max(language.run_limits.maximum.processes,
-                          language.compile_limits.maximum.processes),
+            memory_mb=max(
+                language.run_limits.maximum.memory_mb, language.compile_limits.maximum.memory_mb
+            ),
+            processes=max(
+                language.run_limits.maximum.processes, language.compile_limits.maximum.processes
+            ),
         )
         try:
             return await self.driver.start(spec)
@@ -154,7 +157,7 @@ class SandboxManager:
             await self._unreserve()
 
     # -- warm pools -----------------------------------------------------------
-    def _spawn(self, coro) -> None:  # type: ignore[no-untyped-def]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

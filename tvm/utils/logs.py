@@ -31,7 +31,9 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(settings: Settings, component: str) -> None:
     """Send TVM's and uvicorn's logs to stderr and to the component's log file."""
     formatter: logging.Formatter = (
-        JsonFormatter() if settings.log_json else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        JsonFormatter()
+        if settings.log_json
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     try:

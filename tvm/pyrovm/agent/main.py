@@ -150,8 +150,10 @@ class Agent:
     def on_unpack(self, message: dict) -> dict:
         data = base64.b64decode(message["data"])
         with _as_user(self.uid, self.gid), tarfile.open(fileobj=io.BytesIO(data)) as tar:
-            kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-            tar.extractall(self.workdir, **kwargs)  # noqa: S202 - as the program's uid
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(self.workdir, filter="data")
+            else:  # Python without PEP 706: we run as the program's uid anyway
+                tar.extractall(self.workdir)
         return {"type": "ok"}
 
 

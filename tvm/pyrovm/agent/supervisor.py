@@ -241,8 +241,8 @@ def run_stage(
                 ):
                     killed_for = killed_for or OUTPUT_LIMIT
         if pid not in reaper.statuses:  # never reaped: it must be gone by now
-            _, status, usage = os.wait4(pid, 0)
-            reaper.statuses[pid] = status
+            _, wait_status, usage = os.wait4(pid, 0)
+            reaper.statuses[pid] = wait_status
             reaper.max_rss_kb = max(reaper.max_rss_kb, int(usage.ru_maxrss))
     finally:
         signal.set_wakeup_fd(previous_wakeup)
@@ -251,9 +251,7 @@ def run_stage(
             os.close(fd)
 
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu_ms = int(
-        ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) * 1000
-    )
+    cpu_ms = int(((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) * 1000)
     status_word = reaper.statuses[pid]
     exit_code = os.waitstatus_to_exitcode(status_word)
     signal_name = _signal_name(-exit_code) if exit_code < 0 else None

@@ -24,7 +24,9 @@ def driver_class(name: str) -> type[Driver]:
     try:
         target = DRIVERS[name]
     except KeyError as exc:
-        raise ConfigError(f"unknown driver '{name}'; choose one of: auto, {', '.join(DRIVERS)}") from exc
+        raise ConfigError(
+            f"unknown driver '{name}'; choose one of: auto, {', '.join(DRIVERS)}"
+        ) from exc
     module_name, _, cls_name = target.partition(":")
     try:
         module = importlib.import_module(module_name)

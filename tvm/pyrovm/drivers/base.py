@@ -22,9 +22,7 @@ from tvm.errors import AgentError
 from tvm.pyrovm.agent import protocol
 
 AGENT_DIR = Path(__file__).resolve().parent.parent / "agent"
-AGENT_BOOT = (
-    "import sys; sys.path.insert(0, '/.tvm'); from tvm_agent.main import main; main()"
-)
+AGENT_BOOT = "import sys; sys.path.insert(0, '/.tvm'); from tvm_agent.main import main; main()"
 
 
 @dataclass(frozen=True)
@@ -89,7 +87,9 @@ class Sandbox(ABC):
         except (OSError, asyncio.IncompleteReadError, protocol.ProtocolError) as exc:
             raise AgentError(f"agent did not start: {exc}; {await self.diagnostics()}") from exc
         if hello.get("type") != "hello" or hello.get("protocol") != protocol.PROTOCOL_VERSION:
-            raise AgentError(f"agent speaks {hello!r}, expected protocol {protocol.PROTOCOL_VERSION}")
+            raise AgentError(
+                f"agent speaks {hello!r}, expected protocol {protocol.PROTOCOL_VERSION}"
+            )
         await self.call({"type": "init", "uid": self.spec.uid, "gid": self.spec.uid})
         return hello
 

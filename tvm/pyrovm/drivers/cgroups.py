@@ -104,11 +104,8 @@ class Cgroup:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, 9)
             for d in self.dirs.values():
-                with contextlib.suppress(FileNotFoundError):
-                    try:
-                        d.rmdir()
-                    except OSError:
-                        pass
+                with contextlib.suppress(OSError):  # gone already, or not empty yet
+                    d.rmdir()
             if not any(d.exists() for d in self.dirs.values()):
                 return
             time.sleep(0.01)
@@ -117,8 +114,9 @@ class Cgroup:
 class CgroupManager:
     """Finds the service's cgroup and makes sandbox cgroups below it."""
 
-    def __init__(self, root: Path = Path("/sys/fs/cgroup"),
-                 proc_cgroup: Path = Path("/proc/self/cgroup")) -> None:
+    def __init__(
+        self, root: Path = Path("/sys/fs/cgroup"), proc_cgroup: Path = Path("/proc/self/cgroup")
+    ) -> None:
         self.root = root
         self.version = 2 if (root / "cgroup.controllers").exists() else 1
         own = _own_paths(proc_cgroup)
@@ -128,9 +126,7 @@ class CgroupManager:
             missing = [c for c in V1_CONTROLLERS if not (root / c).is_dir()]
             if missing:
                 raise DriverUnavailable(f"cgroup v1 controller(s) {missing} not mounted")
-            self.base = {
-                c: root / c / own.get(c, "/").lstrip("/") / "tvm" for c in V1_CONTROLLERS
-            }
+            self.base = {c: root / c / own.get(c, "/").lstrip("/") / "tvm" for c in V1_CONTROLLERS}
             for d in self.base.values():
                 d.mkdir(exist_ok=True)
 

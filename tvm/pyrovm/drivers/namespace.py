@@ -40,7 +40,7 @@ AGENT_OVERHEAD_MB = 24
 # Enter the cgroups, shield the agent from the OOM killer, then become bwrap.
 ENTER = (
     'for f in "$@"; do case "$f" in --) shift; break;; esac; echo $$ > "$f"; shift; done;'
-    " echo -1000 > /proc/self/oom_score_adj; exec \"$@\""
+    ' echo -1000 > /proc/self/oom_score_adj; exec "$@"'
 )
 
 
@@ -70,9 +70,7 @@ class NamespaceSandbox(Sandbox):
             del self._stderr[:-8192]
 
     async def apply_limits(self, limits: StageLimits) -> None:
-        self.cgroup.set_limits(
-            (limits.memory_mb + AGENT_OVERHEAD_MB) << 20, limits.processes + 8
-        )
+        self.cgroup.set_limits((limits.memory_mb + AGENT_OVERHEAD_MB) << 20, limits.processes + 8)
 
     def oom_kills(self) -> int:
         return self.cgroup.oom_kills()

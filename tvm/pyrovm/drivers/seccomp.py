@@ -18,19 +18,69 @@ from functools import lru_cache
 from tvm.errors import DriverUnavailable
 
 DENIED = (
-    "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd",
-    "mount", "umount", "umount2", "pivot_root", "chroot", "fsopen", "fsconfig", "fsmount",
-    "fspick", "move_mount", "open_tree", "mount_setattr",
-    "unshare", "setns",
-    "bpf", "perf_event_open", "userfaultfd", "keyctl", "add_key", "request_key",
-    "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
-    "create_module", "query_module", "get_kernel_syms",
-    "swapon", "swapoff", "reboot", "acct", "quotactl", "quotactl_fd", "syslog",
-    "iopl", "ioperm", "open_by_handle_at", "name_to_handle_at", "lookup_dcookie",
-    "io_uring_setup", "io_uring_enter", "io_uring_register",
-    "fanotify_init", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
-    "uselib", "sysfs", "ustat", "_sysctl", "vhangup", "nfsservctl",
-    "mbind", "set_mempolicy", "migrate_pages", "move_pages",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "kcmp",
+    "pidfd_getfd",
+    "mount",
+    "umount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "move_mount",
+    "open_tree",
+    "mount_setattr",
+    "unshare",
+    "setns",
+    "bpf",
+    "perf_event_open",
+    "userfaultfd",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "create_module",
+    "query_module",
+    "get_kernel_syms",
+    "swapon",
+    "swapoff",
+    "reboot",
+    "acct",
+    "quotactl",
+    "quotactl_fd",
+    "syslog",
+    "iopl",
+    "ioperm",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "lookup_dcookie",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "fanotify_init",
+    "settimeofday",
+    "clock_settime",
+    "clock_adjtime",
+    "adjtimex",
+    "uselib",
+    "sysfs",
+    "ustat",
+    "_sysctl",
+    "vhangup",
+    "nfsservctl",
+    "mbind",
+    "set_mempolicy",
+    "migrate_pages",
+    "move_pages",
 )
 
 CLONE_NAMESPACE_FLAGS = (
@@ -65,11 +115,17 @@ def _libseccomp() -> ctypes.CDLL:
     try:
         lib = ctypes.CDLL(name, use_errno=True)
     except OSError as exc:
-        raise DriverUnavailable(f"libseccomp not found ({exc}); apt-get install libseccomp2") from exc
+        raise DriverUnavailable(
+            f"libseccomp not found ({exc}); apt-get install libseccomp2"
+        ) from exc
     lib.seccomp_init.restype = ctypes.c_void_p
     lib.seccomp_init.argtypes = [ctypes.c_uint32]
     lib.seccomp_rule_add_array.argtypes = [
-        ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint, ctypes.POINTER(_ArgCmp)
+        ctypes.c_void_p,
+        ctypes.c_uint32,
+        ctypes.c_int,
+        ctypes.c_uint,
+        ctypes.POINTER(_ArgCmp),
     ]
     lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
     lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
@@ -85,6 +141,7 @@ def build_filter() -> bytes:
     if not ctx:
         raise DriverUnavailable("seccomp_init failed")
     try:
+
         def rule(action: int, name: str, *cmps: _ArgCmp) -> None:
             nr = lib.seccomp_syscall_resolve_name(name.encode())
             if nr < 0:  # unknown on this architecture
