@@ -98,6 +98,14 @@ class Settings(BaseSettings):
     uid_base: int = Field(60000, ge=1000, description="first uid/gid for sandboxed programs")
     uid_count: int = Field(1000, ge=1, le=65536, description="how many sandbox uids to use")
 
+    # Isolation driver details (docs/isolation.md).
+    gvisor_platform: Literal["ptrace", "systrap", "kvm"] = Field(
+        "ptrace", description="runsc --platform: ptrace works anywhere; systrap/kvm are faster"
+    )
+    qemu_accel: Literal["auto", "kvm", "tcg"] = Field(
+        "auto", description="qemu driver: auto = KVM if a probe boot succeeds, else TCG"
+    )
+
     debian_mirror: str = Field(
         "", description="Debian archive URL for image builds (empty: taken from host apt sources)"
     )

@@ -138,7 +138,10 @@ def _child_exec(
         nproc = int(limits["processes"])
         resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        resource.setrlimit(resource.RLIMIT_MSGQUEUE, (0, 0))
+        try:
+            resource.setrlimit(resource.RLIMIT_MSGQUEUE, (0, 0))
+        except ValueError:  # gVisor refuses any change of this one (EPERM)
+            pass
         resource.setrlimit(resource.RLIMIT_MEMLOCK, (0, 0))
         stack = limits.get("stack_kb")
         if stack:

@@ -1,0 +1,334 @@
+"""The ``gvisor`` driver: each sandbox is one ``runsc run`` of a generated OCI bundle.
+
+gVisor's Sentry is a user-space kernel: the program's system calls never reach
+the host kernel directly. On top of that, per sandbox:
+
+* ``--network=none`` (loopback only), its own pid/ipc/uts/mount namespaces;
+* root = the language image, read-only; size-capped tmpfs ``/work``, ``/tmp``;
+  the agent directory bind-mounted read-only at ``/.tvm/tvm_agent``;
+* the agent runs as uid 0 with only CAP_SETUID/CAP_SETGID under
+  no_new_privileges and drops the program to its own uid (as in ``namespace``);
+* memory and pids caps: ``linux.resources`` in the bundle (what the Sentry
+  shows as its memory size) and a host cgroup around runsc, entered before it
+  starts (what the host kernel enforces);
+* the agent's channel is runsc's stdin/stdout.
+
+When a program exceeds the memory cap the host OOM killer ends the Sentry, so
+the whole sandbox dies with it: that stage is reported as ``memory_limit``
+(its output is lost) instead of as an agent failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from tvm.config.catalog import StageLimits
+from tvm.config.settings import get_settings
+from tvm.errors import AgentError, DriverUnavailable, SandboxError
+from tvm.pyrovm.drivers.base import (
+    AGENT_BOOT,
+    AGENT_DIR,
+    Availability,
+    Driver,
+    Sandbox,
+    SandboxSpec,
+    kill_process,
+)
+from tvm.pyrovm.drivers.cgroups import Cgroup, CgroupManager
+from tvm.pyrovm.drivers.namespace import ENTER
+
+# Host memory the Sentry, the Gofer and the agent need on top of a stage's limit.
+SENTRY_OVERHEAD_MB = 96
+# Host threads of the Sentry/Gofer (Go runtime) on top of the program's processes.
+SENTRY_THREADS = 192
+CAPS = ["CAP_SETUID", "CAP_SETGID"]
+
+
+def oci_config(spec: SandboxSpec, memory_mb: int | None = None) -> dict[str, Any]:
+    """The OCI runtime config of one sandbox (what ``runsc spec`` would start from)."""
+    mb = 1 << 20
+    tmpfs_opts = ["nosuid", "nodev", "mode=1777"]
+    memory = (memory_mb or spec.memory_mb) + SENTRY_OVERHEAD_MB
+    return {
+        "ociVersion": "1.0.0",
+        "process": {
+            "terminal": False,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["/usr/bin/python3", "-I", "-S", "-B", "-c", AGENT_BOOT],
+            "env": ["PATH=/usr/local/bin:/usr/bin:/bin"],
+            "cwd": "/",
+            "capabilities": {
+                "bounding": CAPS,
+                "effective": CAPS,
+                "permitted": CAPS,
+                "inheritable": [],
+                "ambient": [],
+            },
+            "noNewPrivileges": True,
+            "rlimits": [
+                {"type": "RLIMIT_NOFILE", "hard": 4096, "soft": 4096},
+            ],
+        },
+        "root": {"path": str(spec.rootfs), "readonly": True},
+        "hostname": "tvm",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs"},
+            {
+                "destination": "/work",
+                "type": "tmpfs",
+                "source": "tmpfs",
+                "options": [*tmpfs_opts, f"size={spec.workdir_mb * mb}"],
+            },
+            {
+                "destination": "/tmp",
+                "type": "tmpfs",
+                "source": "tmpfs",
+                "options": [*tmpfs_opts, f"size={spec.tmp_mb * mb}"],
+            },
+            {
+                "destination": "/dev/shm",
+                "type": "tmpfs",
+                "source": "tmpfs",
+                "options": [*tmpfs_opts, f"size={16 * mb}"],
+            },
+            {
+                "destination": "/.tvm/tvm_agent",
+                "type": "bind",
+                "source": str(AGENT_DIR),
+                "options": ["rbind", "ro", "nosuid", "nodev"],
+            },
+        ],
+        "linux": {
+            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
+            "resources": {
+                "memory": {"limit": memory * mb},
+                "pids": {"limit": spec.processes + 8},
+            },
+            "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"],
+            "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus"],
+        },
+    }
+
+
+def runsc_flags(state_dir: Path, platform: str) -> list[str]:
+    return [
+        f"--root={state_dir}",
+        f"--platform={platform}",
+        "--network=none",
+        "--ignore-cgroups",  # the host cgroup is ours, entered before runsc starts
+    ]
+
+
+class GVisorSandbox(Sandbox):
+    driver = "gvisor"
+
+    def __init__(self, spec: SandboxSpec, cgroup: Cgroup, workdir: Path, runsc: str,
+                 platform: str) -> None:  # fmt: skip
+        super().__init__(spec)
+        self.cgroup = cgroup
+        self.workdir = workdir
+        self.runsc = runsc
+        self.platform = platform
+        self.container_id = f"tvm-{uuid.uuid4().hex[:16]}"
+        self.proc: asyncio.subprocess.Process | None = None
+        self._stderr = bytearray()
+        self._stderr_task: asyncio.Task[None] | None = None
+
+    @property
+    def state_dir(self) -> Path:
+        return self.workdir / "state"
+
+    async def _send(self, data: bytes) -> None:
+        assert self.proc and self.proc.stdin
+        self.proc.stdin.write(data)
+        await self.proc.stdin.drain()
+
+    async def _recv(self, n: int) -> bytes:
+        assert self.proc and self.proc.stdout
+        return await self.proc.stdout.readexactly(n)
+
+    async def _collect_stderr(self) -> None:
+        assert self.proc and self.proc.stderr
+        while chunk := await self.proc.stderr.read(4096):
+            self._stderr.extend(chunk)
+            del self._stderr[:-8192]
+
+    async def apply_limits(self, limits: StageLimits) -> None:
+        self.cgroup.set_limits(
+            (limits.memory_mb + SENTRY_OVERHEAD_MB) << 20, limits.processes + SENTRY_THREADS
+        )
+
+    def oom_kills(self) -> int:
+        return self.cgroup.oom_kills()
+
+    async def run_stage(
+        self, name: str, argv: list[str], stdin: bytes, limits: StageLimits
+    ) -> dict[str, Any]:
+        oom_before = self.oom_kills()
+        started = time.monotonic()
+        try:
+            return await super().run_stage(name, argv, stdin, limits)
+        except AgentError:
+            if self.oom_kills() <= oom_before:
+                raise
+        # The host OOM killer ended the Sentry: the program outgrew its memory.
+        return {
+            "status": "memory_limit",
+            "exit_code": None,
+            "signal": "SIGKILL",
+            "stdout": b"",
+            "stderr": b"",
+            "output": b"",
+            "stdout_truncated": False,
+            "stderr_truncated": False,
+            "cpu_ms": 0,
+            "wall_ms": int((time.monotonic() - started) * 1000),
+            "memory_kb": limits.memory_mb << 10,
+        }
+
+    async def diagnostics(self) -> str:
+        if self.proc and self.proc.returncode is None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.proc.wait(), 0.5)
+        text = self._stderr.decode(errors="replace").strip()
+        code = self.proc.returncode if self.proc else None
+        return f"runsc exited {code}: {text[-2000:]}" if text or code else ""
+
+    async def _runsc(self, *args: str) -> None:
+        with contextlib.suppress(OSError, asyncio.TimeoutError):
+            proc = await asyncio.create_subprocess_exec(
+                self.runsc, *runsc_flags(self.state_dir, self.platform), *args,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )  # fmt: skip
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            finally:
+                await kill_process(proc)
+
+    async def destroy(self) -> None:
+        if self.destroyed:
+            return
+        self.destroyed = True
+        if self.state_dir.is_dir():
+            await self._runsc("kill", self.container_id, "KILL")
+            await self._runsc("delete", "--force", self.container_id)
+        if self.proc is not None:
+            await kill_process(self.proc)
+            if self.proc.stdin:
+                self.proc.stdin.close()
+        if self._stderr_task:
+            self._stderr_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._stderr_task
+        await asyncio.to_thread(self.cgroup.remove)
+        await asyncio.to_thread(shutil.rmtree, self.workdir, True)
+
+
+class GVisorDriver(Driver):
+    name = "gvisor"
+    strength = 20
+
+    def __init__(self, platform: str | None = None) -> None:
+        self.runsc = shutil.which("runsc") or "runsc"
+        self.platform = platform or get_settings().gvisor_platform
+        self.cgroups = CgroupManager()
+
+    @classmethod
+    def probe(cls) -> Availability:
+        runsc = shutil.which("runsc")
+        if not runsc:
+            return Availability(False, "runsc not found: apt-get install runsc")
+        if os.geteuid() != 0:
+            return Availability(False, "needs root (runsc sandboxes and host cgroups); run as root")
+        try:
+            CgroupManager()
+        except (DriverUnavailable, OSError) as exc:
+            return Availability(False, str(exc))
+        return _probe_run(runsc, get_settings().gvisor_platform)
+
+    async def start(self, spec: SandboxSpec) -> Sandbox:
+        if not (spec.rootfs / "usr/bin/python3").exists():
+            raise SandboxError(f"image {spec.rootfs} has no /usr/bin/python3 for the agent")
+        cgroup = await asyncio.to_thread(self.cgroups.create, f"gv-{uuid.uuid4().hex[:12]}")
+        workdir = Path(tempfile.mkdtemp(prefix="tvm-gvisor-"))
+        sandbox = GVisorSandbox(spec, cgroup, workdir, self.runsc, self.platform)
+        try:
+            cgroup.set_limits((spec.memory_mb + SENTRY_OVERHEAD_MB) << 20,
+                              spec.processes + SENTRY_THREADS)  # fmt: skip
+            bundle = workdir / "bundle"
+            bundle.mkdir()
+            sandbox.state_dir.mkdir()
+            (bundle / "config.json").write_text(json.dumps(oci_config(spec), indent=1))
+            argv = ["/bin/sh", "-c", ENTER, "sh"]
+            argv += [str(p) for p in cgroup.procs_files] + ["--"]
+            argv += [self.runsc, *runsc_flags(sandbox.state_dir, self.platform)]
+            argv += ["run", f"--bundle={bundle}", sandbox.container_id]
+            sandbox.proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+                start_new_session=True,
+            )
+        except OSError as exc:
+            await sandbox.destroy()
+            raise SandboxError(f"cannot start runsc: {exc}") from exc
+        sandbox._stderr_task = asyncio.create_task(sandbox._collect_stderr())
+        try:
+            await asyncio.wait_for(sandbox.handshake(), 30)
+        except BaseException:
+            await sandbox.destroy()
+            raise
+        return sandbox
+
+
+@functools.lru_cache(maxsize=4)
+def _probe_run(runsc: str, platform: str) -> Availability:
+    """Run ``/bin/true`` from the host's own root under runsc (cached per process)."""
+    with tempfile.TemporaryDirectory(prefix="tvm-gvisor-probe-") as tmp:
+        bundle = Path(tmp) / "bundle"
+        state = Path(tmp) / "state"
+        bundle.mkdir()
+        state.mkdir()
+        config = {
+            "ociVersion": "1.0.0",
+            "process": {"terminal": False, "user": {"uid": 0, "gid": 0},
+                        "args": ["/bin/true"], "cwd": "/", "env": ["PATH=/usr/bin:/bin"]},
+            "root": {"path": "/", "readonly": True},
+            "linux": {"namespaces": [{"type": t} for t in ("pid", "network", "ipc", "mount")]},
+        }  # fmt: skip
+        (bundle / "config.json").write_text(json.dumps(config))
+        cid = f"tvm-probe-{uuid.uuid4().hex[:8]}"
+        argv = [runsc, *runsc_flags(state, platform), "run", f"--bundle={bundle}", cid]
+        try:
+            result = subprocess.run(
+                argv, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return Availability(False, f"runsc --platform={platform} probe failed: {exc}")
+        finally:
+            subprocess.run([runsc, f"--root={state}", "delete", "--force", cid],
+                           capture_output=True, timeout=30, check=False)  # fmt: skip
+        if result.returncode != 0:
+            tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+            return Availability(
+                False,
+                f"runsc --platform={platform} probe run exited {result.returncode}: {tail}; "
+                "set TVM_GVISOR_PLATFORM (ptrace|systrap|kvm)",
+            )
+    return Availability(True, f"runsc --platform={platform} probe run succeeded")
