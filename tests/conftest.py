@@ -111,13 +111,14 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tmp / f"server-{self.port}.log"
         full_env = dict(os.environ, TVM_LOG_JSON="false", **(env or {}))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tvm.cli", "start", "--port", str(self.port), *(args or [])],
-            stdout=self.log.open("wb"),
-            stderr=subprocess.STDOUT,
-            env=full_env,
-            start_new_session=True,
-        )
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "tvm.cli", "start", "--port", str(self.port), *(args or [])],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=full_env,
+                start_new_session=True,
+            )
         wait_healthy(self.url, self.proc, self.log)
 
     def stop(self) -> None:

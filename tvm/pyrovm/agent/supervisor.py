@@ -24,6 +24,8 @@ TIMEOUT = "timeout"
 OUTPUT_LIMIT = "output_limit"
 
 CPU_POLL_SECONDS = 0.02
+# Where a driver with host cgroups mounts the program cgroup's procs files.
+PROGRAM_CGROUP_DIR = "/.tvm/cg"
 _READ_CHUNK = 65536
 
 
@@ -104,6 +106,17 @@ def kill_uid(uid: int, reaper: _Reaper) -> None:
         reaper.reap()
 
 
+def _enter_program_cgroup() -> None:  # pragma: no cover - runs in the forked child
+    """Move this (still privileged) child into the program cgroup, if one is mounted."""
+    try:
+        names = os.listdir(PROGRAM_CGROUP_DIR)
+    except OSError:
+        return
+    for name in names:
+        with open(os.path.join(PROGRAM_CGROUP_DIR, name), "w") as fh:
+            fh.write("0")
+
+
 def _child_exec(
     argv: list[str],
     env: dict[str, str],
@@ -129,6 +142,7 @@ def _child_exec(
                 fh.write("1000")
         except OSError:
             pass
+        _enter_program_cgroup()
         cpu_s = max(1, -(-int(limits["cpu_time_ms"]) // 1000)) + 1
         resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
         fsize = int(limits["file_size_kb"]) * 1024

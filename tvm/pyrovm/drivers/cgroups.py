@@ -36,29 +36,61 @@ def _write(path: Path, value: str) -> None:
         fh.write(value)
 
 
+PROGRAM = "program"
+
+
 class Cgroup:
-    """The cgroup(s) of one sandbox."""
+    """The cgroup(s) of one sandbox, each with a ``program`` child.
+
+    The sandbox as a whole (bwrap, the agent, the program) lives in the parent;
+    the agent moves each program it starts into the child, so the program's
+    own limit is exactly what the request asked for, with the agent's memory
+    accounted above it.
+    """
 
     def __init__(self, version: int, dirs: dict[str, Path]) -> None:
         self.version = version
         self.dirs = dirs  # controller -> directory ("" for v2)
+        for d in dirs.values():
+            (d / PROGRAM).mkdir(exist_ok=True)
 
     @property
     def procs_files(self) -> list[Path]:
         return [d / "cgroup.procs" for d in self.dirs.values()]
 
+    @property
+    def program_procs_files(self) -> dict[str, Path]:
+        """controller -> the ``program`` child's cgroup.procs (v2: key "unified")."""
+        return {(c or "unified"): d / PROGRAM / "cgroup.procs" for c, d in self.dirs.items()}
+
     def _dir(self, controller: str) -> Path:
         return self.dirs["" if self.version == 2 else controller]
 
-    def set_limits(self, memory_bytes: int, pids: int) -> None:
+    def set_limits(
+        self,
+        memory_bytes: int,
+        pids: int,
+        program_memory_bytes: int | None = None,
+        program_pids: int | None = None,
+    ) -> None:
+        """Limit the whole sandbox and, when given, the program inside it."""
+        self._set(self._dir("memory"), self._dir("pids"), memory_bytes, pids)
+        if program_memory_bytes is not None and program_pids is not None:
+            self._set(
+                self._dir("memory") / PROGRAM,
+                self._dir("pids") / PROGRAM,
+                program_memory_bytes,
+                program_pids,
+            )
+
+    def _set(self, mem: Path, pids_dir: Path, memory_bytes: int, pids: int) -> None:
         if self.version == 2:
-            d = self._dir("memory")
+            d = mem
             _write(d / "memory.max", str(memory_bytes))
             with contextlib.suppress(OSError):
                 _write(d / "memory.swap.max", "0")
             _write(d / "pids.max", str(pids))
             return
-        mem = self._dir("memory")
         memsw = mem / "memory.memsw.limit_in_bytes"
         # memsw must stay >= limit: order the two writes accordingly.
         try:
@@ -70,10 +102,13 @@ class Cgroup:
         _write(mem / "memory.limit_in_bytes", str(memory_bytes))
         if memsw.exists() and memory_bytes <= current:
             _write(memsw, str(memory_bytes))
-        _write(self._dir("pids") / "pids.max", str(pids))
+        _write(pids_dir / "pids.max", str(pids))
 
     def oom_kills(self) -> int:
-        d = self._dir("memory")
+        """OOM kills inside the sandbox (the program's child cgroup included)."""
+        return self._oom_kills(self._dir("memory")) + self._oom_kills(self._dir("memory") / PROGRAM)
+
+    def _oom_kills(self, d: Path) -> int:
         name = "memory.events" if self.version == 2 else "memory.oom_control"
         try:
             for line in (d / name).read_text().splitlines():
@@ -88,7 +123,7 @@ class Cgroup:
 
     def pids(self) -> list[int]:
         found: set[int] = set()
-        for procs in self.procs_files:
+        for procs in self.procs_files + list(self.program_procs_files.values()):
             with contextlib.suppress(OSError, ValueError):
                 found.update(int(p) for p in procs.read_text().split())
         return sorted(found)
@@ -105,6 +140,8 @@ class Cgroup:
                     os.kill(pid, 9)
             for d in self.dirs.values():
                 with contextlib.suppress(OSError):  # gone already, or not empty yet
+                    (d / PROGRAM).rmdir()
+                with contextlib.suppress(OSError):
                     d.rmdir()
             if not any(d.exists() for d in self.dirs.values()):
                 return

@@ -122,12 +122,19 @@ class NamespaceDriver(Driver):
             return Availability(False, str(exc))
         return Availability(True, "bubblewrap, cgroup limits and seccomp available")
 
-    def bwrap_args(self, spec: SandboxSpec, seccomp_fd: int) -> list[str]:
+    def bwrap_args(self, spec: SandboxSpec, seccomp_fd: int, cgroup: Cgroup) -> list[str]:
         mb = 1 << 20
+        # The program cgroup's procs files, writable by the agent only (root, 0700 dir):
+        # the agent moves each program it starts there before dropping privileges.
+        program_cgroups = []
+        for name, procs in cgroup.program_procs_files.items():
+            program_cgroups += ["--bind", str(procs), f"/.tvm/cg/{name}.procs"]
         return [
             self.bwrap,
             "--ro-bind", str(spec.rootfs), "/",
+            "--tmpfs", "/.tvm",
             "--ro-bind", str(AGENT_DIR), "/.tvm/tvm_agent",
+            *program_cgroups,
             "--proc", "/proc",
             "--dev", "/dev",
             "--perms", "1777", "--size", str(spec.workdir_mb * mb), "--tmpfs", "/work",
@@ -159,7 +166,7 @@ class NamespaceDriver(Driver):
             os.lseek(fd, 0, os.SEEK_SET)
             argv = ["/bin/sh", "-c", ENTER, "sh"]
             argv += [str(p) for p in cgroup.procs_files] + ["--"]
-            argv += self.bwrap_args(spec, fd)
+            argv += self.bwrap_args(spec, fd, cgroup)
             sandbox.proc = await asyncio.create_subprocess_exec(
                 *argv,
                 stdin=asyncio.subprocess.PIPE,
