@@ -113,6 +113,12 @@ class Language:
     def compiled(self) -> bool:
         return self.compile is not None
 
+    @property
+    def prestarted(self) -> bool:
+        """Runs as ``python3 SOURCE``: the agent's own interpreter can run it
+        in a forked child, without starting a second one (agent/pyrun.py)."""
+        return tuple(self.run[:2]) in (("python3", "{source}"), ("/usr/bin/python3", "{source}"))
+
     def matches(self, name: str) -> bool:
         wanted = name.strip().lower()
         return wanted == self.name or wanted in self.aliases

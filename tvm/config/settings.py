@@ -84,6 +84,10 @@ class Settings(BaseSettings):
         default_factory=list, description="languages to keep warm (empty: all with images)"
     )
 
+    prestart: bool = Field(
+        True, description="run Python programs in the sandbox's already started interpreter"
+    )
+
     # Sandbox filesystem caps.
     workdir_size_mb: int = Field(64, ge=1, le=4096, description="size of the writable /work")
     tmp_size_mb: int = Field(64, ge=1, le=4096, description="size of the writable /tmp")

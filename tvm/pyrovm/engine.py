@@ -154,7 +154,11 @@ class Engine:
             if job.language.compiled and not await self._compile(sandbox, job, response):
                 return
             reply = await sandbox.run_stage(
-                "run", run_argv(job.language, case.args), case.stdin, job.run_limits
+                "run",
+                run_argv(job.language, case.args),
+                case.stdin,
+                job.run_limits,
+                pyrun=job.language.prestarted and self.settings.prestart,
             )
         response.run = stage_result(reply)
         response.status = response.run.status
@@ -188,7 +192,11 @@ class Engine:
             else:
                 await sandbox.write_files(job.files)
             reply = await sandbox.run_stage(
-                "run", run_argv(job.language, case.args), case.stdin, job.run_limits
+                "run",
+                run_argv(job.language, case.args),
+                case.stdin,
+                job.run_limits,
+                pyrun=job.language.prestarted and self.settings.prestart,
             )
         result = stage_result(reply)
         return TestResult(

@@ -11,14 +11,16 @@ import base64
 import ctypes
 import io
 import os
-import platform
 import sys
 import tarfile
 
-from . import protocol, supervisor
+from . import protocol, pyrun, supervisor
 
 PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
+PR_CAPBSET_DROP = 24
+CAP_SETPCAP = 8
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
 MAX_ARCHIVE = 64 << 20
 
 DEFAULT_ENV = {
@@ -36,6 +38,52 @@ def _prctl(option: int, value: int) -> None:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(option, value, 0, 0, 0)
+        pyrun.bind_prctl(libc.prctl)
+    except (OSError, AttributeError):
+        pass
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+def _drop_capability_sets() -> None:
+    """Empty the bounding and inheritable sets, then give up CAP_SETPCAP.
+
+    The driver may start the agent with a full bounding set and the kept caps
+    in the inheritable set (bwrap does, as root); the program, a child of the
+    agent, would inherit both (``CapBnd``/``CapInh`` non-zero). Emptying them
+    here means nothing the agent starts can ever regain a capability through
+    execve. The agent's own effective/permitted caps (CAP_SETUID/CAP_SETGID)
+    are kept; CAP_SETPCAP, needed only for this, is dropped. Best effort: a
+    driver that gives no CAP_SETPCAP must hand over empty sets itself.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        try:
+            with open("/proc/sys/kernel/cap_last_cap") as fh:
+                last_cap = int(fh.read())
+        except (OSError, ValueError):
+            last_cap = 63
+        for cap in range(last_cap + 1):
+            libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
+        header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+        data = (_CapData * 2)()
+        if libc.capget(ctypes.byref(header), data) != 0:
+            return
+        for half in data:
+            half.inheritable = 0  # also empties the ambient set
+        data[0].effective &= ~(1 << CAP_SETPCAP)
+        data[0].permitted &= ~(1 << CAP_SETPCAP)
+        libc.capset(ctypes.byref(header), data)
     except (OSError, AttributeError):
         pass
 
@@ -50,7 +98,10 @@ def _safe_relpath(path: str) -> str:
 
 
 class Agent:
-    def __init__(self, rfd: int, wfd: int) -> None:
+    def __init__(self, rfd: int, wfd: int, baseline: set[str] | None = None) -> None:
+        # Modules of a fresh interpreter (recorded before the agent imported
+        # anything): what a Python program run in a forked child may see.
+        self.baseline = baseline
         self.rfile = os.fdopen(rfd, "rb", buffering=0)
         self.wfd = wfd
         self.uid = 65534
@@ -68,7 +119,8 @@ class Agent:
             {
                 "type": "hello",
                 "protocol": protocol.PROTOCOL_VERSION,
-                "python": platform.python_version(),
+                "python": sys.version.split()[0],
+                "pyrun": self.baseline is not None,
                 "pid": os.getpid(),
             }
         )
@@ -123,6 +175,10 @@ class Agent:
         argv = list(message["argv"])
         if not argv:
             raise ValueError("empty argv")
+        pyrun_args = None
+        if message.get("pyrun") and self.baseline is not None:
+            # argv is [python3, script, args...]: run the script in a forked child.
+            pyrun_args = (argv[1:], self.baseline)
         result = supervisor.run_stage(
             argv,
             env=self.env,
@@ -131,6 +187,7 @@ class Agent:
             limits=message["limits"],
             uid=self.uid,
             gid=self.gid,
+            pyrun=pyrun_args,
         )
         result["stdout"] = base64.b64encode(result["stdout"]).decode()
         result["stderr"] = base64.b64encode(result["stderr"]).decode()
@@ -172,7 +229,7 @@ class _as_user:
         os.setresgid(-1, 0, -1)
 
 
-def main() -> None:
+def main(baseline: set[str] | None = None) -> None:
     # Keep the channel on private descriptors; 0 and 1 become /dev/null.
     rfd = os.dup(0)
     wfd = os.dup(1)
@@ -184,8 +241,11 @@ def main() -> None:
     os.set_inheritable(wfd, False)
     _prctl(PR_SET_DUMPABLE, 0)
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    _drop_capability_sets()
     try:
-        Agent(rfd, wfd).serve()
+        if "/.tvm" in sys.path:
+            sys.path.remove("/.tvm")
+        Agent(rfd, wfd, baseline).serve()
     except protocol.ProtocolError as exc:
         print(f"tvm-agent: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -127,6 +127,7 @@ def _child_exec(
     limits: dict,
     uid: int,
     gid: int,
+    pyrun: tuple[list[str], set[str]] | None = None,
 ) -> None:  # pragma: no cover - runs in the forked child
     try:
         os.dup2(stdin_fd, 0)
@@ -165,6 +166,11 @@ def _child_exec(
         os.setresuid(uid, uid, uid)
         os.chdir(cwd)
         os.umask(0o022)
+        if pyrun is not None:
+            from . import pyrun as pyrun_module
+
+            script_args, baseline = pyrun
+            pyrun_module.run_script(script_args[0], script_args[1:], env, baseline)
         os.execvpe(argv[0], argv, env)
     except OSError as exc:
         msg = f"tvm: cannot execute {argv[0]}: {exc.strerror}\n"
@@ -184,8 +190,14 @@ def run_stage(
     limits: dict,
     uid: int,
     gid: int,
+    pyrun: tuple[list[str], set[str]] | None = None,
 ) -> dict:
-    """Run ``argv`` as ``uid``/``gid`` under ``limits``; return the measurements."""
+    """Run ``argv`` as ``uid``/``gid`` under ``limits``; return the measurements.
+
+    With ``pyrun`` (script and args, baseline modules), the program is a Python
+    script run in a forked child of this interpreter instead of a new one
+    (see :mod:`pyrun`); everything else is the same.
+    """
     reaper = _Reaper()
     reaper.reap()  # leftovers from earlier stages do not count here
 
@@ -209,7 +221,7 @@ def run_stage(
     started = time.monotonic()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child
-        _child_exec(argv, env, cwd, stdin_fd, out_w, err_w, limits, uid, gid)
+        _child_exec(argv, env, cwd, stdin_fd, out_w, err_w, limits, uid, gid, pyrun)
     for fd in (stdin_fd, out_w, err_w):
         os.close(fd)
 

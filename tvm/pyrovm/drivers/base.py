@@ -20,15 +20,27 @@ from typing import Any, ClassVar
 from tvm.config.catalog import StageLimits
 from tvm.errors import AgentError
 from tvm.pyrovm.agent import protocol
+from tvm.pyrovm.agent.main import DEFAULT_ENV
 
 AGENT_DIR = Path(__file__).resolve().parent.parent / "agent"
-AGENT_BOOT = "import sys; sys.path.insert(0, '/.tvm'); from tvm_agent.main import main; main()"
+# The agent starts as a plain `python3` would for a script (no -I/-S flags, the
+# programs' environment), recording the modules of a fresh interpreter first:
+# Python programs then run in a forked child of it (see agent/pyrun.py).
+AGENT_BOOT = (
+    "import sys; b = set(sys.modules); sys.path.insert(0, '/.tvm'); "
+    "from tvm_agent.main import main; main(b)"
+)
+AGENT_ARGV = ["python3", "-c", AGENT_BOOT]  # found on PATH, as a program's python3 is
+AGENT_ENV = dict(DEFAULT_ENV)  # the agent's environment is the programs' one
 
 
 @dataclass(frozen=True)
 class Availability:
     usable: bool
     reason: str = ""
+    # False: usable only when chosen by name, never by ``auto`` (e.g. qemu on a
+    # software CPU, which is far slower than the namespace driver).
+    auto: bool = True
 
 
 @dataclass(frozen=True)
@@ -101,9 +113,13 @@ class Sandbox(ABC):
         await self.call({"type": "files", "files": payload})
 
     async def run_stage(
-        self, name: str, argv: list[str], stdin: bytes, limits: StageLimits
+        self, name: str, argv: list[str], stdin: bytes, limits: StageLimits, pyrun: bool = False
     ) -> dict[str, Any]:
-        """Run one stage; returns the agent's measurements (outputs decoded to bytes)."""
+        """Run one stage; returns the agent's measurements (outputs decoded to bytes).
+
+        ``pyrun``: argv is ``[python3, script, *args]`` and the agent may run the
+        script in a forked child of its own interpreter (no second start-up).
+        """
         await self.apply_limits(limits)
         oom_before = self.oom_kills()
         reply = await self.call(
@@ -113,6 +129,7 @@ class Sandbox(ABC):
                 "argv": argv,
                 "stdin": base64.b64encode(stdin).decode(),
                 "limits": limit_dict(limits),
+                "pyrun": pyrun,
             }
         )
         reply["stdout"] = base64.b64decode(reply["stdout"])

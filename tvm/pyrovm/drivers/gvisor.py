@@ -37,8 +37,9 @@ from tvm.config.catalog import StageLimits
 from tvm.config.settings import get_settings
 from tvm.errors import AgentError, DriverUnavailable, SandboxError
 from tvm.pyrovm.drivers.base import (
-    AGENT_BOOT,
+    AGENT_ARGV,
     AGENT_DIR,
+    AGENT_ENV,
     Availability,
     Driver,
     Sandbox,
@@ -65,8 +66,8 @@ def oci_config(spec: SandboxSpec, memory_mb: int | None = None) -> dict[str, Any
         "process": {
             "terminal": False,
             "user": {"uid": 0, "gid": 0},
-            "args": ["/usr/bin/python3", "-I", "-S", "-B", "-c", AGENT_BOOT],
-            "env": ["PATH=/usr/local/bin:/usr/bin:/bin"],
+            "args": AGENT_ARGV,
+            "env": [f"{k}={v}" for k, v in AGENT_ENV.items()],
             "cwd": "/",
             "capabilities": {
                 "bounding": CAPS,

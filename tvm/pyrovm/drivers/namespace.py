@@ -25,8 +25,9 @@ from tvm.config.catalog import StageLimits
 from tvm.errors import DriverUnavailable, SandboxError
 from tvm.pyrovm.drivers import seccomp
 from tvm.pyrovm.drivers.base import (
-    AGENT_BOOT,
+    AGENT_ARGV,
     AGENT_DIR,
+    AGENT_ENV,
     Availability,
     Driver,
     Sandbox,
@@ -146,12 +147,15 @@ class NamespaceDriver(Driver):
             "--die-with-parent",
             "--new-session",
             "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID",
+            # Only so that the agent can empty the bounding set (bwrap leaves it
+            # full when it runs as root); the agent drops CAP_SETPCAP right after.
+            "--cap-add", "CAP_SETPCAP",
             "--clearenv",
-            "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin",
+            *[arg for k, v in AGENT_ENV.items() for arg in ("--setenv", k, v)],
             "--seccomp", str(seccomp_fd),
             "--chdir", "/",
             "--",
-            "/usr/bin/python3", "-I", "-S", "-B", "-c", AGENT_BOOT,
+            *AGENT_ARGV,
         ]  # fmt: skip
 
     async def start(self, spec: SandboxSpec) -> Sandbox:
