@@ -93,6 +93,20 @@ CLONE_NAMESPACE_FLAGS = (
     0x40000000,  # CLONE_NEWNET
 )
 
+# Socket address families a program may create; every other one fails with
+# EAFNOSUPPORT. The network namespace isolates only IP (and netlink/unix);
+# AF_VSOCK in particular is not namespaced at all: on a host that is itself a
+# VM (/dev/vsock), it would let a program talk to the hypervisor and to vsock
+# services of the host, past the empty network namespace.
+ALLOWED_SOCKET_FAMILIES = (
+    1,  # AF_UNIX
+    2,  # AF_INET
+    10,  # AF_INET6
+    16,  # AF_NETLINK (getaddrinfo, if_nameindex: inside the empty netns)
+)
+# Families are below 64 (AF_MAX is 46 in Linux 6.1); the kernel refuses larger.
+MAX_SOCKET_FAMILY = 64
+
 SCMP_ACT_ALLOW = 0x7FFF0000
 SCMP_CMP_MASKED_EQ = 7
 
@@ -156,6 +170,12 @@ def build_filter() -> bytes:
         for flag in CLONE_NAMESPACE_FLAGS:
             rule(_act_errno(errno.EPERM), "clone", _ArgCmp(0, SCMP_CMP_MASKED_EQ, flag, flag))
         rule(_act_errno(errno.ENOSYS), "clone3")
+        # socket(family, ...): the kernel reads family as a 32-bit int, so compare
+        # only the low 32 bits (high garbage bits must not slip past the filter).
+        for family in range(MAX_SOCKET_FAMILY):
+            if family not in ALLOWED_SOCKET_FAMILIES:
+                cmp = _ArgCmp(0, SCMP_CMP_MASKED_EQ, 0xFFFFFFFF, family)
+                rule(_act_errno(errno.EAFNOSUPPORT), "socket", cmp)
         read_fd, write_fd = os.pipe()
         try:
             rc = lib.seccomp_export_bpf(ctx, write_fd)
