@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import shlex
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -78,6 +79,12 @@ class CodeExecutionRequest(BaseModel):
     tests: list[TestCase] | None = Field(
         None, description="compile once, then run each case in its own fresh sandbox"
     )
+    compiler_options: str | None = Field(
+        None, max_length=512, description="extra compiler flags (compiled languages only)"
+    )
+    output_encoding: Literal["utf8", "base64"] = Field(
+        "utf8", description="how stdout/stderr/output are returned: utf8 text or base64 bytes"
+    )
 
 
 class StageResult(BaseModel):
@@ -125,6 +132,8 @@ class Job:
     cases: list[Case] = field(default_factory=list)
     batch: bool = False  # True when the request gave `tests`
     request_id: str = ""
+    compiler_options: list[str] = field(default_factory=list)  # shell words, already split
+    output_encoding: str = "utf8"
 
 
 def _decode(content: str, encoding: str, field_name: str) -> bytes:
@@ -230,7 +239,22 @@ def build_job(
         stdin = request.stdin.encode()
         _check_stdin(stdin, "stdin", settings)
         cases.append(Case(stdin, list(request.args)))
-    return Job(language, files, run_limits, compile_limits, cases, batch=request.tests is not None)
+    return Job(
+        language, files, run_limits, compile_limits, cases, batch=request.tests is not None,
+        compiler_options=_split_options(request.compiler_options, "compiler_options"),
+        output_encoding=request.output_encoding,
+    )  # fmt: skip
+
+
+def _split_options(options: str | None, field_name: str) -> list[str]:
+    if not options or not options.strip():
+        return []
+    if "\x00" in options:
+        raise InvalidRequest(field_name, "must not contain NUL")
+    try:
+        return shlex.split(options)
+    except ValueError as exc:
+        raise InvalidRequest(field_name, f"is not a valid list of shell words: {exc}") from exc
 
 
 def _check_args(args: list[str], field_name: str, settings: Settings) -> None:

@@ -9,6 +9,7 @@ service itself and for bad requests::
     ├── RequestError                the client's fault, HTTP 4xx
     │   ├── InvalidRequest          400: a field is wrong; names the field and allowed range
     │   ├── UnknownLanguage         400: no such language / version in the catalog
+    │   ├── Unauthorized            401: a valid API key is required
     │   └── NotFound                404: no such submission / image / key
     ├── CapacityError               429/503 with Retry-After: too busy right now
     ├── ImageError
@@ -62,6 +63,12 @@ class InvalidRequest(RequestError):
 
 class UnknownLanguage(RequestError):
     """No catalog entry matches the requested language and version."""
+
+
+class Unauthorized(RequestError):
+    """No API key, or one that is unknown or revoked, where the gateway requires one."""
+
+    status_code = 401
 
 
 class NotFound(RequestError):

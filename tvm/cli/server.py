@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,34 +21,122 @@ def _pidfile(settings: Settings) -> Path:
     return settings.run_dir / "tvm.pid"
 
 
+ROLES = ("all", "gateway", "worker")
+WORKER_DEFAULT_PORT = 8080  # a standalone worker's port (the image tvm/pyrovm)
+
+
 @click.command()
 @click.option("--host", default=None, help="listen address [TVM_HOST, default 127.0.0.1]")
 @click.option("--port", type=int, default=None, help="listen port [TVM_PORT, default 8000]")
 @click.option("--driver", default=None, help="auto|namespace|gvisor|qemu|firecracker [TVM_DRIVER]")
+@click.option(
+    "--role",
+    type=click.Choice(ROLES),
+    default="all",
+    show_default=True,
+    help="all: gateway + local workers; gateway: only the gateway (workers from "
+    "TVM_WORKERS / TVM_WORKERS_DNS); worker: only a worker (port 8080 by default)",
+)
+@click.option(
+    "--workers",
+    "worker_count",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="worker processes for --role all [TVM_WORKER_COUNT, default 1]",
+)
 @click.option("--debug", is_flag=True, help="debug logging")
-def start(host: str | None, port: int | None, driver: str | None, debug: bool) -> None:
-    """Run TVM in the foreground (all-in-one). Ctrl-C stops it and cleans up."""
+def start(
+    host: str | None,
+    port: int | None,
+    driver: str | None,
+    role: str,
+    worker_count: int | None,
+    debug: bool,
+) -> None:
+    """Run TVM in the foreground. Ctrl-C (or SIGTERM, or `tvm stop`) stops it all and
+    cleans up.
+
+    By default the gateway listens on 127.0.0.1:8000 and N workers on loopback ports
+    (TVM_WORKER_PORT and up); a worker that dies is restarted.
+    """
+    flags: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "driver": driver,
+        "log_level": "debug" if debug else None,
+        "worker_count": worker_count,
+    }
+    settings = Settings(**{k: v for k, v in flags.items() if v is not None})
+    if role == "worker":
+        if port is None and "TVM_PORT" not in os.environ:
+            settings = settings.model_copy(update={"port": WORKER_DEFAULT_PORT})
+        _run_worker(settings, debug)
+    else:
+        _run_gateway(settings, role, driver, debug)
+
+
+def _serve(app: Any, settings: Settings, debug: bool) -> None:
     import uvicorn
 
-    from tvm.pyrovm.api import create_app
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=debug)
 
-    flags: dict[str, Any] = {"host": host, "port": port, "driver": driver, "log_level": "debug" if debug else None}
-    settings = Settings(**{k: v for k, v in flags.items() if v is not None})
-    configure_logging(settings, component="tvm")
+
+@contextlib.contextmanager
+def _pidfile_for(settings: Settings) -> Iterator[None]:
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     pidfile = _pidfile(settings)
     pidfile.write_text(str(os.getpid()))
     try:
-        uvicorn.run(
-            create_app(settings),
-            host=settings.host,
-            port=settings.port,
-            log_config=None,
-            access_log=debug,
-        )
+        yield
     finally:
         with contextlib.suppress(FileNotFoundError):
             pidfile.unlink()
+
+
+def _exit_on_sigterm() -> None:
+    """uvicorn re-raises SIGTERM after its graceful shutdown: make that an exit that
+    runs our cleanup (``finally``) instead of dying on the spot."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _run_worker(settings: Settings, debug: bool) -> None:
+    from tvm.pyroshell.supervisor import SUPERVISED_ENV
+    from tvm.pyrovm.api import create_app
+
+    configure_logging(settings, component="tvm")
+    _exit_on_sigterm()
+    if os.environ.get(SUPERVISED_ENV):
+        _serve(create_app(settings), settings, debug)
+        return
+    with _pidfile_for(settings):
+        _serve(create_app(settings), settings, debug)
+
+
+def _run_gateway(settings: Settings, role: str, driver: str | None, debug: bool) -> None:
+    from tvm.pyroshell.app import create_gateway_app
+    from tvm.pyroshell.supervisor import Supervisor
+
+    configure_logging(settings, component="api")
+    _exit_on_sigterm()
+    supervisor = None
+    if role == "all":
+        extra = (["--driver", driver] if driver else []) + (["--debug"] if debug else [])
+        supervisor = Supervisor(settings, settings.worker_count, extra)
+        settings = settings.model_copy(update={"workers": supervisor.urls, "workers_dns": ""})
+    elif not settings.workers and not settings.workers_dns:
+        raise click.UsageError("--role gateway needs TVM_WORKERS or TVM_WORKERS_DNS")
+    with _pidfile_for(settings):
+        try:
+            if supervisor is not None:
+                supervisor.start()
+            _serve(create_gateway_app(settings), settings, debug)
+        finally:
+            if supervisor is not None:
+                supervisor.stop()
 
 
 @click.command()
@@ -77,7 +166,13 @@ def stop() -> None:
 
 
 @click.command()
-@click.option("--component", type=click.Choice(["api", "tvm"]), default="tvm", show_default=True)
+@click.option(
+    "--component",
+    type=click.Choice(["api", "tvm"]),
+    default="tvm",
+    show_default=True,
+    help="api: the gateway; tvm: the workers",
+)
 @click.option("--follow", "-f", is_flag=True, help="keep printing new lines")
 @click.option("--lines", "-n", type=int, default=100, show_default=True)
 def logs(component: str, follow: bool, lines: int) -> None:

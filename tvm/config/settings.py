@@ -114,6 +114,49 @@ class Settings(BaseSettings):
         "", description="Debian archive URL for image builds (empty: taken from host apt sources)"
     )
 
+    # Gateway (pyroshell): workers, queue, database, keys and limits.
+    workers: list[str] = Field(
+        default_factory=list, description="worker base URLs, e.g. http://10.0.0.5:8080"
+    )
+    workers_dns: str = Field(
+        "", description="host:port whose DNS records are the workers (a headless service)"
+    )
+    worker_count: int = Field(1, ge=1, le=64, description="workers `tvm start` runs itself")
+    worker_port: int = Field(
+        8100, ge=1, le=65535, description="first loopback port of those workers"
+    )
+    health_interval_seconds: float = Field(2.0, gt=0, le=60, description="worker health checks")
+    worker_timeout_seconds: float = Field(
+        300, gt=0, le=3600, description="longest one execution may take on a worker"
+    )
+    dispatch_wait_seconds: float = Field(
+        30, ge=0, le=600, description="how long a job waits for a free worker before 503"
+    )
+    database_url: str = Field(
+        "", description="SQLAlchemy async URL; empty: sqlite+aiosqlite:///$TVM_HOME/tvm.db"
+    )
+    dispatcher_concurrency: int = Field(
+        8, ge=1, le=1000, description="queued submissions run at once by one gateway"
+    )
+    max_queue_size: int = Field(1000, ge=1, description="queued submissions; beyond: 503")
+    retention_hours: float = Field(
+        168, gt=0, description="finished submissions are deleted after this long"
+    )
+    callback_max_tries: int = Field(3, ge=1, le=20, description="PUTs to callback_url")
+    callback_timeout_seconds: float = Field(5, gt=0, le=60, description="per callback PUT")
+    auth_required: bool | None = Field(
+        None, description="require an API key; unset: when not on loopback and a key exists"
+    )
+    key_rate_per_minute: int = Field(120, ge=1, description="default executions/min per key")
+    key_burst: int = Field(30, ge=1, description="default token-bucket size per key")
+    key_max_concurrent: int = Field(
+        10, ge=1, description="default queued + running executions per key"
+    )
+    anonymous_rate_per_minute: int = Field(
+        0, ge=0, description="executions/min per client address without a key; 0: unlimited"
+    )
+    judge0_enable_delete: bool = Field(True, description="allow DELETE /submissions/{token}")
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -8,23 +8,28 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
 
 from tvm import __version__
 from tvm.api import CodeExecutionRequest, ExecutionResponse, build_job
 from tvm.compat import piston
 from tvm.config.catalog import Catalog, load_catalog
 from tvm.config.settings import Settings
-from tvm.errors import CapacityError, InvalidRequest, TVMError
+from tvm.errors import InvalidRequest
 from tvm.pyrovm import drivers
 from tvm.pyrovm.engine import Engine
 from tvm.pyrovm.images import ImageStore
+from tvm.utils import metrics
+from tvm.utils.web import (  # noqa: F401 - re-exported: the worker's error handling
+    AssumeJSON,
+    error_response,
+    install_error_handlers,
+    install_request_id,
+    validation_message,
+)
 
 log = logging.getLogger("tvm.api")
 
@@ -32,53 +37,6 @@ log = logging.getLogger("tvm.api")
 MAX_CONCURRENT_VMS = 10
 MAX_CONCURRENT_REQUESTS = 20
 MAX_VM_LIFETIME_SECONDS = 60
-
-
-def error_response(exc: TVMError) -> JSONResponse:
-    headers = {}
-    if isinstance(exc, CapacityError):
-        headers["Retry-After"] = str(exc.retry_after)
-    return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=headers)
-
-
-def validation_message(exc: RequestValidationError) -> tuple[str, str]:
-    """First pydantic error as ('field.path', 'problem')."""
-    err = exc.errors()[0]
-    loc = [str(p) for p in err.get("loc", ()) if p != "body"]
-    field = ""
-    for part in loc:
-        field += f"[{part}]" if part.isdigit() else (f".{part}" if field else part)
-    if err.get("type") == "json_invalid":
-        return "body", "is not valid JSON"
-    if err.get("type") == "missing":
-        return field or "body", "is required"
-    return field or "body", err.get("msg", "is invalid")
-
-
-class AssumeJSON:
-    """ASGI middleware: treat POST bodies as JSON whatever their Content-Type says
-    (``curl -d`` sends form encoding); there are no form endpoints."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["method"] in ("POST", "PUT"):
-            headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
-            headers.append((b"content-type", b"application/json"))
-            scope = dict(scope, headers=headers)
-        await self.app(scope, receive, send)
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(TVMError)
-    async def _tvm_error(request: Request, exc: TVMError) -> JSONResponse:
-        return error_response(exc)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        field, problem = validation_message(exc)
-        return error_response(InvalidRequest(field, problem))
 
 
 def languages_table(catalog: Catalog, images: ImageStore) -> list[dict[str, Any]]:
@@ -129,15 +87,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     def built() -> set[str]:
         return {lang.key for lang in catalog if images.is_built(lang.image)}
 
-    @app.middleware("http")
-    async def request_id(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
-        request.state.request_id = rid
-        response = await call_next(request)
-        response.headers["X-Request-ID"] = rid
-        return response
+    install_request_id(app)
+    metrics.instrument(app, "worker", lambda req: metrics.worker_metrics(req.app.state.engine))
 
     @app.post("/api/v1/execute", response_model=ExecutionResponse)
     async def execute(body: CodeExecutionRequest, request: Request) -> ExecutionResponse:

@@ -10,8 +10,10 @@ compiled work dir.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
+import shlex
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,9 +36,19 @@ def run_argv(language: Language, args: list[str]) -> list[str]:
     return argv + list(args)
 
 
-def compile_argv(language: Language, files: list[tuple[str, bytes, int]]) -> list[str]:
+def compile_argv(
+    language: Language, files: list[tuple[str, bytes, int]], options: list[str] | None = None
+) -> list[str]:
+    """The compile stage's argv; ``options`` (extra flags) are shell-quoted and go where the
+    command says ``{options}``, else at its end."""
     assert language.compile is not None
-    return ["/bin/sh", "-c", language.compile, "compile"] + [name for name, _, _ in files]
+    extra = " ".join(shlex.quote(word) for word in options or [])
+    command = language.compile
+    if "{options}" in command:
+        command = command.replace("{options}", extra)
+    elif extra:
+        command = f"{command} {extra}"
+    return ["/bin/sh", "-c", command, "compile"] + [name for name, _, _ in files]
 
 
 def verdict(stdout: str, expected: str | None) -> str | None:
@@ -53,12 +65,18 @@ def verdict(stdout: str, expected: str | None) -> str | None:
     return "accepted" if norm(stdout) == norm(expected) else "wrong_answer"
 
 
-def stage_result(reply: dict[str, Any]) -> StageResult:
+def _text(data: bytes, encoding: str) -> str:
+    if encoding == "base64":
+        return base64.b64encode(data).decode()
+    return data.decode("utf-8", errors="replace")
+
+
+def stage_result(reply: dict[str, Any], encoding: str = "utf8") -> StageResult:
     return StageResult(
         status=reply["status"],
-        stdout=reply["stdout"].decode("utf-8", errors="replace"),
-        stderr=reply["stderr"].decode("utf-8", errors="replace"),
-        output=reply["output"].decode("utf-8", errors="replace"),
+        stdout=_text(reply["stdout"], encoding),
+        stderr=_text(reply["stderr"], encoding),
+        output=_text(reply["output"], encoding),
         exit_code=reply["exit_code"],
         signal=reply["signal"],
         cpu_ms=reply["cpu_ms"],
@@ -139,9 +157,12 @@ class Engine:
 
     async def _compile(self, sandbox: Sandbox, job: Job, response: ExecutionResponse) -> bool:
         reply = await sandbox.run_stage(
-            "compile", compile_argv(job.language, job.files), b"", job.compile_limits
+            "compile",
+            compile_argv(job.language, job.files, job.compiler_options),
+            b"",
+            job.compile_limits,
         )
-        response.compile = stage_result(reply)
+        response.compile = stage_result(reply, job.output_encoding)
         if response.compile.status != "ok":
             response.status = "compile_error"
             return False
@@ -160,7 +181,7 @@ class Engine:
                 job.run_limits,
                 pyrun=job.language.prestarted and self.settings.prestart,
             )
-        response.run = stage_result(reply)
+        response.run = stage_result(reply, job.output_encoding)
         response.status = response.run.status
 
     async def _batch(self, job: Job, response: ExecutionResponse) -> None:
@@ -198,8 +219,9 @@ class Engine:
                 job.run_limits,
                 pyrun=job.language.prestarted and self.settings.prestart,
             )
-        result = stage_result(reply)
+        result = stage_result(reply, job.output_encoding)
+        text = reply["stdout"].decode(errors="replace")
         return TestResult(
             **result.model_dump(),
-            verdict=verdict(result.stdout, case.expected_output) if result.status == "ok" else None,
+            verdict=verdict(text, case.expected_output) if result.status == "ok" else None,
         )

@@ -1,0 +1,219 @@
+"""The gateway service (pyroshell): FastAPI on uvicorn, the public entry point.
+
+It validates (with the same :func:`tvm.api.build_job` as the worker), authenticates,
+rate-limits, persists and routes; workers only execute. Routes:
+
+* native and Piston v2, answered exactly as a worker answers them:
+  ``POST /api/v1/execute``, ``GET /api/v1/languages``, ``POST /api/v2/execute``,
+  ``GET /api/v2/runtimes`` (the lists come from a worker, which knows its images);
+* Judge0 CE (:mod:`tvm.pyroshell.judge0_routes`);
+* ``GET /health`` (200 while at least one worker is healthy, else 503) and
+  ``GET /metrics``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from tvm import __version__
+from tvm.api import CodeExecutionRequest, ExecutionResponse, build_job
+from tvm.compat import piston
+from tvm.config.catalog import Catalog, load_catalog
+from tvm.config.settings import Settings
+from tvm.errors import InvalidRequest, TVMError
+from tvm.pyroshell.auth import Gatekeeper, Principal
+from tvm.pyroshell.dispatcher import Dispatcher, outcome_of
+from tvm.pyroshell.store import QUEUED, Store
+from tvm.pyroshell.workers import Lost, WorkerPool, lost_response
+from tvm.utils import metrics
+from tvm.utils.web import (
+    AssumeJSON,
+    error_response,
+    install_error_handlers,
+    install_request_id,
+    validation_message,
+)
+
+log = logging.getLogger("tvm.gateway")
+
+JUDGE0_TAG = "judge0"
+
+
+@dataclass
+class Gateway:
+    """Everything the routes share; ``app.state.gateway``."""
+
+    settings: Settings
+    catalog: Catalog
+    store: Store
+    pool: WorkerPool
+    dispatcher: Dispatcher
+    gate: Gatekeeper
+
+
+def gateway(request: Request) -> Gateway:
+    gw: Gateway = request.app.state.gateway
+    return gw
+
+
+async def principal(request: Request) -> Principal:
+    """Route dependency: who is asking (401 when a key is required and missing)."""
+    found = await gateway(request).gate.principal(request)
+    request.state.principal = found
+    return found
+
+
+async def run_native(
+    gw: Gateway,
+    body: CodeExecutionRequest,
+    who: Principal,
+    request_id: str,
+    rename: Callable[[InvalidRequest], InvalidRequest] | None = None,
+) -> ExecutionResponse:
+    """Validate and run a native request on a worker (the sync path of both APIs);
+    ``rename`` names a compatible API's field in a validation error."""
+    try:
+        job = build_job(body, gw.settings, gw.catalog)
+    except InvalidRequest as exc:
+        raise (rename(exc) if rename else exc) from exc
+    await gw.gate.admit(who)
+    started = time.perf_counter()
+    async with gw.gate.limiter.running(who):
+        outcome = await gw.pool.execute(body.model_dump(mode="json", exclude_none=True), request_id)
+    metrics.EXECUTIONS.labels(job.language.name, outcome_of(outcome)).inc()
+    metrics.EXECUTION_LATENCY.labels(job.language.name).observe(time.perf_counter() - started)
+    if isinstance(outcome, Lost):
+        return lost_response(outcome, job.language.name, job.language.version)
+    return outcome
+
+
+Who = Annotated[Principal, Depends(principal)]
+
+
+def execution_router() -> APIRouter:
+    router = APIRouter(dependencies=[Depends(principal)])
+
+    @router.post("/api/v1/execute", response_model=ExecutionResponse)
+    async def execute(body: CodeExecutionRequest, request: Request, who: Who) -> ExecutionResponse:
+        return await run_native(gateway(request), body, who, request.state.request_id)
+
+    @router.post("/api/v2/execute")
+    async def piston_execute(
+        body: piston.PistonRequest, request: Request, who: Who
+    ) -> dict[str, Any]:
+        native = piston.to_native(body)
+        result = await run_native(
+            gateway(request), native, who, request.state.request_id, piston.rename_field
+        )
+        return piston.from_native(result)
+
+    @router.get("/api/v2/runtimes")
+    async def piston_runtimes(request: Request) -> list[dict[str, Any]]:
+        listed: list[dict[str, Any]] = await gateway(request).pool.get_json(
+            "/api/v2/runtimes", request.state.request_id
+        )
+        return listed
+
+    @router.get("/api/v1/languages")
+    async def languages(request: Request) -> list[dict[str, Any]]:
+        listed: list[dict[str, Any]] = await gateway(request).pool.get_json(
+            "/api/v1/languages", request.state.request_id
+        )
+        return listed
+
+    return router
+
+
+def _is_judge0(request: Request) -> bool:
+    route = request.scope.get("route")
+    return JUDGE0_TAG in (getattr(route, "tags", None) or [])
+
+
+def judge0_error(exc: TVMError) -> JSONResponse:
+    """Judge0's error shapes: 422 ``{field: [problem]}`` for a bad attribute, else
+    ``{"error": message}`` with the status code of the error."""
+    response = error_response(exc)
+    if isinstance(exc, InvalidRequest) and exc.field not in ("fields", "body", "tokens"):
+        body: dict[str, Any] = {exc.field: [exc.problem]}
+        return JSONResponse(body, status_code=422)
+    message = exc.problem if isinstance(exc, InvalidRequest) else exc.message
+    return JSONResponse({"error": message}, status_code=exc.status_code,
+                        headers={k: v for k, v in response.headers.items()
+                                 if k.lower() == "retry-after"})  # fmt: skip
+
+
+def install_gateway_errors(app: FastAPI) -> None:
+    """The worker's error handling, plus Judge0's shapes on Judge0 routes."""
+    install_error_handlers(app)
+
+    @app.exception_handler(TVMError)
+    async def _tvm_error(request: Request, exc: TVMError) -> JSONResponse:
+        return judge0_error(exc) if _is_judge0(request) else error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        field, problem = validation_message(exc)
+        error = InvalidRequest(field, problem)
+        return judge0_error(error) if _is_judge0(request) else error_response(error)
+
+
+def create_gateway_app(
+    settings: Settings, pool: WorkerPool | None = None, store: Store | None = None
+) -> FastAPI:
+    """The gateway app; ``pool`` and ``store`` may be injected (tests)."""
+    from tvm.pyroshell.judge0_routes import judge0_router
+
+    catalog = load_catalog()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = store or Store.from_settings(settings)
+        workers = pool or WorkerPool(settings)
+        await db.open()
+        dispatcher = Dispatcher(settings, db, workers, catalog)
+        app.state.gateway = Gateway(
+            settings, catalog, db, workers, dispatcher, Gatekeeper(settings, db)
+        )
+        await workers.start()
+        await dispatcher.start()
+        log.info("gateway ready: %d worker(s) configured, database %s",
+                 len(workers.workers), db.safe_url)  # fmt: skip
+        try:
+            yield
+        finally:
+            await dispatcher.close()
+            await workers.close()
+            await db.close()
+
+    app = FastAPI(title="TVM gateway (pyroshell)", version=__version__, lifespan=lifespan)
+    install_gateway_errors(app)
+    app.add_middleware(AssumeJSON)
+    install_request_id(app)
+    metrics.instrument(app, "gateway")
+    app.include_router(execution_router())
+    app.include_router(judge0_router())
+
+    @app.get("/health")
+    async def health(request: Request) -> JSONResponse:
+        gw = gateway(request)
+        workers = [worker.describe() for worker in gw.pool.workers.values()]
+        ready = any(worker["healthy"] for worker in workers)
+        body = {
+            "status": "ok" if ready else "no healthy worker",
+            "version": __version__,
+            "role": "gateway",
+            "workers": workers,
+            "queue_depth": await gw.store.count((QUEUED,)),
+        }
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    return app

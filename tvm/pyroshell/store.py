@@ -1,0 +1,351 @@
+"""Durable state of the gateway: submissions and API keys (SQLAlchemy 2, async).
+
+SQLite (aiosqlite) at ``$TVM_HOME/tvm.db`` by default, PostgreSQL (asyncpg) with
+``TVM_DATABASE_URL=postgresql+asyncpg://...``. A submission is committed before
+its token is returned.
+
+Life of a submission row (``status_id`` is Judge0's)::
+
+    1 In Queue --claim--> 2 Processing --finish--> 3..14
+                          (dispatched_at set just before the job is sent to a worker)
+
+Recovery after a gateway restart (:meth:`Store.recover`): a row left in 2 whose
+``dispatched_at`` is empty was never sent to a worker, so it goes back to 1 and
+runs again; one with ``dispatched_at`` set may have run (the gateway cannot know
+whether the worker finished it), so it ends as 13 Internal Error with a message
+saying so. Nothing is lost and nothing runs twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from tvm.config.settings import Settings
+from tvm.errors import ConfigError
+
+QUEUED, PROCESSING, INTERNAL_ERROR = 1, 2, 13
+CALLBACK_NONE, CALLBACK_PENDING, CALLBACK_DONE, CALLBACK_FAILED = 0, 1, 2, 3
+
+metadata = MetaData()
+
+submissions = Table(
+    "submissions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("token", String(36), nullable=False, unique=True),
+    Column("status_id", Integer, nullable=False, index=True),
+    Column("params", JSON, nullable=False),  # Judge0 attributes, text ones base64
+    Column("native", JSON, nullable=False),  # the CodeExecutionRequest that runs it
+    Column("result", JSON),  # Judge0 result attributes, text ones base64
+    Column("key_id", Integer, index=True),
+    Column("request_id", String(64)),
+    Column("worker", String(255)),
+    Column("callback_state", Integer, nullable=False, default=CALLBACK_NONE, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("dispatched_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True), index=True),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False),
+    Column("prefix", String(16), nullable=False),
+    Column("secret_hash", String(64), nullable=False, unique=True),
+    Column("rate_per_minute", Integer),
+    Column("burst", Integer),
+    Column("max_concurrent", Integer),
+    Column("revoked", Boolean, nullable=False, default=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+    Column("notes", Text),
+)
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _aware(moment: dt.datetime | None) -> dt.datetime | None:
+    """SQLite hands datetimes back naive; they were stored as UTC."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=dt.UTC)
+    return moment
+
+
+def database_url(settings: Settings) -> str:
+    if settings.database_url:
+        return settings.database_url
+    return f"sqlite+aiosqlite:///{settings.home / 'tvm.db'}"
+
+
+def _row(mapping: Any) -> dict[str, Any]:
+    row = dict(mapping)
+    for key in ("created_at", "started_at", "dispatched_at", "finished_at", "revoked_at"):
+        if key in row:
+            row[key] = _aware(row[key])
+    return row
+
+
+class Store:
+    """All database access of the gateway."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            parsed = make_url(url)
+        except Exception as exc:  # sqlalchemy raises several kinds
+            raise ConfigError(f"TVM_DATABASE_URL is not a database URL: {exc}") from exc
+        self.dialect = parsed.get_backend_name()
+        options: dict[str, Any] = {}
+        if self.dialect == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                from pathlib import Path
+
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            options["connect_args"] = {"timeout": 30}
+        else:
+            options.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+        self.engine: AsyncEngine = create_async_engine(url, **options)
+        if self.dialect == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Store:
+        return cls(database_url(settings))
+
+    async def open(self) -> None:
+        try:
+            async with self.engine.begin() as conn:
+                await conn.run_sync(metadata.create_all)
+        except (SQLAlchemyError, OSError) as exc:
+            raise ConfigError(f"cannot open the database {self.safe_url}: {exc}") from exc
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    @property
+    def safe_url(self) -> str:
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    # -- submissions ---------------------------------------------------------------
+    async def add(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert submissions in one transaction (committed when this returns)."""
+        stamp = now()
+        values = [{"created_at": stamp, "callback_state": CALLBACK_NONE, **row} for row in rows]
+        async with self.engine.begin() as conn:
+            await conn.execute(insert(submissions), values)
+
+    async def get(self, token: str) -> dict[str, Any] | None:
+        async with self.engine.connect() as conn:
+            found = (
+                await conn.execute(select(submissions).where(submissions.c.token == token))
+            ).mappings().first()  # fmt: skip
+        return _row(found) if found else None
+
+    async def get_many(self, tokens: Sequence[str]) -> dict[str, dict[str, Any]]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(select(submissions).where(submissions.c.token.in_(tokens)))
+            ).mappings().all()  # fmt: skip
+        return {row["token"]: _row(row) for row in rows}
+
+    async def delete(self, token: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(submissions).where(submissions.c.token == token))
+
+    async def count(self, status_ids: Sequence[int], key_id: int | None = None) -> int:
+        query = select(func.count()).where(submissions.c.status_id.in_(status_ids))
+        if key_id is not None:
+            query = query.where(submissions.c.key_id == key_id)
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    async def claim(self, limit: int) -> list[dict[str, Any]]:
+        """Move up to ``limit`` queued submissions, oldest first, to Processing."""
+        if limit <= 0:
+            return []
+        async with self.engine.begin() as conn:
+            query = (
+                select(submissions.c.id)
+                .where(submissions.c.status_id == QUEUED)
+                .order_by(submissions.c.id)
+                .limit(limit)
+            )
+            if self.dialect == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            ids = list((await conn.execute(query)).scalars())
+            if not ids:
+                return []
+            claimed = await conn.execute(
+                update(submissions)
+                .where(submissions.c.id.in_(ids), submissions.c.status_id == QUEUED)
+                .values(status_id=PROCESSING, started_at=now())
+                .returning(*submissions.c)
+            )
+            rows = [_row(row) for row in claimed.mappings().all()]
+        return sorted(rows, key=lambda row: row["id"])
+
+    async def mark_dispatched(self, submission_id: int, worker: str | None) -> None:
+        """Recorded just before the job is sent: from then on it is never re-run. ``None``
+        clears it again when that worker refused the job without starting it."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(submissions)
+                .where(submissions.c.id == submission_id)
+                .values(dispatched_at=now() if worker else None, worker=worker)
+            )
+
+    async def finish(self, submission_id: int, result: dict[str, Any], callback: bool) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(submissions)
+                .where(submissions.c.id == submission_id)
+                .values(
+                    status_id=result["status_id"],
+                    result=result,
+                    finished_at=now(),
+                    callback_state=CALLBACK_PENDING if callback else CALLBACK_NONE,
+                )
+            )
+
+    async def requeue(self, submission_id: int) -> None:
+        """Back to the queue: only for a job that was never sent to a worker."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(submissions)
+                .where(submissions.c.id == submission_id, submissions.c.dispatched_at.is_(None))
+                .values(status_id=QUEUED, started_at=None)
+            )
+
+    async def set_callback_state(self, submission_id: int, state: int) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(submissions)
+                .where(submissions.c.id == submission_id)
+                .values(callback_state=state)
+            )
+
+    async def pending_callbacks(self) -> list[dict[str, Any]]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(submissions).where(submissions.c.callback_state == CALLBACK_PENDING)
+                )
+            ).mappings().all()  # fmt: skip
+        return [_row(row) for row in rows]
+
+    async def recover(self, result: dict[str, Any]) -> tuple[int, int]:
+        """After a restart: (requeued, failed with ``result``). The rule is in the module
+        docstring. Run it with one gateway per database (it also ends other replicas'
+        running jobs)."""
+        async with self.engine.begin() as conn:
+            requeued = await conn.execute(
+                update(submissions)
+                .where(submissions.c.status_id == PROCESSING, submissions.c.dispatched_at.is_(None))
+                .values(status_id=QUEUED, started_at=None)
+            )
+            lost = (
+                await conn.execute(
+                    select(submissions.c.id, submissions.c.params).where(
+                        submissions.c.status_id == PROCESSING
+                    )
+                )
+            ).all()  # fmt: skip
+            for submission_id, params in lost:
+                await conn.execute(
+                    update(submissions)
+                    .where(submissions.c.id == submission_id)
+                    .values(
+                        status_id=INTERNAL_ERROR,
+                        result=result,
+                        finished_at=now(),
+                        callback_state=(
+                            CALLBACK_PENDING if params.get("callback_url") else CALLBACK_NONE
+                        ),
+                    )
+                )
+        return int(requeued.rowcount or 0), len(lost)
+
+    async def expire(self, older_than: dt.timedelta) -> int:
+        """Delete finished submissions older than the retention."""
+        cutoff = now() - older_than
+        async with self.engine.begin() as conn:
+            gone = await conn.execute(
+                delete(submissions).where(
+                    submissions.c.finished_at.is_not(None),
+                    submissions.c.finished_at < cutoff,
+                    submissions.c.status_id.not_in((QUEUED, PROCESSING)),
+                )
+            )
+        return int(gone.rowcount or 0)
+
+    # -- API keys ----------------------------------------------------------------------
+    async def add_key(self, values: dict[str, Any]) -> int:
+        async with self.engine.begin() as conn:
+            done = await conn.execute(
+                insert(api_keys).values(created_at=now(), revoked=False, **values)
+            )
+            return int(done.inserted_primary_key[0])  # type: ignore[index]
+
+    async def keys(self) -> list[dict[str, Any]]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(api_keys).order_by(api_keys.c.id))).mappings().all()
+        return [_row(row) for row in rows]
+
+    async def key_by_hash(self, secret_hash: str) -> dict[str, Any] | None:
+        async with self.engine.connect() as conn:
+            found = (
+                await conn.execute(select(api_keys).where(api_keys.c.secret_hash == secret_hash))
+            ).mappings().first()  # fmt: skip
+        return _row(found) if found else None
+
+    async def has_keys(self) -> bool:
+        query = select(func.count()).select_from(api_keys).where(api_keys.c.revoked.is_(False))
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one()) > 0
+
+    async def revoke_key(self, ident: str) -> int:
+        """Revoke by id or prefix; returns how many keys were revoked."""
+        where = api_keys.c.prefix == ident
+        if ident.isdigit():
+            where = where | (api_keys.c.id == int(ident))
+        async with self.engine.begin() as conn:
+            done = await conn.execute(
+                update(api_keys)
+                .where(where, api_keys.c.revoked.is_(False))
+                .values(revoked=True, revoked_at=now())
+            )
+        return int(done.rowcount or 0)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.close()

@@ -1,0 +1,124 @@
+"""HTTP plumbing shared by the worker and the gateway.
+
+One place for how a :class:`~tvm.errors.TVMError` or a pydantic validation error
+becomes a JSON response, for the request id (``X-Request-ID``, carried from the
+gateway to the worker and into every log line) and for treating POST bodies as
+JSON whatever their Content-Type says.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+
+from tvm.errors import CapacityError, InvalidRequest, TVMError
+
+REQUEST_ID_HEADER = "X-Request-ID"
+
+# The id of the request being served, for log records (see `_install_log_factory`).
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+
+
+def error_response(exc: TVMError) -> JSONResponse:
+    headers = {}
+    if isinstance(exc, CapacityError):
+        headers["Retry-After"] = str(exc.retry_after)
+    return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=headers)
+
+
+def validation_message(exc: RequestValidationError) -> tuple[str, str]:
+    """First pydantic error as ('field.path', 'problem')."""
+    err = exc.errors()[0]
+    loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+    field = ""
+    for part in loc:
+        field += f"[{part}]" if part.isdigit() else (f".{part}" if field else part)
+    if err.get("type") == "json_invalid":
+        return "body", "is not valid JSON"
+    if err.get("type") == "missing":
+        return field or "body", "is required"
+    return field or "body", err.get("msg", "is invalid")
+
+
+class AssumeJSON:
+    """ASGI middleware: treat POST bodies as JSON whatever their Content-Type says
+    (``curl -d`` sends form encoding); there are no form endpoints."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] in ("POST", "PUT"):
+            headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+            headers.append((b"content-type", b"application/json"))
+            scope = dict(scope, headers=headers)
+        await self.app(scope, receive, send)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(TVMError)
+    async def _tvm_error(request: Request, exc: TVMError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        field, problem = validation_message(exc)
+        return error_response(InvalidRequest(field, problem))
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def _clean_request_id(value: str | None) -> str:
+    """A client's id is kept when it is short and printable, else a new one is made."""
+    if value and len(value) <= 64 and value.isascii() and value.isprintable():
+        return value
+    return new_request_id()
+
+
+def install_request_id(app: FastAPI) -> None:
+    """Take ``X-Request-ID`` from the request (or make one), expose it as
+    ``request.state.request_id``, put it on every log line and echo it back."""
+    _install_log_factory()
+
+    @app.middleware("http")
+    async def request_id(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        rid = _clean_request_id(request.headers.get(REQUEST_ID_HEADER))
+        request.state.request_id = rid
+        token = request_id_var.set(rid)
+        try:
+            response = await call_next(request)
+        finally:
+            request_id_var.reset(token)
+        response.headers[REQUEST_ID_HEADER] = rid
+        return response
+
+
+_factory_installed = False
+
+
+def _install_log_factory() -> None:
+    """Give every log record a ``request_id`` attribute (the JSON formatter prints it)."""
+    global _factory_installed
+    if _factory_installed:
+        return
+    _factory_installed = True
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        if not getattr(record, "request_id", None):
+            record.request_id = request_id_var.get()
+        return record
+
+    logging.setLogRecordFactory(factory)
