@@ -380,7 +380,7 @@ def test_cli_build_rejects_unknown_names(home: Path, built_recipes: list[ImageRe
     runner = CliRunner()
     result = runner.invoke(main, ["images", "build", "--image", "nope"])
     assert result.exit_code == 2 and "unknown image 'nope'" in result.output
-    result = runner.invoke(main, ["images", "build", "cobol"])
+    result = runner.invoke(main, ["images", "build", "no-such-language"])
     assert result.exit_code == 1 and "not supported" in result.output
     assert built_recipes == []
 

@@ -731,7 +731,8 @@ def compile_python(rootfs: Path) -> None:
     dirs = [f"/usr/lib/python{version}", "/usr/lib/python3/dist-packages",
             f"/usr/local/lib/python{version}/dist-packages"]  # fmt: skip
     dirs = [d for d in dirs if (rootfs / d.lstrip("/")).is_dir()]
-    argv = ["chroot", str(rootfs), "/usr/bin/python3", "-m", "compileall", "-q", "-j0", *dirs]
+    chroot = shutil.which("chroot") or "/usr/sbin/chroot"
+    argv = [chroot, str(rootfs), "/usr/bin/python3", "-m", "compileall", "-q", "-j0", *dirs]
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8"}
     proc = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, check=False)
     if proc.returncode != 0:
