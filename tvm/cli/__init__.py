@@ -28,9 +28,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from tvm.cli import images, info, run, server
+    from tvm.cli import images, info, keys, run, server
 
-    for module in (server, run, info, images):
+    for module in (server, run, info, images, keys):
         for command in module.COMMANDS:
             main.add_command(command)
 

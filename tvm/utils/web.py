@@ -58,7 +58,7 @@ class AssumeJSON:
         if scope["type"] == "http" and scope["method"] in ("POST", "PUT"):
             headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
             headers.append((b"content-type", b"application/json"))
-            scope = dict(scope, headers=headers)
+            scope["headers"] = headers  # in place: outer middleware reads scope["route"]
         await self.app(scope, receive, send)
 
 

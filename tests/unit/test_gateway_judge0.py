@@ -1,0 +1,219 @@
+"""The Judge0 CE API of the gateway over a fake worker: statuses, encodings, async,
+batch, fields, validation and the static endpoints."""
+
+from __future__ import annotations
+
+import base64
+import io
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.gateway_support import gateway_client, gateway_settings, wait_done
+from tvm.compat import judge0
+
+PY, C = 71, 50
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    with gateway_client(gateway_settings(tmp_path)) as c:
+        yield c
+
+
+def run(client: TestClient, source: str, language_id: int = PY, **fields: Any) -> dict[str, Any]:
+    body = {"source_code": source, "language_id": language_id, **fields}
+    reply = client.post("/submissions", params={"wait": "true", "fields": "*"}, json=body)
+    assert reply.status_code == 201, reply.text
+    return dict(reply.json())
+
+
+@pytest.mark.parametrize(
+    ("source", "fields", "status", "signal"),
+    [
+        ("out hello", {}, 3, None),
+        ("out hello", {"expected_output": "hello"}, 3, None),
+        ("out hello  \n\n", {"expected_output": "hello\n\n"}, 3, None),
+        ("out hello", {"expected_output": "bye"}, 4, None),
+        ("timeout", {}, 5, 9),
+        ("cpu 2500", {"cpu_time_limit": 2}, 5, None),
+        ("signal SIGSEGV", {}, 7, 11),
+        ("signal SIGXFSZ", {}, 8, 25),
+        ("flood", {}, 8, 25),
+        ("signal SIGFPE", {}, 9, 8),
+        ("signal SIGABRT", {}, 10, 6),
+        ("exit 3", {}, 11, None),
+        ("signal SIGKILL", {}, 12, 9),
+        ("oom", {}, 12, 9),
+    ],
+)
+def test_statuses(
+    client: TestClient, source: str, fields: dict[str, Any], status: int, signal: int | None
+) -> None:
+    body = run(client, source, **fields)
+    assert body["status"] == {"id": status, "description": judge0.STATUSES[status]}
+    assert body["status_id"] == status
+    assert body["exit_signal"] == signal
+    if status == 11:
+        assert body["exit_code"] == 3 and body["message"] == "Exited with error status 3"
+
+
+def test_compilation_error(client: TestClient) -> None:
+    body = run(client, "compile_error", C)
+    assert body["status"]["id"] == 6
+    assert "error" in body["compile_output"]
+    assert body["stdout"] is None and body["time"] is None and body["exit_code"] is None
+
+
+def test_accepted_shape(client: TestClient) -> None:
+    reply = client.post("/submissions?wait=true", json={"source_code": "out hi", "language_id": 71})
+    body = reply.json()
+    assert set(body) == {"token", "time", "memory", "stdout", "stderr", "compile_output",
+                         "message", "status"}  # fmt: skip
+    assert body["stdout"] == "hi\n" and body["stderr"] is None and body["time"] == "0.001"
+    assert isinstance(body["memory"], int)
+
+
+def test_stdin_args_and_redirect(client: TestClient) -> None:
+    body = run(client, "stdin\nargs\nerr oops", stdin="in\n",
+               command_line_arguments="a 'b c'", redirect_stderr_to_stdout=True)  # fmt: skip
+    assert body["stdout"] == "in\na b c\noops\n" and body["stderr"] is None
+
+
+def test_base64_round_trip(client: TestClient) -> None:
+    source = base64.b64encode(b"hex fffe00\nstdin").decode()
+    stdin = base64.b64encode(b"\xc3\xa9t\xc3\xa9").decode()
+    body = {"source_code": source, "language_id": PY, "stdin": stdin}
+    reply = client.post("/submissions?wait=true&base64_encoded=true", json=body)
+    assert reply.status_code == 201
+    assert base64.b64decode(reply.json()["stdout"]) == b"\xff\xfe\x00" + "été".encode()
+
+
+def test_non_utf8_output_needs_base64(client: TestClient) -> None:
+    reply = client.post("/submissions?wait=true", json={"source_code": "hex ff", "language_id": PY})
+    assert reply.status_code == 201
+    body = reply.json()
+    assert body["error"] == judge0.NOT_UTF8 and body["token"]
+    shown = client.get(f"/submissions/{body['token']}")
+    assert shown.status_code == 400 and shown.json() == {"error": judge0.NOT_UTF8}
+    encoded = client.get(f"/submissions/{body['token']}?base64_encoded=true")
+    assert base64.b64decode(encoded.json()["stdout"]) == b"\xff"
+
+
+def test_async_submission(client: TestClient) -> None:
+    reply = client.post("/submissions", json={"source_code": "out later", "language_id": PY})
+    assert reply.status_code == 201 and set(reply.json()) == {"token"}
+    done = wait_done(client, reply.json()["token"])
+    assert done["status"]["id"] == 3 and done["stdout"] == "later\n"
+    assert done["finished_at"] and done["language"] == {"id": 71, "name": "Python (3.11.2)"}
+
+
+def test_batch(client: TestClient) -> None:
+    subs = [{"source_code": f"out {i}", "language_id": PY} for i in range(3)]
+    subs.append({"source_code": "x", "language_id": 999999})
+    reply = client.post("/submissions/batch", json={"submissions": subs})
+    assert reply.status_code == 201
+    answers = reply.json()
+    assert answers[3] == {"language_id": ["language with id 999999 doesn't exist"]}
+    tokens = [a["token"] for a in answers[:3]]
+    for token in tokens:
+        wait_done(client, token)
+    got = client.get("/submissions/batch", params={"tokens": ",".join([*tokens, "nope"]),
+                                                   "fields": "stdout,status_id"})  # fmt: skip
+    assert got.status_code == 200
+    assert got.json()["submissions"] == [
+        {"stdout": "0\n", "status_id": 3}, {"stdout": "1\n", "status_id": 3},
+        {"stdout": "2\n", "status_id": 3}, None,
+    ]  # fmt: skip
+
+
+def test_batch_limits(client: TestClient) -> None:
+    too_many = [{"source_code": "out", "language_id": PY}] * 21
+    reply = client.post("/submissions/batch", json={"submissions": too_many})
+    assert reply.status_code == 400 and "less than or equal to 20" in reply.json()["error"]
+    assert client.post("/submissions/batch", json={"submissions": []}).status_code == 400
+    none_valid = client.post("/submissions/batch", json={"submissions": [{"language_id": 71}]})
+    assert none_valid.status_code == 422
+
+
+def test_fields(client: TestClient) -> None:
+    token = run(client, "out x")["token"]
+    everything = client.get(f"/submissions/{token}?fields=*").json()
+    assert {"cpu_time_limit", "wall_time", "exit_code", "source_code"} <= set(everything)
+    assert everything["cpu_time_limit"] == "5.0" and everything["memory_limit"] == 128000
+    bad = client.get(f"/submissions/{token}?fields=stdout,nope")
+    assert bad.status_code == 400 and bad.json() == {"error": "invalid fields: [nope]"}
+    assert client.get("/submissions/not-a-token").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        ({"language_id": PY}, "source_code", "can't be blank"),
+        ({"source_code": "x"}, "language_id", "can't be blank"),
+        ({"source_code": "x", "language_id": 4242}, "language_id", "doesn't exist"),
+        ({"source_code": "x", "language_id": PY, "cpu_time_limit": 16}, "cpu_time_limit", "15"),
+        ({"source_code": "x", "language_id": PY, "memory_limit": 0}, "memory_limit", "512000"),
+        ({"source_code": "x", "language_id": PY, "number_of_runs": 21}, "number_of_runs", "20"),
+        ({"source_code": "x", "language_id": PY, "cpu_time_limit": "abc"}, "cpu_time_limit", ""),
+        ({"source_code": "x", "language_id": PY, "compiler_options": "x" * 129},
+         "compiler_options", "128"),
+        ({"source_code": "x", "language_id": PY, "additional_files": "bm90IGEgemlw"},
+         "additional_files", "zip"),
+    ],
+)  # fmt: skip
+def test_validation(client: TestClient, body: dict[str, Any], field: str, words: str) -> None:
+    reply = client.post("/submissions", json=body)
+    assert reply.status_code == 422, reply.text
+    assert words in reply.json()[field][0]
+
+
+def test_number_of_runs_averages(client: TestClient) -> None:
+    body = run(client, "out x", number_of_runs=3)
+    assert body["status"]["id"] == 3 and body["number_of_runs"] == 3
+
+
+def test_additional_files_and_compiler_options(client: TestClient) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("data.txt", "payload")
+        zf.writestr("main.c", "must not overwrite the source")
+    archive = base64.b64encode(buf.getvalue()).decode()
+    reply = client.post("/submissions", json={"source_code": "out ok", "language_id": C,
+                                              "additional_files": archive,
+                                              "compiler_options": "-O0 -DX=1"})  # fmt: skip
+    token = reply.json()["token"]
+    wait_done(client, token)
+    gw = client.app.state.gateway  # type: ignore[attr-defined]
+    row = client.portal.call(gw.store.get, token)  # type: ignore[union-attr]
+    names = [f.get("name") for f in row["native"]["files"]]
+    assert names == [None, "data.txt"]
+    assert row["native"]["compiler_options"] == "-O0 -DX=1"
+
+
+def test_delete(client: TestClient) -> None:
+    token = run(client, "out bye")["token"]
+    deleted = client.delete(f"/submissions/{token}?fields=stdout")
+    assert deleted.status_code == 200 and deleted.json() == {"stdout": "YnllCg=="}
+    assert client.get(f"/submissions/{token}").status_code == 404
+
+
+def test_static_endpoints(client: TestClient) -> None:
+    statuses = client.get("/statuses").json()
+    assert [s["id"] for s in statuses] == list(range(1, 15))
+    assert statuses[10] == {"id": 11, "description": "Runtime Error (NZEC)"}
+    languages = {row["id"]: row["name"] for row in client.get("/languages").json()}
+    for wanted in (71, 63, 50, 54, 46):
+        assert wanted in languages
+    assert languages[71] == "Python (3.11.2)" and languages[50].startswith("C (GCC ")
+    detail = client.get("/languages/54").json()
+    assert detail["source_file"] == "main.cpp" and detail["compile_cmd"]
+    assert client.get("/languages/4242").status_code == 404
+    config = client.get("/config_info").json()
+    assert config["cpu_time_limit"] == 5 and config["max_cpu_time_limit"] == 15
+    assert config["max_submission_batch_size"] == 20
+    assert client.get("/about").json()["version"]
