@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -80,6 +82,49 @@ async def py(box: Sandbox, code: str, stdin: bytes = b"", limits: StageLimits = 
 
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+def _test_processes() -> set[str]:
+    """Host processes running as the test's program uid (nobody else uses it)."""
+    found = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.stat(f"/proc/{pid}").st_uid == UID:
+                found.add(pid)
+        except OSError:
+            continue
+    return found
+
+
+def sandbox_leftovers(box: Sandbox) -> list[str]:
+    """What this sandbox still holds on the host after destroy(): its VMM or
+    runtime process, its cgroup, its temp dir (sockets, bundles, jail)."""
+    left = []
+    proc = getattr(box, "proc", None)
+    if proc is not None and proc.returncode is None:
+        left.append(f"process {proc.pid}")
+    cgroup = getattr(box, "cgroup", None)
+    if cgroup is not None:
+        left += [f"cgroup {d}" for d in cgroup.dirs.values() if d.exists()]
+    for attr in ("workdir", "jail_root"):
+        path = getattr(box, attr, None)
+        if isinstance(path, Path) and path.exists():
+            left.append(f"{attr} {path}")
+    return left + [f"uid-{UID} process {pid}" for pid in _test_processes()]
+
+
+@pytest.fixture
+def leak_guard() -> Iterator[list[Sandbox]]:
+    """Collects the test's sandboxes; afterwards none may have left anything."""
+    boxes: list[Sandbox] = []
+    yield boxes
+    deadline = time.monotonic() + 5
+    while True:
+        left = [item for box in boxes for item in sandbox_leftovers(box)]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert not left, f"left behind: {left}"
 
 
 async def test_hello_world(sandbox: Sandbox) -> None:
@@ -162,9 +207,10 @@ async def test_processes_are_cleaned_up_between_stages(sandbox: Sandbox) -> None
     assert result["stdout"] == b"0\n", result
 
 
-async def test_memory_limit(driver_name: str, no_leaks: None) -> None:
+async def test_memory_limit(driver_name: str, leak_guard: list[Sandbox]) -> None:
     driver = _make_driver(driver_name)
     box = await driver.start(_spec(Settings()))
+    leak_guard.append(box)
     try:
         limits = replace(LIMITS, memory_mb=64)
         code = "b = []\nfor i in range(60): b.append(bytearray(8 << 20))\nprint('survived')"
@@ -177,12 +223,12 @@ async def test_memory_limit(driver_name: str, no_leaks: None) -> None:
         await driver.close()
 
 
-async def test_destroy_leaves_nothing(driver_name: str, no_leaks: None) -> None:
+async def test_destroy_leaves_nothing(driver_name: str, leak_guard: list[Sandbox]) -> None:
     driver = _make_driver(driver_name)
     box = await driver.start(_spec(Settings()))
+    leak_guard.append(box)
     result = await box.run_stage("run", ["sh", "-c", "sleep 300 & echo up"], b"", LIMITS)
     assert result["stdout"] == b"up\n"
     await asyncio.gather(box.destroy(), box.destroy())
     assert box.destroyed
-    assert os.path.exists("/proc/self")  # the host is untouched
     await driver.close()

@@ -1,0 +1,258 @@
+"""The agent as a microVM's init (PID 1). Stdlib only.
+
+Boot: mount /proc, /sys, /dev, a cgroup v2 tree, size-capped tmpfs /work and
+/tmp; set the clock and hostname; open the agent channel; then serve exactly
+the protocol of :mod:`main` with the same :class:`main.Agent`; power off on
+``shutdown`` or when the host goes away.
+
+Settings come from the kernel command line (``/proc/cmdline``):
+
+    tvm.channel=virtio:agent   virtio-serial port named "agent" (QEMU)
+    tvm.channel=vsock:52       listen on AF_VSOCK port 52 (Firecracker)
+    tvm.work_mb=64 tvm.tmp_mb=64   tmpfs sizes
+    tvm.clock=<unix seconds>   the host's time at boot
+
+Inside the VM the guest's memory size is the hard cap; on top of that every
+stage runs in a cgroup whose ``memory.max`` and ``pids.max`` follow the stage's
+limits, and an OOM kill there is reported as ``memory_limit``. PID 1 itself is
+never chosen by the OOM killer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import select
+import signal
+import socket
+import sys
+import time
+
+from . import main as agent_main
+from . import protocol
+
+CHUNK = 32 << 10  # a virtio-serial write carries at most ~32 KiB
+AGENT_OVERHEAD_MB = 32  # PID 1's own memory inside the stage cgroup
+CGROUP = "/sys/fs/cgroup"
+SANDBOX_CGROUP = CGROUP + "/sandbox"
+MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
+RB_POWER_OFF = 0x4321FEDC
+RB_AUTOBOOT = 0x01234567
+AF_VSOCK = 40
+VMADDR_CID_ANY = 0xFFFFFFFF
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def log(message: str) -> None:
+    with contextlib.suppress(OSError), open("/dev/console", "w") as console:
+        console.write(f"tvm-init: {message}\n")
+
+
+def mount(source: str, target: str, fstype: str, flags: int = 0, data: str = "") -> None:
+    os.makedirs(target, exist_ok=True)
+    if _libc.mount(source.encode(), target.encode(), fstype.encode(), flags, data.encode()) != 0:
+        err = ctypes.get_errno()
+        if err != 16:  # EBUSY: already mounted (devtmpfs automount)
+            raise OSError(err, f"mount {fstype} on {target}: {os.strerror(err)}")
+
+
+def cmdline(path: str = "/proc/cmdline") -> dict[str, str]:
+    """``tvm.*`` settings from the kernel command line."""
+    with open(path) as fh:
+        words = fh.read().split()
+    return {k[4:]: v for k, _, v in (w.partition("=") for w in words) if k.startswith("tvm.")}
+
+
+def setup_filesystems(settings: dict[str, str]) -> None:
+    nosuid = MS_NOSUID | MS_NODEV
+    mount("sysfs", "/sys", "sysfs", nosuid | MS_NOEXEC)
+    mount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755")
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):  # fmt: skip
+        with contextlib.suppress(OSError):
+            os.symlink(target, f"/dev/{name}")
+    mount("tmpfs", "/dev/shm", "tmpfs", nosuid, "mode=1777,size=16m")
+    work_mb = int(settings.get("work_mb", "64"))
+    tmp_mb = int(settings.get("tmp_mb", "64"))
+    mount("tmpfs", "/work", "tmpfs", nosuid, f"mode=1777,size={work_mb}m")
+    mount("tmpfs", "/tmp", "tmpfs", nosuid, f"mode=1777,size={tmp_mb}m")
+
+
+def setup_cgroup() -> bool:
+    """Put PID 1 into ``/sys/fs/cgroup/sandbox`` with memory and pids control."""
+    try:
+        mount("cgroup2", CGROUP, "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        with open(CGROUP + "/cgroup.subtree_control", "w") as fh:
+            fh.write("+memory +pids")
+        os.makedirs(SANDBOX_CGROUP, exist_ok=True)
+        with open(SANDBOX_CGROUP + "/cgroup.procs", "w") as fh:
+            fh.write("1")
+        return True
+    except OSError as exc:
+        log(f"no cgroup limits inside the VM ({exc}); the VM size is the only memory cap")
+        return False
+
+
+def setup_clock_and_name(settings: dict[str, str]) -> None:
+    with contextlib.suppress(OSError):
+        socket.sethostname("tvm")
+    epoch = settings.get("clock")
+    if epoch and epoch.isdigit():
+
+        class Timespec(ctypes.Structure):
+            _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+        _libc.clock_settime(0, ctypes.byref(Timespec(int(epoch), 0)))
+
+
+def reap(*_: object) -> None:
+    """Collect orphans that were re-parented to PID 1 (outside stages)."""
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+
+
+def _cg_write(name: str, value: str) -> None:
+    with open(f"{SANDBOX_CGROUP}/{name}", "w") as fh:
+        fh.write(value)
+
+
+def _oom_kills() -> int:
+    try:
+        with open(f"{SANDBOX_CGROUP}/memory.events") as fh:
+            for line in fh:
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+class VMAgent(agent_main.Agent):
+    """The agent over a virtio-serial port or a vsock stream, with in-guest cgroups."""
+
+    cgroups = False
+
+    def send(self, message: dict) -> None:
+        data = memoryview(protocol.encode(message))
+        while data:
+            data = data[os.write(self.wfd, data[:CHUNK]) :]
+
+    def on_stage(self, message: dict) -> dict:
+        if not self.cgroups:
+            return super().on_stage(message)
+        limits = message["limits"]
+        with contextlib.suppress(OSError):
+            _cg_write("memory.max", str((int(limits["memory_mb"]) + AGENT_OVERHEAD_MB) << 20))
+            _cg_write("pids.max", str(int(limits["processes"]) + 16))
+        before = _oom_kills()
+        try:
+            result = super().on_stage(message)
+        finally:
+            with contextlib.suppress(OSError):
+                _cg_write("memory.max", "max")
+                _cg_write("pids.max", "max")
+        if _oom_kills() > before and result.get("signal") == "SIGKILL":
+            result["status"] = "memory_limit"
+        return result
+
+
+class PortReader:
+    """Reads a virtio-serial port: 0 bytes means "host not connected" until the
+    host has connected once; after that it means the host went away (EOF)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.connected = False
+
+    def wait_for_host(self) -> None:
+        poller = select.poll()
+        poller.register(self.fd, select.POLLOUT)
+        while True:  # the port reports POLLHUP for as long as no host is connected
+            events = poller.poll(1000)
+            if events and not any(ev & select.POLLHUP for _, ev in events):
+                self.connected = True
+                return
+            time.sleep(0.02)
+
+    def read(self, n: int) -> bytes:
+        while True:
+            data = os.read(self.fd, n)
+            if data or self.connected:
+                return data
+            time.sleep(0.02)
+
+
+def find_port(name: str, timeout: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            for entry in os.listdir("/sys/class/virtio-ports"):
+                with open(f"/sys/class/virtio-ports/{entry}/name") as fh:
+                    if fh.read().strip() == name:
+                        return f"/dev/{entry}"
+        time.sleep(0.05)
+    raise OSError(f"no virtio-serial port named {name!r}")
+
+
+def serve_virtio(name: str, cgroups: bool) -> None:
+    path = find_port(name)
+    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    reader = PortReader(fd)
+    reader.wait_for_host()
+    agent = VMAgent(os.dup(fd), fd)
+    agent.rfile = reader  # type: ignore[assignment]
+    agent.cgroups = cgroups
+    agent.serve()
+
+
+def serve_vsock(port: int, cgroups: bool) -> None:
+    """Firecracker: listen on vsock; the host's ``CONNECT <port>`` lands here."""
+    server = socket.socket(AF_VSOCK, socket.SOCK_STREAM)
+    server.bind((VMADDR_CID_ANY, port))
+    server.listen(1)
+    conn, _ = server.accept()
+    server.close()
+    fd = conn.detach()
+    agent = VMAgent(os.dup(fd), fd)
+    agent.cgroups = cgroups
+    agent.serve()
+
+
+def power_off() -> None:
+    os.sync()
+    _libc.reboot(RB_POWER_OFF)
+    _libc.reboot(RB_AUTOBOOT)  # no power-off method: reboot (the VMM exits on it)
+
+
+def main() -> None:
+    if os.getpid() != 1:
+        sys.exit("tvm-init: must run as PID 1 of a VM")
+    try:
+        mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        settings = cmdline()
+        setup_filesystems(settings)
+        setup_clock_and_name(settings)
+        cgroups = setup_cgroup()
+        signal.signal(signal.SIGCHLD, reap)
+        agent_main._prctl(agent_main.PR_SET_DUMPABLE, 0)
+        os.environ.clear()
+        os.environ["PATH"] = agent_main.DEFAULT_ENV["PATH"]
+        kind, _, where = settings.get("channel", "virtio:agent").partition(":")
+        log(f"serving the agent over {kind}:{where}")
+        if kind == "vsock":
+            serve_vsock(int(where), cgroups)
+        else:
+            serve_virtio(where, cgroups)
+        log("host said goodbye; powering off")
+    except BaseException as exc:  # PID 1 must never just exit: say why, then power off
+        log(f"fatal: {type(exc).__name__}: {exc}")
+    finally:
+        power_off()
+
+
+if __name__ == "__main__":
+    main()
