@@ -28,9 +28,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from tvm.cli import images, info, keys, run, server
+    from tvm.cli import images, info, kernel, keys, run, server
 
-    for module in (server, run, info, images, keys):
+    for module in (server, run, info, images, kernel, keys):
         for command in module.COMMANDS:
             main.add_command(command)
 
