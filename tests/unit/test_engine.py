@@ -23,6 +23,7 @@ class AllBuilt(ImageStore):
 
 
 def make_engine(driver: FakeDriver, **overrides: object) -> tuple[Engine, Settings]:
+    overrides.setdefault("pool_size", 0)  # no warm pools unless a test asks for them
     settings = Settings(**overrides)  # type: ignore[arg-type]
     return Engine(settings, load_catalog(), driver, AllBuilt(settings)), settings
 
@@ -157,3 +158,58 @@ def test_verdict_ignores_trailing_whitespace() -> None:
     assert verdict("1\n3", "1\n2") == "wrong_answer"
     assert verdict("x", None) is None
     assert stage_reply()["status"] == "ok"
+
+
+async def settle(engine: Engine) -> None:
+    for _ in range(20):
+        await asyncio.sleep(0.01)
+
+
+async def test_pools_follow_demand_within_budget() -> None:
+    driver = FakeDriver()
+    engine, settings = make_engine(
+        driver, pool_size=1, pool_max=3, pool_languages=[], pool_memory_mb=48,
+        pool_sandbox_mb=24, pool_idle_seconds=60, max_concurrent_vms=10,
+    )  # fmt: skip
+    catalog = load_catalog()
+    python, bash, c = (catalog.resolve(n) for n in ("python", "bash", "c"))
+    assert engine.sandboxes.targets == {}  # nothing used yet: nothing warm
+    for lang in (python, bash, c):
+        await run(engine, settings, language=lang.name, code="x")
+        engine.sandboxes.retune()
+        await settle(engine)
+    targets = engine.sandboxes.targets
+    # A budget of two warm sandboxes: the two most recently used languages get one each.
+    assert sum(targets.values()) == 2 and targets[c.key] == 1 and targets[bash.key] == 1
+    assert len(engine.sandboxes.warm[c.key]) == 1
+    # Idle languages shrink to nothing.
+    settings.pool_idle_seconds = 0.01
+    await asyncio.sleep(0.05)
+    engine.sandboxes.retune()
+    await settle(engine)
+    assert sum(engine.sandboxes.targets.values()) == 0
+    assert not any(engine.sandboxes.warm.values())
+    assert engine.sandboxes.count == 0
+    await engine.close()
+
+
+async def test_busy_language_gets_a_bigger_pool() -> None:
+    engine, settings = make_engine(
+        FakeDriver(), pool_size=1, pool_max=4, pool_languages=[], pool_memory_mb=1000
+    )
+    python = load_catalog().resolve("python")
+    for _ in range(10):
+        await run(engine, settings, language="python", code="x")
+    engine.sandboxes.demand[python.key].start_seconds = 0.5  # slow to start: keep more warm
+    engine.sandboxes.retune(interval=1.0)
+    assert engine.sandboxes.targets[python.key] == 4  # 1 + ceil(rate x start x 2), capped
+    await engine.close()
+
+
+async def test_pinned_languages_are_warm_from_the_start() -> None:
+    engine, _ = make_engine(FakeDriver(), pool_size=2, pool_languages=["python"])
+    await engine.start()
+    await settle(engine)
+    newest = load_catalog().resolve("python")
+    assert len(engine.sandboxes.warm[newest.key]) == 2
+    await engine.close()

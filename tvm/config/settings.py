@@ -78,11 +78,23 @@ class Settings(BaseSettings):
     )
     max_vm_lifetime_seconds: int = Field(60, ge=1, le=3600, description="reaper kills older")
 
-    # Warm pools (sandboxes created ahead of time per language).
-    pool_size: int = Field(0, ge=0, le=100, description="warm sandboxes per language")
-    pool_languages: list[str] = Field(
-        default_factory=list, description="languages to keep warm (empty: all with images)"
+    # Warm pools (sandboxes created ahead of time per language, sized by demand).
+    pool_size: int = Field(
+        1, ge=0, le=100, description="warm sandboxes kept for each recently used language"
     )
+    pool_max: int = Field(4, ge=0, le=100, description="most warm sandboxes for one language")
+    pool_languages: list[str] = Field(
+        default_factory=lambda: ["python", "javascript", "c", "c++", "bash"],
+        description="languages kept warm from start-up, used or not",
+    )
+    pool_memory_mb: int = Field(
+        512, ge=0, description="memory budget of all warm sandboxes together"
+    )
+    pool_sandbox_mb: int = Field(24, ge=1, description="memory one idle warm sandbox takes")
+    pool_idle_seconds: float = Field(
+        300, gt=0, description="a language unused this long keeps no warm sandbox"
+    )
+
 
     prestart: bool = Field(
         True, description="run Python programs in the sandbox's already started interpreter"

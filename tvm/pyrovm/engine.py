@@ -107,13 +107,13 @@ class Engine:
 
     async def start(self) -> None:
         await self.sandboxes.start()
-        if self.settings.pool_size:
-            for language in self.catalog:
-                wanted = self.settings.pool_languages
-                if wanted and language.name not in wanted and language.key not in wanted:
-                    continue
-                if self.images.image_dir(language.image).exists():
-                    self.sandboxes.set_pool_target(language, self.settings.pool_size)
+        for name in self.settings.pool_languages if self.settings.pool_size else ():
+            built = [
+                lang for lang in self.catalog
+                if lang.matches(name) and self.images.is_built(lang.image)
+            ]  # fmt: skip
+            if built:  # the newest built version, which requests without a version get
+                self.sandboxes.set_pool_target(built[-1], self.settings.pool_size)
 
     async def close(self) -> None:
         await self.sandboxes.close()

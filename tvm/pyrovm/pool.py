@@ -6,6 +6,12 @@
 * Every sandbox gets its own program uid (``uid_base`` + slot).
 * A warm pool per language holds sandboxes with the agent up and waiting;
   taking one is a hand-over. Each sandbox is used once and destroyed.
+  Pool sizes follow demand (:meth:`SandboxManager.retune`, every second): a
+  language used within ``pool_idle_seconds`` keeps at least one warm sandbox
+  (rarely used languages are never starved), busy ones get more (arrival rate
+  x start-up time, up to ``pool_max``), idle ones shrink to nothing unless
+  listed in ``pool_languages``; all warm sandboxes together stay within
+  ``pool_memory_mb`` and never take capacity a job needs.
 * The reaper destroys any sandbox running a job for longer than
   ``max_vm_lifetime_seconds``.
 """
@@ -15,9 +21,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from tvm.config.catalog import Language
@@ -42,6 +50,17 @@ class UidAllocator:
         self.free.append(uid)
 
 
+@dataclass
+class Demand:
+    """How much a language is used, for sizing its warm pool."""
+
+    uses: int = 0
+    uses_seen: int = 0
+    rate: float = 0.0  # arrivals per second, smoothed
+    last_used: float = -math.inf
+    start_seconds: float = 0.1  # time to create one sandbox, smoothed
+
+
 class SandboxManager:
     def __init__(self, settings: Settings, driver: Driver, images: ImageStore) -> None:
         self.settings = settings
@@ -53,6 +72,8 @@ class SandboxManager:
         self.active: set[Sandbox] = set()
         self.warm: dict[str, deque[Sandbox]] = defaultdict(deque)
         self.targets: dict[str, int] = {}
+        self.pinned: dict[str, int] = {}  # pool_languages: kept warm even when unused
+        self.demand: dict[str, Demand] = defaultdict(Demand)
         self.languages: dict[str, Language] = {}
         self._changed = asyncio.Condition()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -63,6 +84,7 @@ class SandboxManager:
     # -- lifecycle ------------------------------------------------------------
     async def start(self) -> None:
         self._reaper = asyncio.create_task(self._reap_forever())
+        self._spawn(self._tune_forever())
 
     async def close(self) -> None:
         self.closed = True
@@ -76,9 +98,10 @@ class SandboxManager:
         await asyncio.gather(*(self._destroy(sb) for sb in doomed), return_exceptions=True)
 
     def set_pool_target(self, language: Language, size: int) -> None:
-        self.targets[language.key] = size
+        """Keep ``size`` warm sandboxes of ``language`` whether it is used or not."""
+        self.pinned[language.key] = size
         self.languages[language.key] = language
-        self._refill(language.key)
+        self.retune()
 
     # -- sandboxes for jobs ---------------------------------------------------
     @contextlib.asynccontextmanager
@@ -95,6 +118,14 @@ class SandboxManager:
             self._refill(language.key)
 
     async def _take(self, language: Language) -> Sandbox:
+        demand = self.demand[language.key]
+        demand.uses += 1
+        if demand.last_used == -math.inf:  # first use: give it a warm pool now
+            demand.last_used = time.monotonic()
+            self.languages[language.key] = language
+            self.retune()
+        demand.last_used = time.monotonic()
+        self.languages[language.key] = language
         queue = self.warm.get(language.key)
         if queue:
             return queue.popleft()
@@ -141,11 +172,15 @@ class SandboxManager:
                 language.run_limits.maximum.processes, language.compile_limits.maximum.processes
             ),
         )
+        started = time.monotonic()
         try:
-            return await self.driver.start(spec)
+            sandbox = await self.driver.start(spec)
         except BaseException:
             self.uids.give(uid)
             raise
+        demand = self.demand[language.key]
+        demand.start_seconds = 0.8 * demand.start_seconds + 0.2 * (time.monotonic() - started)
+        return sandbox
 
     async def _destroy(self, sandbox: Sandbox) -> None:
         if sandbox.destroyed:
@@ -184,6 +219,49 @@ class SandboxManager:
                 raise
             self.warm[key].append(sandbox)
 
+    def retune(self, interval: float = 1.0) -> None:
+        """Recompute every pool's target from demand, within the budgets; grow or shrink."""
+        settings = self.settings
+        now = time.monotonic()
+        wanted: dict[str, int] = {}
+        for key in self.languages:
+            demand = self.demand[key]
+            arrivals = demand.uses - demand.uses_seen
+            demand.uses_seen = demand.uses
+            demand.rate = 0.7 * demand.rate + 0.3 * arrivals / interval
+            floor = self.pinned.get(key, 0)
+            if settings.pool_size and now - demand.last_used < settings.pool_idle_seconds:
+                busy = math.ceil(demand.rate * demand.start_seconds * 2)
+                floor = max(floor, settings.pool_size + busy)
+            wanted[key] = min(settings.pool_max, floor)
+        budget = min(
+            settings.pool_memory_mb // settings.pool_sandbox_mb,
+            self.capacity - len(self.active),
+        )
+        # Every wanted language gets one first (most recently used first), then the
+        # busiest get the rest: a rarely used language is never starved.
+        order = sorted(wanted, key=lambda k: (k not in self.pinned, -self.demand[k].last_used))
+        targets = dict.fromkeys(wanted, 0)
+        for key in order:
+            if wanted[key] and budget > 0:
+                targets[key] = 1
+                budget -= 1
+        for key in sorted(wanted, key=lambda k: -self.demand[k].rate):
+            extra = min(wanted[key] - targets[key], max(budget, 0))
+            targets[key] += extra
+            budget -= extra
+        self.targets = targets
+        for key, target in targets.items():
+            queue = self.warm[key]
+            while len(queue) > target:
+                self._spawn(self._destroy(queue.pop()))
+            self._refill(key)
+
+    async def _tune_forever(self, interval: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self.retune(interval)
+
     # -- reaper ---------------------------------------------------------------
     async def _reap_forever(self) -> None:
         limit = self.settings.max_vm_lifetime_seconds
@@ -202,5 +280,6 @@ class SandboxManager:
             "sandboxes": self.count,
             "active": len(self.active),
             "warm": {k: len(v) for k, v in self.warm.items() if v},
+            "pool_targets": {k: v for k, v in self.targets.items() if v},
             "reaped": self.reaped,
         }

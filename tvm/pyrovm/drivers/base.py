@@ -11,6 +11,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
+import os
+import shutil
+import subprocess
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -32,6 +36,42 @@ AGENT_BOOT = (
 )
 AGENT_ARGV = ["python3", "-c", AGENT_BOOT]  # found on PATH, as a program's python3 is
 AGENT_ENV = dict(DEFAULT_ENV)  # the agent's environment is the programs' one
+
+
+def agent_source_digest() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(AGENT_DIR.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def image_python_tag(rootfs: Path) -> str:
+    """``cpython-311`` for an image whose python3 is python3.11 (its .pyc tag)."""
+    target = (rootfs / "usr/bin/python3").resolve().name
+    return "cpython-" + target.removeprefix("python").replace(".", "")
+
+
+def compiled_agent(rootfs: Path, cache: Path, compile_argv: list[str]) -> Path:
+    """A copy of the agent with .pyc files for the image's Python, so that a
+    sandbox's agent imports in milliseconds instead of compiling its source.
+
+    ``cache`` is a per-agent-version directory under the data dir;
+    ``compile_argv`` runs ``python3 -m compileall`` inside the image with the
+    copy mounted at /.tvm/tvm_agent (the same path the sandbox will use, so
+    the .pyc files are valid there).
+    """
+    target = cache / agent_source_digest() / "tvm_agent"
+    if not (target / "main.py").is_file():
+        staging = target.with_name(f".tvm_agent.{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        for path in AGENT_DIR.glob("*.py"):
+            shutil.copy2(path, staging / path.name)
+        os.replace(staging, target)
+    tag = image_python_tag(rootfs)
+    if not (target / "__pycache__" / f"main.{tag}.pyc").is_file():
+        subprocess.run(compile_argv, check=False, capture_output=True, timeout=60)
+    return target
 
 
 @dataclass(frozen=True)

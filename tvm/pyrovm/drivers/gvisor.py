@@ -175,12 +175,12 @@ class GVisorSandbox(Sandbox):
         return self.cgroup.oom_kills()
 
     async def run_stage(
-        self, name: str, argv: list[str], stdin: bytes, limits: StageLimits
+        self, name: str, argv: list[str], stdin: bytes, limits: StageLimits, pyrun: bool = False
     ) -> dict[str, Any]:
         oom_before = self.oom_kills()
         started = time.monotonic()
         try:
-            return await super().run_stage(name, argv, stdin, limits)
+            return await super().run_stage(name, argv, stdin, limits, pyrun)
         except AgentError:
             if self.oom_kills() <= oom_before:
                 raise

@@ -20,18 +20,21 @@ import contextlib
 import os
 import shutil
 import uuid
+from pathlib import Path
 
 from tvm.config.catalog import StageLimits
+from tvm.config.settings import get_settings
 from tvm.errors import DriverUnavailable, SandboxError
 from tvm.pyrovm.drivers import seccomp
 from tvm.pyrovm.drivers.base import (
     AGENT_ARGV,
-    AGENT_DIR,
     AGENT_ENV,
     Availability,
     Driver,
     Sandbox,
     SandboxSpec,
+    agent_source_digest,
+    compiled_agent,
     kill_process,
 )
 from tvm.pyrovm.drivers.cgroups import Cgroup, CgroupManager
@@ -107,6 +110,7 @@ class NamespaceDriver(Driver):
         self.bwrap = shutil.which("bwrap") or "bwrap"
         self.cgroups = CgroupManager()
         self.filter = seccomp.build_filter()
+        self._agent_dirs: dict[Path, Path] = {}
 
     @classmethod
     def probe(cls) -> Availability:
@@ -123,6 +127,22 @@ class NamespaceDriver(Driver):
             return Availability(False, str(exc))
         return Availability(True, "bubblewrap, cgroup limits and seccomp available")
 
+    def agent_dir(self, rootfs: Path) -> Path:
+        """The agent, byte-compiled for this image's Python (cached)."""
+        cached = self._agent_dirs.get(rootfs)
+        if cached is None:
+            cache = get_settings().home / "agent"
+            target = cache / agent_source_digest() / "tvm_agent"
+            compile_argv = [
+                self.bwrap, "--ro-bind", str(rootfs), "/", "--tmpfs", "/.tvm",
+                "--bind", str(target), "/.tvm/tvm_agent", "--proc", "/proc", "--dev", "/dev",
+                "--unshare-all", "--die-with-parent", "--clearenv",
+                "python3", "-m", "compileall", "-q", "/.tvm/tvm_agent",
+            ]  # fmt: skip
+            cached = compiled_agent(rootfs, cache, compile_argv)
+            self._agent_dirs[rootfs] = cached
+        return cached
+
     def bwrap_args(self, spec: SandboxSpec, seccomp_fd: int, cgroup: Cgroup) -> list[str]:
         mb = 1 << 20
         # The program cgroup's procs files, writable by the agent only (root, 0700 dir):
@@ -134,7 +154,7 @@ class NamespaceDriver(Driver):
             self.bwrap,
             "--ro-bind", str(spec.rootfs), "/",
             "--tmpfs", "/.tvm",
-            "--ro-bind", str(AGENT_DIR), "/.tvm/tvm_agent",
+            "--ro-bind", str(self.agent_dir(spec.rootfs)), "/.tvm/tvm_agent",
             *program_cgroups,
             "--proc", "/proc",
             "--dev", "/dev",
@@ -161,6 +181,8 @@ class NamespaceDriver(Driver):
     async def start(self, spec: SandboxSpec) -> Sandbox:
         if not (spec.rootfs / "usr/bin/python3").exists():
             raise SandboxError(f"image {spec.rootfs} has no /usr/bin/python3 for the agent")
+        if spec.rootfs not in self._agent_dirs:
+            await asyncio.to_thread(self.agent_dir, spec.rootfs)
         cgroup = await asyncio.to_thread(self.cgroups.create, f"sb-{uuid.uuid4().hex[:12]}")
         sandbox = NamespaceSandbox(spec, cgroup)
         cgroup.set_limits(spec.memory_mb << 20, spec.processes)

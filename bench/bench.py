@@ -1,0 +1,294 @@
+"""`make bench`: TVM against the floor, side by side in one run.
+
+Measured, interleaved run by run so that machine noise hits every method alike:
+
+* bare       ``python3 -c 'print(1)'`` as a plain process (the floor)
+* bwrap      the same under raw bubblewrap over the same Debian image
+* engine     TVM's engine called in-process (sandbox + agent, no HTTP)
+* http       ``POST /api/v2/execute`` on a real ``tvm start`` service
+
+then throughput with 1, 2, 4 and 8 concurrent clients, C compile+run against
+bare ``gcc`` + run, the service's own overhead per request, and every other
+usable driver. Prints a table, saves JSON under bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.conftest import Server  # noqa: E402
+from tvm.api import CodeExecutionRequest, build_job  # noqa: E402
+from tvm.config.catalog import load_catalog  # noqa: E402
+from tvm.config.settings import Settings  # noqa: E402
+from tvm.pyrovm import drivers  # noqa: E402
+from tvm.pyrovm.engine import Engine  # noqa: E402
+from tvm.pyrovm.images import ImageStore  # noqa: E402
+
+PRINT1 = "print(1)"
+C_HELLO = '#include <stdio.h>\nint main(void) { puts("hello"); return 0; }\n'
+
+Probe = Callable[[], Awaitable[None]]
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def run_process(*argv: str, cwd: str | None = None) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=cwd
+    )
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{argv[0]} failed: {err.decode()[-500:]}")
+
+
+async def timed(probe: Probe) -> float:
+    start = time.perf_counter()
+    await probe()
+    return (time.perf_counter() - start) * 1000
+
+
+async def throughput(probe: Probe, clients: int, total: int) -> float:
+    remaining = total
+
+    async def client() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            await probe()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return total / (time.perf_counter() - start)
+
+
+class Bench:
+    def __init__(self, runs: int, settings: Settings) -> None:
+        self.runs = runs
+        self.settings = settings
+        self.catalog = load_catalog()
+        self.python = self.catalog.resolve("python", "3.11")
+        self.rootfs = ImageStore(settings).rootfs(self.python.image)
+        self.results: dict[str, Any] = {"latency_ms": {}, "throughput_per_s": {}}
+        self.overheads: list[float] = []
+
+    # -- probes ---------------------------------------------------------------
+    async def bare(self) -> None:
+        await run_process("/usr/bin/python3", "-c", PRINT1)
+
+    async def bwrap(self) -> None:
+        await run_process(
+            "bwrap", "--ro-bind", str(self.rootfs), "/", "--proc", "/proc", "--dev", "/dev",
+            "--tmpfs", "/tmp", "--unshare-all", "--die-with-parent", "--new-session",
+            "--clearenv", "--setenv", "PATH", "/usr/bin:/bin",
+            "python3", "-c", PRINT1,
+        )  # fmt: skip
+
+    def engine_probe(self, engine: Engine, code: str) -> Probe:
+        request = CodeExecutionRequest(language="python", version="3.11", code=code)
+        job = build_job(request, self.settings)
+
+        async def probe() -> None:
+            result = await engine.execute(job)
+            if result.status != "ok":
+                raise RuntimeError(f"engine: {result}")
+
+        return probe
+
+    def http_probe(self, client: httpx.AsyncClient, body: dict[str, Any]) -> Probe:
+        async def probe() -> None:
+            start = time.perf_counter()
+            reply = await client.post("/api/v2/execute", json=body)
+            elapsed = (time.perf_counter() - start) * 1000
+            data = reply.json()
+            if reply.status_code != 200 or data["run"]["status"] is not None:
+                raise RuntimeError(f"http: {reply.status_code} {data}")
+            self.overheads.append(elapsed - data["run"]["wall_time"])
+
+        return probe
+
+    # -- measurements ---------------------------------------------------------
+    async def latency(self, probes: dict[str, Probe]) -> None:
+        samples: dict[str, list[float]] = {name: [] for name in probes}
+        for probe in probes.values():  # warm up caches once
+            await probe()
+        self.overheads.clear()
+        for _ in range(self.runs):
+            for name, probe in probes.items():
+                samples[name].append(await timed(probe))
+        for name, values in samples.items():
+            self.results["latency_ms"][name] = {
+                "p50": round(statistics.median(values), 2),
+                "p90": round(pct(values, 0.9), 2),
+                "n": len(values),
+            }
+        self.results["service_overhead_ms"] = {
+            "p50": round(statistics.median(self.overheads), 2),
+            "p90": round(pct(self.overheads, 0.9), 2),
+            "what": "HTTP latency minus the program's own wall time: HTTP, validation, "
+            "scheduling, sandbox hand-over, agent round trip",
+        }
+
+    async def rates(self, probes: dict[str, Probe], clients: list[int], total: int) -> None:
+        for name, probe in probes.items():
+            for n in clients:
+                rate = await throughput(probe, n, total)
+                self.results["throughput_per_s"].setdefault(name, {})[str(n)] = round(rate, 1)
+
+    async def compiled(self, engine_client: httpx.AsyncClient) -> None:
+        if not shutil.which("gcc"):
+            return
+        with tempfile.TemporaryDirectory(prefix="tvmbench") as tmp:
+            Path(tmp, "main.c").write_text(C_HELLO)
+
+            async def bare() -> None:
+                await run_process("gcc", "-O2", "-pipe", "-o", "a.out", "main.c", cwd=tmp)
+                await run_process("./a.out", cwd=tmp)
+
+            body = {"language": "c", "version": "12", "files": [{"name": "main.c", "content": C_HELLO}]}
+
+            async def http() -> None:
+                reply = await engine_client.post("/api/v2/execute", json=body)
+                if reply.json().get("run", {}).get("stdout") != "hello\n":
+                    raise RuntimeError(f"c: {reply.text}")
+
+            samples: dict[str, list[float]] = {"c_bare_gcc_run": [], "c_http": []}
+            await bare()
+            await http()
+            for _ in range(max(5, self.runs // 4)):
+                samples["c_bare_gcc_run"].append(await timed(bare))
+                samples["c_http"].append(await timed(http))
+        for name, values in samples.items():
+            self.results["latency_ms"][name] = {
+                "p50": round(statistics.median(values), 2),
+                "p90": round(pct(values, 0.9), 2),
+                "n": len(values),
+            }
+
+    async def other_drivers(self) -> None:
+        for name, availability in drivers.probe_all().items():
+            if name == "namespace" or not availability.usable:
+                self.results.setdefault("drivers", {})[name] = {"usable": availability.usable,
+                                                                "reason": availability.reason}
+                continue
+            engine = Engine(self.settings, self.catalog, drivers.driver_class(name)())
+            try:
+                probe = self.engine_probe(engine, PRINT1)
+                await probe()
+                values = [await timed(probe) for _ in range(max(5, self.runs // 4))]
+                self.results.setdefault("drivers", {})[name] = {
+                    "usable": True, "p50_ms": round(statistics.median(values), 2),
+                    "p90_ms": round(pct(values, 0.9), 2),
+                }  # fmt: skip
+            except Exception as exc:  # noqa: BLE001 - report, keep benchmarking
+                self.results.setdefault("drivers", {})[name] = {"usable": False,
+                                                                "reason": str(exc)[:200]}
+            finally:
+                await engine.close()
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    settings = Settings()
+    bench = Bench(args.runs, settings)
+    engine = Engine(settings, bench.catalog, drivers.choose("namespace")())
+    await engine.start()
+    tmp = Path(tempfile.mkdtemp(prefix="tvmbench"))
+    server = Server(tmp, env={"TVM_LOG_LEVEL": "warning", "TVM_DRIVER": "namespace"})
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+            body = {"language": "python", "version": "3.11", "files": [{"content": PRINT1}]}
+            probes = {
+                "bare": bench.bare,
+                "bwrap": bench.bwrap,
+                "engine": bench.engine_probe(engine, PRINT1),
+                "http": bench.http_probe(client, body),
+            }
+            await bench.latency(probes)
+            await bench.rates(probes, [1, 2, 4, 8], args.total)
+            await bench.compiled(client)
+        await bench.other_drivers()
+    finally:
+        server.stop()
+        await engine.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    bench.results["machine"] = {
+        "cpus": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "driver": "namespace",
+        "runs": args.runs,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    return bench.results
+
+
+def report(results: dict[str, Any]) -> None:
+    console = Console()
+    lat = results["latency_ms"]
+    bare = lat["bare"]["p50"]
+    table = Table(title="latency of print(1) (ms)")
+    for col in ("method", "p50", "p90", "p50 / bare"):
+        table.add_column(col, justify="right" if col != "method" else "left")
+    for name, row in lat.items():
+        base = lat["c_bare_gcc_run"]["p50"] if name.startswith("c_") else bare
+        table.add_row(name, f"{row['p50']:.1f}", f"{row['p90']:.1f}", f"{row['p50'] / base:.2f}x")
+    console.print(table)
+    tput = results["throughput_per_s"]
+    table = Table(title="throughput (executions/s) by concurrent clients")
+    clients = list(next(iter(tput.values())))
+    table.add_column("method")
+    for n in clients:
+        table.add_column(f"{n} clients", justify="right")
+    table.add_column("4 clients / bare", justify="right")
+    for name, row in tput.items():
+        ratio = row.get("4", 0) / tput["bare"].get("4", 1)
+        table.add_row(name, *(f"{row[n]:.1f}" for n in clients), f"{ratio:.2f}x")
+    console.print(table)
+    over = results["service_overhead_ms"]
+    console.print(f"service overhead per request: p50 {over['p50']} ms, p90 {over['p90']} ms")
+    for name, info in results.get("drivers", {}).items():
+        console.print(f"driver {name}: {info}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=60, help="interleaved latency samples")
+    parser.add_argument("--total", type=int, default=80, help="executions per throughput point")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("make bench needs root (the namespace driver runs sandboxes as root)")
+    results = asyncio.run(main_async(args))
+    report(results)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for path in (args.out / f"bench-{stamp}.json", args.out / "latest.json"):
+        path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"saved {args.out / f'bench-{stamp}.json'}")
+
+
+if __name__ == "__main__":
+    main()
+    subprocess.run(["true"], check=False)
