@@ -61,9 +61,7 @@ class Routed(httpx.AsyncBaseTransport):
         return await self.transports[base].handle_async_request(request)
 
 
-def gateway_client(
-    settings: Settings, workers: dict[str, FastAPI] | None = None
-) -> TestClient:
+def gateway_client(settings: Settings, workers: dict[str, FastAPI] | None = None) -> TestClient:
     """A gateway (its lifespan runs when the client is entered) over fake workers."""
     if workers is None:
         workers = {url: create_fake_worker(settings) for url in settings.workers}
@@ -89,16 +87,19 @@ class Service:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log = log
-        self.proc = subprocess.Popen(
-            argv, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env, cwd=REPO,
-            start_new_session=True,
-        )  # fmt: skip
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO,
+                start_new_session=True,
+            )  # fmt: skip
 
     def wait_ready(self, path: str = "/health", timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"exited {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"exited {self.proc.returncode}:\n{self.log.read_text()[-3000:]}"
+                )
             try:
                 if httpx.get(self.url + path, timeout=1).status_code == 200:
                     return
@@ -119,7 +120,15 @@ class Service:
 
 def start_fake_worker(tmp: Path, journal: Path, port: int | None = None) -> Service:
     port = port or free_port()
-    argv = [sys.executable, "-m", "tests.fakeworker", "--port", str(port), "--journal", str(journal)]
+    argv = [
+        sys.executable,
+        "-m",
+        "tests.fakeworker",
+        "--port",
+        str(port),
+        "--journal",
+        str(journal),
+    ]
     service = Service(argv, tmp / f"fakeworker-{port}.log", dict(os.environ), port)
     service.wait_ready()
     return service
