@@ -114,6 +114,7 @@ def test_mmdebstrap_command(settings: Settings, monkeypatch: pytest.MonkeyPatch)
     assert "--variant=essential" in argv
     assert "--include=bash,python3,libstdc++6,libgcc-s1" in argv
     assert "--dpkgopt=path-exclude=/usr/share/doc/*" in argv
+    assert '--essential-hook=mkdir -p "$1"/usr/share/man/man1 ' in " ".join(argv)
     hook = next(a for a in argv if a.startswith("--customize-hook="))
     assert "tvm.pyrovm.images customize" in hook and "--pip six" in hook
     assert hook.endswith('"$1"') and "--uid-base 60000" in hook

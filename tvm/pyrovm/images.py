@@ -51,6 +51,8 @@ LOG_TAIL_LINES = 30
 _ENTRY_RE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._+-]*)-(?P<digest>[0-9a-f]{16})$")
 _LEFTOVER_RE = re.compile(r"^\..+\.(partial|old)-\d+$")
 
+MAN_DIRS = tuple(f"/usr/share/man/man{section}" for section in range(1, 9))
+
 # dpkg drops these paths on install: nobody reads docs inside a sandbox.
 DPKG_EXCLUDES = (
     "path-exclude=/usr/share/man/*",
@@ -343,6 +345,9 @@ def mmdebstrap_argv(
         "--variant=essential",
         "--include=" + ",".join(image_packages(recipe)),
         *(f"--dpkgopt={opt}" for opt in DPKG_EXCLUDES),
+        # update-alternatives (e.g. openjdk's postinst) links man pages into these
+        # dirs and fails when path-exclude left them out; strip_docs removes them later.
+        "--essential-hook=mkdir -p " + " ".join(f'"$1"{path}' for path in MAN_DIRS),
         f'--customize-hook={shlex.join(hook)} "$1"',
         recipe.suite,
         str(target),
@@ -590,6 +595,13 @@ def share_identical_files(dirs: Sequence[Path]) -> None:
         _hardlink_python(dirs)
 
 
+def _has_xattrs(path: Path) -> bool:
+    try:
+        return bool(os.listxattr(path, follow_symlinks=False))
+    except OSError:  # the filesystem has none
+        return False
+
+
 def _hardlink_python(dirs: Sequence[Path]) -> int:
     """The fallback of :func:`share_identical_files`; the number of files linked."""
     import hashlib
@@ -602,7 +614,7 @@ def _hardlink_python(dirs: Sequence[Path]) -> int:
                 st = path.lstat()
                 if path.is_symlink() or not path.is_file() or st.st_size == 0:
                     continue
-                if os.listxattr(path, follow_symlinks=False):
+                if _has_xattrs(path):
                     continue  # capabilities and the like must not spread
                 shape = (st.st_dev, st.st_size, st.st_mode, st.st_uid, st.st_gid)
                 by_shape.setdefault(shape, []).append(path)
