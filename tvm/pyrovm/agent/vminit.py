@@ -10,6 +10,7 @@ Settings come from the kernel command line (``/proc/cmdline``):
     tvm.channel=virtio:agent   virtio-serial port named "agent" (QEMU)
     tvm.channel=vsock:52       listen on AF_VSOCK port 52 (Firecracker)
     tvm.work_mb=64 tvm.tmp_mb=64   tmpfs sizes
+    tvm.scratch=/dev/vdb       /work and /tmp on this disk instead (Firecracker)
     tvm.clock=<unix seconds>   the host's time at boot
 
 Inside the VM the guest's memory size is the hard cap; on top of that every
@@ -36,7 +37,7 @@ CHUNK = 32 << 10  # a virtio-serial write carries at most ~32 KiB
 AGENT_OVERHEAD_MB = 32  # PID 1's own memory inside the stage cgroup
 CGROUP = "/sys/fs/cgroup"
 SANDBOX_CGROUP = CGROUP + "/sandbox"
-MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND = 2, 4, 8, 4096
 RB_POWER_OFF = 0x4321FEDC
 RB_AUTOBOOT = 0x01234567
 AF_VSOCK = 40
@@ -74,6 +75,9 @@ def setup_filesystems(settings: dict[str, str]) -> None:
         with contextlib.suppress(OSError):
             os.symlink(target, f"/dev/{name}")
     mount("tmpfs", "/dev/shm", "tmpfs", nosuid, "mode=1777,size=16m")
+    if settings.get("scratch"):
+        setup_scratch(settings["scratch"])
+        return
     work_mb = int(settings.get("work_mb", "64"))
     tmp_mb = int(settings.get("tmp_mb", "64"))
     mount("tmpfs", "/work", "tmpfs", nosuid, f"mode=1777,size={work_mb}m")
@@ -209,17 +213,54 @@ def serve_virtio(name: str, cgroups: bool) -> None:
     agent.serve()
 
 
+class _SessionReader:
+    """Remembers whether the host sent anything on this connection."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.used = False
+
+    def read(self, n: int) -> bytes:
+        data = os.read(self.fd, n)
+        self.used = self.used or bool(data)
+        return data
+
+
 def serve_vsock(port: int, cgroups: bool) -> None:
-    """Firecracker: listen on vsock; the host's ``CONNECT <port>`` lands here."""
+    """Firecracker: listen on vsock; the host's ``CONNECT <port>`` lands here.
+
+    A connection closed before any request (the host checking readiness before
+    a snapshot; connections are reset by snapshot/restore) is not a session:
+    keep listening. The first real session ends the VM."""
     server = socket.socket(AF_VSOCK, socket.SOCK_STREAM)
     server.bind((VMADDR_CID_ANY, port))
     server.listen(1)
-    conn, _ = server.accept()
-    server.close()
-    fd = conn.detach()
-    agent = VMAgent(os.dup(fd), fd)
-    agent.cgroups = cgroups
-    agent.serve()
+    while True:
+        conn, _ = server.accept()
+        fd = conn.detach()
+        reader = _SessionReader(fd)
+        agent = VMAgent(os.dup(fd), fd)
+        agent.rfile = reader  # type: ignore[assignment]
+        agent.cgroups = cgroups
+        with contextlib.suppress(OSError):
+            agent.serve()
+        os.close(fd)
+        if reader.used:
+            return
+
+
+def setup_scratch(device: str) -> None:
+    """Put /work and /tmp on a per-VM scratch disk (ext4 made by the host)."""
+    for _ in range(200):
+        if os.path.exists(device):
+            break
+        time.sleep(0.01)
+    mount(device, "/mnt", "ext4", MS_NOSUID | MS_NODEV)
+    for name in ("work", "tmp"):
+        path = f"/mnt/{name}"
+        os.makedirs(path, exist_ok=True)
+        os.chmod(path, 0o1777)
+        mount(path, f"/{name}", "", MS_BIND)
 
 
 def power_off() -> None:

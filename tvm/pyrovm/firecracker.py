@@ -1,0 +1,398 @@
+"""The ``firecracker`` driver: one Firecracker microVM per sandbox, under the jailer.
+
+Per VM (``start_vm``):
+
+* ``jailer`` chroots Firecracker into ``<jail>/firecracker/<id>/root``, drops it
+  to the sandbox's own uid/gid, puts it in cgroups (memory, pids) below
+  ``tvm-firecracker`` and into its own network namespace; the VM has no
+  network device at all;
+* the guest kernel (built by ``tvm images kernel``: an uncompressed ``vmlinux``),
+  the language image's ext4 disk read-only, and a per-VM ext4 scratch disk
+  for ``/work`` and ``/tmp`` are hard-linked (or created) inside the jail;
+* the VM is configured over the API socket (:mod:`tvm.pyrovm.fcapi`):
+  machine-config from the request's memory and CPUs, boot-source, drives,
+  vsock, then ``InstanceStart``;
+* the agent (the guest's init) listens on vsock port 52; the host connects to
+  the hybrid-vsock Unix socket and sends ``CONNECT 52``.
+
+Snapshots: the first VM of a (disk, kernel, memory, CPUs) key boots, waits for
+the agent, pauses and writes a full snapshot; later VMs ``PUT /snapshot/load``
+it (resumed) instead of booting. Teardown kills the VMM, removes the jail,
+the jailer's cgroups and the network namespace; it is safe to call twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tvm.config.settings import get_settings
+from tvm.errors import AgentError, ImageError, SandboxError
+from tvm.pyrovm import fcapi
+from tvm.pyrovm.agent import protocol
+from tvm.pyrovm.drivers.base import Availability, Driver, Sandbox, SandboxSpec, kill_process
+from tvm.pyrovm.vm import hostinfo
+from tvm.pyrovm.vm.disks import build_disk
+from tvm.pyrovm.vm.guest import guest_kernel
+
+AGENT_PORT = 52
+GUEST_CID = 3
+GUEST_OVERHEAD_MB = 96
+PARENT_CGROUP = "tvm-firecracker"
+API_SOCK = "/run/firecracker.socket"  # inside the jail
+VSOCK = "/run/v.sock"
+SNAP_STATE = "/run/vm.state"  # snapshot files, inside the jail (/run is the VM uid's)
+SNAP_MEM = "/run/vm.mem"
+BOOT_TIMEOUT = 30.0
+
+
+@dataclass
+class JailPaths:
+    base: Path  # <chroot base>/firecracker/<id>
+    vm_id: str
+
+    @property
+    def root(self) -> Path:
+        return self.base / "root"
+
+    def host(self, inside: str) -> Path:
+        """The host path of a path inside the jail."""
+        return self.root / inside.lstrip("/")
+
+
+def boot_args(spec_work_mb: int, spec_tmp_mb: int) -> str:
+    return " ".join([
+        "console=ttyS0", "reboot=k", "panic=1", "pci=off", "quiet", "8250.nr_uarts=1",
+        "i8042.noaux", "i8042.nomux", "i8042.dumbkbd", "init=/.tvm/init",
+        f"tvm.channel=vsock:{AGENT_PORT}", "tvm.scratch=/dev/vdb",
+        f"tvm.work_mb={spec_work_mb}", f"tvm.tmp_mb={spec_tmp_mb}", f"tvm.clock={int(time.time())}",
+    ])  # fmt: skip
+
+
+def boot_calls(memory_mb: int, cpu_count: int, args: str) -> list[fcapi.Call]:
+    """Every API call of a cold boot, in order."""
+    return [
+        fcapi.machine_config(cpu_count, memory_mb),
+        fcapi.boot_source("/vmlinux", args),
+        fcapi.drive("rootfs", "/rootfs.ext4", root=True, read_only=True),
+        fcapi.drive("scratch", "/scratch.ext4", root=False, read_only=False),
+        fcapi.vsock(GUEST_CID, VSOCK),
+        fcapi.instance_start(),
+    ]
+
+
+def jailer_argv(jailer: str, firecracker: str, jail: JailPaths, uid: int, memory_mb: int,
+                processes: int, netns: str | None, cgroup_version: int) -> list[str]:  # fmt: skip
+    memory = (
+        f"{memory_mb + GUEST_OVERHEAD_MB}M"
+        if cgroup_version == 2
+        else str((memory_mb + GUEST_OVERHEAD_MB) << 20)
+    )
+    memory_key = "memory.max" if cgroup_version == 2 else "memory.limit_in_bytes"
+    argv = [
+        jailer, "--id", jail.vm_id, "--exec-file", firecracker,
+        "--uid", str(uid), "--gid", str(uid),
+        "--chroot-base-dir", str(jail.base.parent.parent),
+        "--cgroup-version", str(cgroup_version), "--parent-cgroup", PARENT_CGROUP,
+        "--cgroup", f"{memory_key}={memory}", "--cgroup", f"pids.max={processes + 64}",
+        "--resource-limit", "no-file=1024", "--resource-limit", "fsize=0",
+    ]  # fmt: skip
+    if netns:
+        argv += ["--netns", netns]
+    return [*argv, "--", "--api-sock", API_SOCK]
+
+
+def cgroup_version() -> int:
+    return 2 if Path("/sys/fs/cgroup/cgroup.controllers").exists() else 1
+
+
+@dataclass
+class FirecrackerVM:
+    """One jailed Firecracker process and what it owns on the host."""
+
+    jail: JailPaths
+    api: fcapi.FirecrackerAPI
+    netns: str | None = None
+    proc: asyncio.subprocess.Process | None = None
+    console: bytearray = field(default_factory=bytearray)
+    console_task: asyncio.Task[None] | None = None
+
+    async def run(self, calls: list[fcapi.Call]) -> None:
+        for call in calls:
+            await self.api.send(call)
+
+    async def pause(self) -> None:
+        await self.api.send(fcapi.pause())
+
+    async def resume(self) -> None:
+        await self.api.send(fcapi.resume())
+
+    async def snapshot(self, state: str, memory: str) -> None:
+        """Pause, then write a full snapshot (paths inside the jail)."""
+        await self.pause()
+        await self.api.send(fcapi.snapshot_create(state, memory))
+
+    async def load(self, state: str, memory: str) -> None:
+        await self.api.send(fcapi.snapshot_load(state, memory, resume_vm=True))
+
+    async def connect_agent(self, timeout: float = BOOT_TIMEOUT) -> tuple[
+            asyncio.StreamReader, asyncio.StreamWriter]:  # fmt: skip
+        """Hybrid vsock: connect to the Unix socket, ``CONNECT 52``, expect ``OK <port>``.
+        Until the guest listens, Firecracker closes the connection: retry."""
+        path = str(self.jail.host(VSOCK))
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            if self.proc is not None and self.proc.returncode is not None:
+                raise SandboxError(f"firecracker exited {self.proc.returncode}: {self.tail()}")
+            try:
+                reader, writer = await asyncio.open_unix_connection(path, limit=protocol.MAX_FRAME)
+                writer.write(f"CONNECT {AGENT_PORT}\n".encode())
+                await writer.drain()
+                line = await asyncio.wait_for(reader.readline(), 2)
+                if line.startswith(b"OK "):
+                    return reader, writer
+                writer.close()
+            except (TimeoutError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise SandboxError(f"agent not reachable over vsock: {self.tail()}")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+    def tail(self) -> str:
+        return self.console.decode(errors="replace").strip()[-2000:]
+
+    async def kill(self) -> None:
+        """Kill the VMM, remove the jail, its cgroups and netns. Idempotent."""
+        await self.api.close()
+        if self.proc is not None:
+            await kill_process(self.proc)
+        pid_file = self.jail.root / "firecracker.pid"
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int(pid_file.read_text()), 9)
+        if self.console_task:
+            self.console_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.console_task
+        await asyncio.to_thread(_remove_cgroups, self.jail.vm_id)
+        await asyncio.to_thread(shutil.rmtree, self.jail.base, True)
+        if self.netns:
+            await asyncio.to_thread(
+                subprocess.run, ["ip", "netns", "del", self.netns], capture_output=True, check=False
+            )
+            self.netns = None
+
+
+def _remove_cgroups(vm_id: str) -> None:
+    root = Path("/sys/fs/cgroup")
+    for candidate in [root / PARENT_CGROUP / vm_id, *root.glob(f"*/{PARENT_CGROUP}/{vm_id}")]:
+        for _ in range(50):
+            if not candidate.exists():
+                break
+            with contextlib.suppress(OSError):
+                candidate.rmdir()
+            time.sleep(0.01)
+
+
+def _link(source: Path, target: Path) -> None:
+    """Hard-link a file into the jail (copy when on another filesystem)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def make_scratch(path: Path, size_mb: int) -> None:
+    with open(path, "wb") as fh:
+        fh.truncate(size_mb << 20)
+    argv = ["mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-m", "0", "-E", "root_owner=0:0"]
+    subprocess.run([*argv, str(path)], check=True, capture_output=True)
+
+
+class FirecrackerSandbox(Sandbox):
+    driver = "firecracker"
+
+    def __init__(self, spec: SandboxSpec, vm: FirecrackerVM) -> None:
+        super().__init__(spec)
+        self.vm = vm
+        self.proc = vm.proc
+        self.jail_root = vm.jail.base
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def _send(self, data: bytes) -> None:
+        assert self.writer
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def _recv(self, n: int) -> bytes:
+        assert self.reader
+        return await self.reader.readexactly(n)
+
+    async def diagnostics(self) -> str:
+        return f"firecracker console: {self.vm.tail()}"
+
+    async def destroy(self) -> None:
+        if self.destroyed:
+            return
+        self.destroyed = True
+        if self.writer is not None:
+            self.writer.close()
+        await self.vm.kill()
+
+
+@dataclass
+class Snapshot:
+    directory: Path
+
+    @property
+    def state(self) -> Path:
+        return self.directory / "vm.state"
+
+    @property
+    def memory(self) -> Path:
+        return self.directory / "vm.mem"
+
+    @property
+    def scratch(self) -> Path:
+        return self.directory / "scratch.ext4"
+
+    def ready(self) -> bool:
+        return self.state.is_file() and self.memory.is_file() and self.scratch.is_file()
+
+
+class FirecrackerDriver(Driver):
+    name = "firecracker"
+    needs_kvm = True
+    supports_snapshot = True
+    strength = 40
+
+    def __init__(self, snapshots: bool = True) -> None:
+        settings = get_settings()
+        self.home = settings.home
+        self.firecracker = shutil.which("firecracker") or "firecracker"
+        self.jailer = shutil.which("jailer") or "jailer"
+        self.kernel = guest_kernel(settings.home, allow_debian=False).vmlinux
+        self.snapshots = snapshots
+        self._snapshot_locks: dict[str, asyncio.Lock] = {}
+
+    @classmethod
+    def probe(cls) -> Availability:
+        for binary in ("firecracker", "jailer"):
+            if not shutil.which(binary):
+                return Availability(False, f"{binary} not found on PATH (see docs/isolation.md)")
+        problem = hostinfo.kvm_device()
+        if problem:
+            return Availability(False, f"KVM unusable: {problem}")
+        if os.geteuid() != 0:
+            return Availability(False, "the jailer must start as root")
+        try:
+            guest_kernel(get_settings().home, allow_debian=False)
+        except ImageError as exc:
+            return Availability(False, exc.message)
+        return Availability(True, "firecracker + jailer, /dev/kvm and the built guest kernel")
+
+    # -- the seed's entry point ------------------------------------------------
+    async def start_vm(self, vm_dir: Path, memory_mb: int, cpu_count: int,
+                       language_image: Path, uid: int = 60000, processes: int = 256,
+                       snapshot: Snapshot | None = None) -> FirecrackerVM:  # fmt: skip
+        """Jail and start one VM: cold boot, or restore ``snapshot`` when given."""
+        vm_id = f"tvm-{uuid.uuid4().hex[:16]}"
+        jail = JailPaths(vm_dir / "firecracker" / vm_id, vm_id)
+        jail.host("/run").mkdir(parents=True)
+        os.chown(jail.host("/run"), uid, uid)
+        disk = await asyncio.to_thread(build_disk, language_image)
+        _link(disk, jail.host("/rootfs.ext4"))
+        scratch = jail.host("/scratch.ext4")
+        if snapshot is not None:
+            await asyncio.to_thread(shutil.copyfile, snapshot.scratch, scratch)
+            _link(snapshot.state, jail.host(SNAP_STATE))
+            _link(snapshot.memory, jail.host(SNAP_MEM))
+        else:
+            _link(self.kernel, jail.host("/vmlinux"))
+            await asyncio.to_thread(make_scratch, scratch, 128)
+        os.chown(scratch, uid, uid)
+        netns = f"tvm-{vm_id[4:16]}"
+        made = subprocess.run(["ip", "netns", "add", netns], capture_output=True, check=False)
+        vm = FirecrackerVM(jail, fcapi.FirecrackerAPI(jail.host(API_SOCK)),
+                           netns if made.returncode == 0 else None)  # fmt: skip
+        netns_path = f"/var/run/netns/{netns}" if vm.netns else None
+        argv = jailer_argv(self.jailer, self.firecracker, jail, uid, memory_mb, processes,
+                           netns_path, cgroup_version())  # fmt: skip
+        try:
+            vm.proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+            vm.console_task = asyncio.create_task(_collect(vm))
+            await vm.api.wait_ready()
+            if snapshot is not None:
+                await vm.load(SNAP_STATE, SNAP_MEM)
+            else:
+                memory = memory_mb + GUEST_OVERHEAD_MB
+                await vm.run(boot_calls(memory, cpu_count, boot_args(64, 64)))
+        except BaseException:
+            await vm.kill()
+            raise
+        return vm
+
+    async def _snapshot_for(self, spec: SandboxSpec) -> Snapshot | None:
+        """The warm-start snapshot of this image/size, created on first use."""
+        if not self.snapshots:
+            return None
+        disk = await asyncio.to_thread(build_disk, spec.rootfs)
+        recipe = f"{disk}|{self.kernel}|{self.kernel.stat().st_mtime}|{spec.memory_mb}|{spec.cpus}"
+        key = hashlib.sha256(recipe.encode()).hexdigest()[:16]
+        snap = Snapshot(self.home / "snapshots" / key)
+        lock = self._snapshot_locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            if snap.ready():
+                return snap
+            snap.directory.mkdir(parents=True, exist_ok=True)
+            vm = await self.start_vm(self.home / "jail", spec.memory_mb, spec.cpus, spec.rootfs,
+                                     uid=spec.uid, processes=spec.processes)  # fmt: skip
+            try:
+                reader, writer = await vm.connect_agent()
+                hello = protocol.decode_body(await reader.readexactly(
+                    protocol.decode_header(await reader.readexactly(4))))  # fmt: skip
+                if hello.get("type") != "hello":
+                    raise AgentError(f"unexpected first frame {hello!r}")
+                writer.close()  # no request: the agent keeps listening
+                await vm.snapshot(SNAP_STATE, SNAP_MEM)
+                for inside, target in ((SNAP_STATE, snap.state), (SNAP_MEM, snap.memory),
+                                       ("/scratch.ext4", snap.scratch)):  # fmt: skip
+                    shutil.move(vm.jail.host(inside), target)
+                    os.chmod(target, 0o644)  # later VMs run under other uids
+            finally:
+                await vm.kill()
+        return snap
+
+    async def start(self, spec: SandboxSpec) -> Sandbox:
+        snap = await self._snapshot_for(spec)
+        vm = await self.start_vm(self.home / "jail", spec.memory_mb, spec.cpus, spec.rootfs,
+                                 uid=spec.uid, processes=spec.processes, snapshot=snap)  # fmt: skip
+        sandbox = FirecrackerSandbox(spec, vm)
+        try:
+            sandbox.reader, sandbox.writer = await vm.connect_agent()
+            await asyncio.wait_for(sandbox.handshake(), BOOT_TIMEOUT)
+        except BaseException:
+            await sandbox.destroy()
+            raise
+        return sandbox
+
+
+async def _collect(vm: FirecrackerVM) -> None:
+    assert vm.proc and vm.proc.stdout
+    while chunk := await vm.proc.stdout.read(4096):
+        vm.console.extend(chunk)
+        del vm.console[:-16384]
