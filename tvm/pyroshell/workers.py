@@ -27,7 +27,7 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +79,19 @@ class Lost:
     reason: str
 
 
+class _WithTimeout:
+    """The shared client, with this use's timeout applied to every request."""
+
+    def __init__(self, client: httpx.AsyncClient, timeout: float) -> None:
+        self._client, self._timeout = client, timeout
+
+    async def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self._client.get(url, timeout=self._timeout, **kwargs)
+
+    async def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self._client.post(url, timeout=self._timeout, **kwargs)
+
+
 @dataclass
 class WorkerPool:
     settings: Settings
@@ -91,10 +104,20 @@ class WorkerPool:
             self.workers[url] = Worker(url)
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
+        self._http: httpx.AsyncClient | None = None
 
-    def _client(self, timeout: float) -> httpx.AsyncClient:
-        limits = httpx.Limits(max_keepalive_connections=0)
-        return httpx.AsyncClient(timeout=timeout, limits=limits, transport=self.transport)
+    @contextlib.asynccontextmanager
+    async def _client(self, timeout: float) -> AsyncIterator[httpx.AsyncClient]:
+        """The pool's one HTTP client (building one costs tens of milliseconds).
+
+        No keep-alive: every request opens its own loopback connection, so a
+        connect error always means the worker never saw the job, and a read error
+        always means it died during it (a stale pooled connection would blur that).
+        """
+        if self._http is None:
+            limits = httpx.Limits(max_keepalive_connections=0)
+            self._http = httpx.AsyncClient(limits=limits, transport=self.transport)
+        yield _WithTimeout(self._http, timeout)  # type: ignore[misc]
 
     # -- discovery and health ----------------------------------------------------------
     async def discover(self) -> None:
@@ -155,6 +178,9 @@ class WorkerPool:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
 
     async def _health_loop(self) -> None:
         while True:

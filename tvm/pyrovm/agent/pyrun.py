@@ -24,8 +24,13 @@ import os
 import signal
 import sys
 
+TYPE_CHECKING = False  # the agent must not import typing at start-up (it costs ms)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
 # Captured now: the child deletes the agent's modules before running user code.
-_ctypes_prctl = None
+_ctypes_prctl: Callable[..., Any] | None = None
 
 
 def _keep_dumpable() -> None:
@@ -34,9 +39,9 @@ def _keep_dumpable() -> None:
         _ctypes_prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE
 
 
-def bind_prctl(prctl: object) -> None:
+def bind_prctl(prctl: Callable[..., Any]) -> None:
     global _ctypes_prctl
-    _ctypes_prctl = prctl  # type: ignore[assignment]
+    _ctypes_prctl = prctl
 
 
 def _exit_code(exc: SystemExit) -> int:
@@ -57,7 +62,7 @@ def _finish(code: int, main_dict: dict) -> None:
     try:
         threading = sys.modules.get("threading")
         if threading is not None:
-            threading._shutdown()  # type: ignore[attr-defined]
+            threading._shutdown()
     except BaseException:
         pass
     try:
