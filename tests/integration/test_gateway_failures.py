@@ -70,7 +70,9 @@ def test_worker_killed_under_load(tmp_path: Path) -> None:
                 assert "went away" in sub["message"]
         ran = starts(journal)
         assert max(ran.values()) == 1, "a program ran twice"
-        accepted = {"out " + s["stdout"].strip() for s in results.values() if s["status"]["id"] == 3}
+        accepted = {
+            "out " + s["stdout"].strip() for s in results.values() if s["status"]["id"] == 3
+        }
         assert accepted <= set(ran)
     finally:
         gateway.kill(signal.SIGTERM)
