@@ -195,8 +195,9 @@ async def test_hybrid_vsock_connect_retries_and_keeps_guest_bytes(tmp_path: Path
             return
         writer.write(b"OK 1073741824\n" + hello)
         await writer.drain()
-        await asyncio.sleep(0.5)
+        await reader.read()  # until the host hangs up
         writer.close()
+        await writer.wait_closed()
 
     server = await asyncio.start_unix_server(serve, path=str(uds))
     vm = FirecrackerVM(jail, fcapi.FirecrackerAPI(jail.host(API_SOCK)))
@@ -207,6 +208,7 @@ async def test_hybrid_vsock_connect_retries_and_keeps_guest_bytes(tmp_path: Path
         assert frame["type"] == "hello"
         assert attempts == 3
         writer.close()
+        await writer.wait_closed()
     finally:
         server.close()
         await server.wait_closed()

@@ -153,6 +153,7 @@ class FirecrackerVM:
         while True:
             if self.proc is not None and self.proc.returncode is not None:
                 raise SandboxError(f"firecracker exited {self.proc.returncode}: {self.tail()}")
+            writer = None
             try:
                 reader, writer = await asyncio.open_unix_connection(path, limit=protocol.MAX_FRAME)
                 writer.write(f"CONNECT {AGENT_PORT}\n".encode())
@@ -160,9 +161,12 @@ class FirecrackerVM:
                 line = await asyncio.wait_for(reader.readline(), 2)
                 if line.startswith(b"OK "):
                     return reader, writer
-                writer.close()
             except (TimeoutError, OSError):
                 pass
+            if writer is not None:
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
             if time.monotonic() > deadline:
                 raise SandboxError(f"agent not reachable over vsock: {self.tail()}")
             await asyncio.sleep(delay)
