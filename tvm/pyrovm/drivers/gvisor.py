@@ -332,4 +332,13 @@ def _probe_run(runsc: str, platform: str) -> Availability:
                 f"runsc --platform={platform} probe run exited {result.returncode}: {tail}; "
                 "set TVM_GVISOR_PLATFORM (ptrace|systrap|kvm)",
             )
+    if platform == "ptrace":
+        # Every syscall of the sandbox round-trips through ptrace: 5-15x the
+        # latency of the namespace driver. Stronger, so chosen by name only.
+        return Availability(
+            True,
+            "runsc --platform=ptrace probe run succeeded (slow platform: TVM_DRIVER=gvisor "
+            "to use it; auto prefers it only with systrap or kvm)",
+            auto=False,
+        )
     return Availability(True, f"runsc --platform={platform} probe run succeeded")
