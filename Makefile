@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 TVM    := $(BIN)/tvm
 PORT   ?= 8000
 
-.PHONY: setup deps venv images run test test-unit lint format bench clean help
+.PHONY: setup deps venv images run test test-unit lint format bench clean help verify-languages
 
 help:
 	@echo "make run    install what is missing, build the default images, start TVM on :$(PORT)"
@@ -42,6 +42,11 @@ test: images
 
 test-unit: venv
 	$(BIN)/pytest -q tests/unit
+
+# Run every language's test program and record the passing entries in
+# tvm/config/verified.toml (only those are offered by /api/v2/runtimes).
+verify-languages: images
+	TVM_UPDATE_VERIFIED=1 $(BIN)/pytest -q tests/integration/test_languages.py
 
 lint: venv
 	$(BIN)/ruff check tvm tests bench

@@ -56,7 +56,8 @@ def choose(name: str) -> type[Driver]:
             raise DriverUnavailable(f"driver '{name}' cannot run here: {availability.reason}")
         return cls
     probes = probe_all()
-    usable = [n for n, a in probes.items() if a.usable]
+    usable = [n for n, a in probes.items() if a.usable and a.auto]
+    usable = usable or [n for n, a in probes.items() if a.usable]
     if not usable:
         reasons = "; ".join(f"{n}: {a.reason}" for n, a in probes.items())
         raise DriverUnavailable(f"no isolation driver can run here ({reasons})")
