@@ -139,6 +139,15 @@ def _run_gateway(settings: Settings, role: str, driver: str | None, debug: bool)
                 supervisor.stop()
 
 
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (an exited process its parent has not reaped yet is not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2 :].split()[0] != "Z"
+
+
 @click.command()
 def stop() -> None:
     """Stop a TVM started with ``tvm start`` (by its pid file)."""
@@ -155,14 +164,12 @@ def stop() -> None:
         raise click.ClickException(
             f"TVM (pid {pid}) was not running; removed stale pid file"
         ) from None
-    for _ in range(100):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+    for _ in range(300):
+        if not _alive(pid):
             click.echo(f"stopped TVM (pid {pid})")
             return
         time.sleep(0.1)
-    raise click.ClickException(f"TVM (pid {pid}) did not stop within 10 s; try: kill -9 {pid}")
+    raise click.ClickException(f"TVM (pid {pid}) did not stop within 30 s; try: kill -9 {pid}")
 
 
 @click.command()
