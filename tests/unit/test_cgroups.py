@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -24,15 +26,17 @@ def test_v1_limits_and_oom_counter(tmp_path: Path) -> None:
     manager = CgroupManager(root, proc)
     assert manager.version == 1
     group = manager.create("sb-1")
-    mem = root / "memory/svc/tvm/sb-1"
-    assert mem.is_dir() and (root / "pids/svc/tvm/sb-1").is_dir()
+    name = f"{os.getpid()}-sb-1"
+    mem = root / f"memory/svc/tvm/{name}"
+    assert group.dirs["memory"] == mem
+    assert mem.is_dir() and (root / f"pids/svc/tvm/{name}").is_dir()
     (mem / "memory.limit_in_bytes").write_text("0")
     group.set_limits(64 << 20, 10)
     assert (mem / "memory.limit_in_bytes").read_text() == str(64 << 20)
-    assert (root / "pids/svc/tvm/sb-1/pids.max").read_text() == "10"
+    assert (root / f"pids/svc/tvm/{name}/pids.max").read_text() == "10"
     (mem / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")
     assert group.oom_kills() == 2
-    assert [p.name for p in manager.leftovers()] == ["sb-1", "sb-1"]
+    assert [p.name for p in manager.leftovers()] == [name, name]
 
 
 def test_v2_moves_itself_to_a_leaf_and_enables_controllers(tmp_path: Path) -> None:
@@ -50,10 +54,14 @@ def test_v2_moves_itself_to_a_leaf_and_enables_controllers(tmp_path: Path) -> No
     assert (own / "service/cgroup.procs").read_text() == "123"
     assert "+memory" in (own / "cgroup.subtree_control").read_text()
     group = manager.create("sb-2")
-    group.set_limits(32 << 20, 5)
-    assert (own / "tvm/sb-2/memory.max").read_text() == str(32 << 20)
-    assert (own / "tvm/sb-2/pids.max").read_text() == "5"
-    (own / "tvm/sb-2/memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
+    d = group.dirs[""]
+    assert d == own / f"tvm/{os.getpid()}-sb-2"
+    group.set_limits(32 << 20, 5, program_memory_bytes=16 << 20, program_pids=3)
+    assert (d / "memory.max").read_text() == str(32 << 20)
+    assert (d / "pids.max").read_text() == "5"
+    assert (d / "program/memory.max").read_text() == str(16 << 20)
+    assert (d / "program/pids.max").read_text() == "3"
+    (d / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
     assert group.oom_kills() == 1
 
 
@@ -66,3 +74,31 @@ def test_v2_without_delegated_controllers_says_why(tmp_path: Path) -> None:
     proc.write_text("0::/svc\n")
     with pytest.raises(DriverUnavailable, match="Delegate=yes"):
         CgroupManager(root, proc)
+
+
+def test_orphans_of_dead_workers_are_removed(tmp_path: Path) -> None:
+    root, proc = fake_v1(tmp_path)
+    manager = CgroupManager(root, proc)
+    mine = manager.create("sb-live")
+    child = subprocess.Popen(["true"])  # its pid no longer runs once waited for
+    child.wait()
+    for controller in ("memory", "pids"):
+        orphan = root / controller / "svc/tvm" / f"{child.pid}-sb-dead"
+        orphan.mkdir()
+        (orphan / "cgroup.procs").write_text("")
+    # A fake cgroupfs cannot rmdir non-empty dirs: empty them as the kernel would.
+    removed = []
+
+    def fake_remove(self):  # type: ignore[no-untyped-def]
+        removed.extend(self.dirs.values())
+
+    import tvm.pyrovm.drivers.cgroups as cg
+
+    original = cg.Cgroup.remove
+    cg.Cgroup.remove = fake_remove  # type: ignore[method-assign]
+    try:
+        assert manager.remove_orphans() == 2
+    finally:
+        cg.Cgroup.remove = original  # type: ignore[method-assign]
+    assert sorted(p.name for p in removed) == [f"{child.pid}-sb-dead"] * 2
+    assert all(d.is_dir() for d in mine.dirs.values())  # the live worker's stay

@@ -101,6 +101,7 @@ class Agent:
         # Modules of a fresh interpreter (recorded before the agent imported
         # anything): what a Python program run in a forked child may see.
         self.baseline = baseline
+        self.runner: supervisor.Runner | None = None  # forked ahead of the next stage
         self.rfile = os.fdopen(rfd, "rb", buffering=0)
         self.wfd = wfd
         self.uid = 65534
@@ -149,6 +150,8 @@ class Agent:
         self.workdir = message.get("workdir", self.workdir)
         self.env = dict(DEFAULT_ENV)
         self.env.update(message.get("env") or {})
+        if self.runner is None:
+            self.runner = supervisor.Runner()
         return {"type": "ok"}
 
     def on_files(self, message: dict) -> dict:
@@ -178,6 +181,7 @@ class Agent:
         if message.get("pyrun") and self.baseline is not None:
             # argv is [python3, script, args...]: run the script in a forked child.
             pyrun_args = (argv[1:], self.baseline)
+        runner, self.runner = self.runner, None
         result = supervisor.run_stage(
             argv,
             env=self.env,
@@ -187,7 +191,9 @@ class Agent:
             uid=self.uid,
             gid=self.gid,
             pyrun=pyrun_args,
+            runner=runner,
         )
+        self.runner = supervisor.Runner()  # ready for the next stage
         result["stdout"] = base64.b64encode(result["stdout"]).decode()
         result["stderr"] = base64.b64encode(result["stderr"]).decode()
         result["output"] = base64.b64encode(result["output"]).decode()

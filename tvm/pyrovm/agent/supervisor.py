@@ -8,7 +8,9 @@ nor trace the agent, nor open the agent's file descriptors through /proc.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import marshal
 import os
 import resource
 import select
@@ -117,50 +119,88 @@ def _enter_program_cgroup() -> None:  # pragma: no cover - runs in the forked ch
             fh.write("0")
 
 
-def _child_exec(
-    argv: list[str],
-    env: dict[str, str],
-    cwd: str,
-    stdin_fd: int,
-    out_w: int,
-    err_w: int,
-    limits: dict,
-    uid: int,
-    gid: int,
-    pyrun: tuple[list[str], set[str]] | None = None,
-) -> None:  # pragma: no cover - runs in the forked child
+class Runner:
+    """A child forked ahead of its stage, waiting for its program.
+
+    It enters the program cgroup while it waits: moving a process between
+    cgroups takes milliseconds (an RCU grace period), which would otherwise be
+    paid on every stage. It stays privileged until it receives its program,
+    then drops to the program's uid/gid and limits and execs (or, for Python,
+    runs the script in place: :mod:`pyrun`).
+    """
+
+    def __init__(self) -> None:
+        self.out_r, out_w = os.pipe()
+        self.err_r, err_w = os.pipe()
+        ctrl_r, self.ctrl_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            _runner_main(ctrl_r, out_w, err_w)
+        self.pid = pid
+        for fd in (ctrl_r, out_w, err_w):
+            os.close(fd)
+
+    def start(self, program: tuple) -> None:
+        data = marshal.dumps(program)
+        view = memoryview(len(data).to_bytes(8, "big") + data)
+        try:
+            while view:
+                view = view[os.write(self.ctrl_w, view) :]
+        finally:
+            os.close(self.ctrl_w)
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.ctrl_w)  # the runner reads EOF and exits
+        for fd in (self.out_r, self.err_r):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _read_exact(fd: int, n: int) -> bytes:  # pragma: no cover - runs in the runner
+    chunks = []
+    while n:
+        chunk = os.read(fd, min(n, 1 << 20))
+        if not chunk:
+            os._exit(0)  # discarded before it got a program
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def _runner_main(ctrl_r: int, out_w: int, err_w: int) -> None:  # pragma: no cover - child
+    argv0 = "program"
     try:
-        os.dup2(stdin_fd, 0)
         os.dup2(out_w, 1)
         os.dup2(err_w, 2)
-        os.closerange(3, 65536)
-        os.setsid()
+        os.dup2(ctrl_r, 3)
+        os.closerange(4, 65536)  # the agent's channel and everything else
+        null = os.open("/dev/null", os.O_RDONLY)
+        if null != 0:
+            os.dup2(null, 0)
+            os.close(null)
+        signal.set_wakeup_fd(-1)
         for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD, signal.SIGINT):
             signal.signal(sig, signal.SIG_DFL)
-        signal.set_wakeup_fd(-1)
+        os.setsid()
         try:
             with open("/proc/self/oom_score_adj", "w") as fh:
                 fh.write("1000")
         except OSError:
             pass
         _enter_program_cgroup()
-        cpu_s = max(1, -(-int(limits["cpu_time_ms"]) // 1000)) + 1
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
-        fsize = int(limits["file_size_kb"]) * 1024
-        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
-        nofile = int(limits["open_files"])
-        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-        nproc = int(limits["processes"])
-        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        try:
-            resource.setrlimit(resource.RLIMIT_MSGQUEUE, (0, 0))
-        except ValueError:  # gVisor refuses any change of this one (EPERM)
-            pass
-        resource.setrlimit(resource.RLIMIT_MEMLOCK, (0, 0))
-        stack = limits.get("stack_kb")
-        if stack:
-            resource.setrlimit(resource.RLIMIT_STACK, (int(stack) * 1024,) * 2)
+        size = int.from_bytes(_read_exact(3, 8), "big")
+        argv, env, cwd, stdin, limits, uid, gid, pyrun = marshal.loads(_read_exact(3, size))
+        os.close(3)
+        argv0 = argv[0]
+        stdin_fd = os.memfd_create("stdin", 0)
+        view = memoryview(stdin)
+        while view:
+            view = view[os.write(stdin_fd, view) :]
+        os.lseek(stdin_fd, 0, os.SEEK_SET)
+        os.dup2(stdin_fd, 0)
+        os.close(stdin_fd)
+        _set_rlimits(limits)
         os.setgroups([])
         os.setresgid(gid, gid, gid)
         os.setresuid(uid, uid, uid)
@@ -173,12 +213,34 @@ def _child_exec(
             pyrun_module.run_script(script_args[0], script_args[1:], env, baseline)
         os.execvpe(argv[0], argv, env)
     except OSError as exc:
-        msg = f"tvm: cannot execute {argv[0]}: {exc.strerror}\n"
+        msg = f"tvm: cannot execute {argv0}: {exc.strerror}\n"
         os.write(2, msg.encode())
         os._exit(127 if exc.errno == errno.ENOENT else 126)
     except BaseException as exc:
         os.write(2, f"tvm: cannot start program: {exc}\n".encode())
     os._exit(127)
+
+
+def _set_rlimits(limits: dict) -> None:  # pragma: no cover - runs in the runner
+    cpu_s = max(1, -(-int(limits["cpu_time_ms"]) // 1000)) + 1
+    fsize = int(limits["file_size_kb"]) * 1024
+    wanted = [
+        (resource.RLIMIT_CPU, cpu_s, cpu_s + 1),
+        (resource.RLIMIT_FSIZE, fsize, fsize),
+        (resource.RLIMIT_NOFILE, int(limits["open_files"]), int(limits["open_files"])),
+        (resource.RLIMIT_NPROC, int(limits["processes"]), int(limits["processes"])),
+        (resource.RLIMIT_CORE, 0, 0),
+        (resource.RLIMIT_MEMLOCK, 0, 0),
+    ]
+    if limits.get("stack_kb"):
+        stack = int(limits["stack_kb"]) * 1024
+        wanted.append((resource.RLIMIT_STACK, stack, stack))
+    for which, soft, hard in wanted:
+        resource.setrlimit(which, (soft, hard))
+    try:
+        resource.setrlimit(resource.RLIMIT_MSGQUEUE, (0, 0))
+    except ValueError:  # gVisor refuses any change of this one (EPERM)
+        pass
 
 
 def run_stage(
@@ -191,23 +253,20 @@ def run_stage(
     uid: int,
     gid: int,
     pyrun: tuple[list[str], set[str]] | None = None,
+    runner: Runner | None = None,
 ) -> dict:
     """Run ``argv`` as ``uid``/``gid`` under ``limits``; return the measurements.
 
     With ``pyrun`` (script and args, baseline modules), the program is a Python
     script run in a forked child of this interpreter instead of a new one
-    (see :mod:`pyrun`); everything else is the same.
+    (see :mod:`pyrun`); everything else is the same. ``runner``: a child forked
+    ahead of time (else one is forked now).
     """
     reaper = _Reaper()
     reaper.reap()  # leftovers from earlier stages do not count here
 
-    stdin_fd = os.memfd_create("stdin", 0)
-    view = memoryview(stdin)
-    while view:
-        view = view[os.write(stdin_fd, view) :]
-    os.lseek(stdin_fd, 0, os.SEEK_SET)
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
+    runner = runner or Runner()
+    out_r, err_r = runner.out_r, runner.err_r
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
@@ -219,11 +278,11 @@ def run_stage(
     cpu_limit_ticks = int(limits["cpu_time_ms"]) * os.sysconf("SC_CLK_TCK") / 1000
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        _child_exec(argv, env, cwd, stdin_fd, out_w, err_w, limits, uid, gid, pyrun)
-    for fd in (stdin_fd, out_w, err_w):
-        os.close(fd)
+    pid = runner.pid
+    try:
+        runner.start((argv, env, cwd, stdin, limits, uid, gid, pyrun))
+    except OSError:  # the runner died before it got its program: reported below
+        pass
 
     buffers = {out_r: bytearray(), err_r: bytearray()}
     combined = bytearray()  # both streams in arrival order, as Piston's `output`

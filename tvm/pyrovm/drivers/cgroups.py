@@ -31,6 +31,16 @@ def _own_paths(proc_cgroup: Path) -> dict[str, str]:
     return paths
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _write(path: Path, value: str) -> None:
     with open(path, "w") as fh:
         fh.write(value)
@@ -190,10 +200,26 @@ class CgroupManager:
         return base
 
     def create(self, name: str) -> Cgroup:
+        """A new sandbox cgroup, named after this process so that a worker that
+        died without cleaning up can be recognised (:meth:`remove_orphans`)."""
+        name = f"{os.getpid()}-{name}"
         dirs = {c: d / name for c, d in self.base.items()}
         for d in dirs.values():
             d.mkdir(exist_ok=True)
         return Cgroup(self.version, dirs)
+
+    def remove_orphans(self) -> int:
+        """Remove the sandbox cgroups of workers that no longer run (killed
+        before they could clean up); returns how many were removed."""
+        removed = 0
+        for base in self.base.values():
+            for path in base.iterdir():
+                owner = path.name.split("-", 1)[0]
+                if not path.is_dir() or not owner.isdigit() or _alive(int(owner)):
+                    continue
+                Cgroup(self.version, {"": path}).remove()
+                removed += 1
+        return removed
 
     def leftovers(self) -> list[Path]:
         """Sandbox cgroups that still exist (tests assert there are none)."""

@@ -109,6 +109,7 @@ class NamespaceDriver(Driver):
     def __init__(self) -> None:
         self.bwrap = shutil.which("bwrap") or "bwrap"
         self.cgroups = CgroupManager()
+        self.cgroups.remove_orphans()
         self.filter = seccomp.build_filter()
         self._agent_dirs: dict[Path, Path] = {}
 
