@@ -19,7 +19,7 @@ def test_semver_selectors_pick_the_newest_match() -> None:
     catalog = load_catalog()
     newest = catalog.resolve("python")
     assert newest.version == max(
-        (lang.version for lang in catalog if lang.name == "python"),
+        (lang.version for lang in catalog if lang.name == "python" and "-" not in lang.version),
         key=lambda v: tuple(int(p) for p in v.split(".")),
     )
     assert catalog.resolve("python", "*") is newest

@@ -1,0 +1,5 @@
+procedure Main is
+   X : Integer := "text";
+begin
+   null;
+end Main;

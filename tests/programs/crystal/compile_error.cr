@@ -1,0 +1,2 @@
+x : Int32 = "text"
+puts x

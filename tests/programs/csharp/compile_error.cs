@@ -1,0 +1,4 @@
+public class Program
+{
+    public static void Main() { int x = "text"; }
+}

@@ -1,0 +1,5 @@
+module main;
+  initial begin
+    undeclared = 1
+  end
+endmodule

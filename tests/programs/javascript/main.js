@@ -1,0 +1,6 @@
+const fs = require("fs");
+const input = fs.readFileSync(0, "utf8");
+let total = 0;
+for (const tok of input.split(/\s+/)) if (tok) total += parseInt(tok, 10);
+for (const arg of process.argv.slice(2)) total += parseInt(arg, 10);
+console.log(total);

@@ -1,0 +1,8 @@
+(set 'total 0)
+(while (read-line)
+  (dolist (tok (parse (current-line)))
+    (inc total (int tok 0 10))))
+(dolist (a (2 (main-args)))
+  (inc total (int a 0 10)))
+(println total)
+(exit)

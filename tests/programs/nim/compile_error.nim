@@ -1,0 +1,2 @@
+let x: int = "text"
+echo x

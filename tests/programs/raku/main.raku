@@ -1,0 +1,2 @@
+my $total = $*IN.slurp.words.map(*.Int).sum + @*ARGS.map(*.Int).sum;
+say $total;

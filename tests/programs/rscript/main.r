@@ -1,0 +1,5 @@
+con <- file("stdin")
+tokens <- scan(con, what = numeric(), quiet = TRUE)
+close(con)
+args <- as.numeric(commandArgs(trailingOnly = TRUE))
+cat(format(sum(tokens) + sum(args), scientific = FALSE), "\n", sep = "")
