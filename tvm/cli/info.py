@@ -6,29 +6,43 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from tvm.config.catalog import load_catalog
+from tvm.config.catalog import load_catalog, verified_keys
 from tvm.config.settings import Settings
 
 
 @click.command()
 def languages() -> None:
-    """The language table: name, versions, aliases, compiled?, image built?, size."""
+    """The language table: name, versions, aliases, compiled?, image built?, size, tested?"""
     from tvm.pyrovm.images import ImageStore
 
+    catalog = load_catalog()
     images = ImageStore(Settings())
-    table = Table("language", "version", "aliases", "compiled", "image", "built", "size")
-    for lang in load_catalog():
+    tested = verified_keys(catalog)
+    table = Table("language", "version", "aliases", "compiled", "image", "built", "size", "tested")
+    previous = None
+    for lang in catalog:
         size = images.size_mb(lang.image) if images.is_built(lang.image) else None
         table.add_row(
-            lang.name,
+            lang.name if lang.name != previous else "",
             lang.version,
             ", ".join(lang.aliases),
             "yes" if lang.compiled else "no",
             lang.image.name,
             "yes" if size is not None else "no",
             f"{size} MB" if size is not None else "-",
+            "yes" if lang.key in tested else "no",
+            end_section=False,
         )
-    Console().print(table)
+        previous = lang.name
+    console = Console()
+    if not console.is_terminal:  # piped: do not squeeze 70 rows into 80 columns
+        console = Console(width=200)
+    console.print(table)
+    built = sum(1 for lang in catalog if images.is_built(lang.image))
+    console.print(
+        f"{len(catalog.names())} languages, {len(catalog)} versions: {built} with a built "
+        f"image, {len(tested)} tested (only those are offered by /api/v2/runtimes)"
+    )
 
 
 @click.command()

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tvm.api import CodeExecutionRequest, ExecutionResponse, FileSpec, LimitsIn, StageResult
-from tvm.config.catalog import Catalog
+from tvm.config.catalog import Catalog, verified_keys
 from tvm.errors import InvalidRequest
 
 
@@ -153,10 +153,14 @@ def from_native(response: ExecutionResponse) -> dict[str, Any]:
 
 
 def runtimes(catalog: Catalog, available: set[str] | None = None) -> list[dict[str, Any]]:
-    """Piston's runtime list; ``available`` (language keys) hides unbuilt ones."""
+    """Piston's runtime list; ``available`` (language keys) hides unbuilt ones.
+
+    Only entries whose test program passed are offered (the one place of that
+    rule: :func:`tvm.config.catalog.verified_keys`)."""
+    offered = verified_keys(catalog)
     out = []
     for lang in catalog:
-        if available is not None and lang.key not in available:
+        if lang.key not in offered or (available is not None and lang.key not in available):
             continue
         entry: dict[str, Any] = {
             "language": lang.name,

@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 from tvm import __version__
 from tvm.api import CodeExecutionRequest, ExecutionResponse, build_job
 from tvm.compat import piston
-from tvm.config.catalog import Catalog, load_catalog
+from tvm.config.catalog import Catalog, load_catalog, verified_keys
 from tvm.config.settings import Settings
 from tvm.errors import InvalidRequest
 from tvm.pyrovm import drivers
@@ -40,6 +40,7 @@ MAX_VM_LIFETIME_SECONDS = 60
 
 
 def languages_table(catalog: Catalog, images: ImageStore) -> list[dict[str, Any]]:
+    tested = verified_keys(catalog)
     out = []
     for lang in catalog:
         out.append(
@@ -52,6 +53,8 @@ def languages_table(catalog: Catalog, images: ImageStore) -> list[dict[str, Any]
                 "compiled": lang.compiled,
                 "image": lang.image.name,
                 "image_built": images.is_built(lang.image),
+                "tested": lang.key in tested,  # its test program passed (offered by v2)
+                "judge0_ids": list(lang.judge0_ids),
                 "limits": {
                     stage: {"default": vars(spec.default), "max": vars(spec.maximum)}
                     for stage, spec in (("run", lang.run_limits), ("compile", lang.compile_limits))
