@@ -82,6 +82,7 @@ async def test_agent_failure_is_an_internal_error_result() -> None:
     result = await run(engine, settings, language="python", code="x")
     assert result.status == "internal_error"
     assert result.message == "agent died"
+    await settle(engine)
     assert driver.started[0].destroyed
 
 
@@ -133,6 +134,7 @@ async def test_warm_pool_hands_over_and_refills() -> None:
     assert result.status == "ok"
     await engine.close()
     assert engine.sandboxes.count == 0
+    assert all(sb.destroyed for sb in driver.started)
 
 
 async def test_reaper_destroys_overdue_sandboxes() -> None:

@@ -88,10 +88,17 @@ class Supervisor:
     def urls(self) -> list[str]:
         return [worker.url for worker in self.workers]
 
+    def _uid_slice(self, worker: WorkerProcess) -> dict[str, str]:
+        """Each worker its own range of sandbox uids: a uid is what separates two
+        concurrent sandboxes (signals, per-uid process limits)."""
+        share = self.settings.uid_count // len(self.workers)
+        base = self.settings.uid_base + self.workers.index(worker) * share
+        return {"TVM_UID_BASE": str(base), "TVM_UID_COUNT": str(share)}
+
     def _spawn(self, worker: WorkerProcess) -> None:
         argv = [sys.executable, "-m", "tvm.cli", "start", "--role", "worker",
                 "--host", "127.0.0.1", "--port", str(worker.port), *self.extra_args]  # fmt: skip
-        env = dict(os.environ, **{SUPERVISED_ENV: "1"})
+        env = dict(os.environ, **{SUPERVISED_ENV: "1"}, **self._uid_slice(worker))
         worker.proc = subprocess.Popen(
             argv, env=env, start_new_session=True, preexec_fn=_die_with_parent
         )

@@ -77,6 +77,7 @@ class SandboxManager:
         self.languages: dict[str, Language] = {}
         self._changed = asyncio.Condition()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._teardowns: set[asyncio.Task[None]] = set()
         self._reaper: asyncio.Task[None] | None = None
         self.reaped = 0
         self.closed = False
@@ -92,7 +93,7 @@ class SandboxManager:
             self._reaper.cancel()
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._teardowns, return_exceptions=True)
         doomed = list(self.active) + [sb for q in self.warm.values() for sb in q]
         self.warm.clear()
         await asyncio.gather(*(self._destroy(sb) for sb in doomed), return_exceptions=True)
@@ -114,7 +115,9 @@ class SandboxManager:
             yield sandbox
         finally:
             self.active.discard(sandbox)
-            await self._destroy(sandbox)
+            # Tearing down (kill, wait, remove cgroups) takes milliseconds the
+            # caller need not wait for: its result is already in hand.
+            self._spawn(self._destroy(sandbox), teardown=True)
             self._refill(language.key)
 
     async def _take(self, language: Language) -> Sandbox:
@@ -141,7 +144,7 @@ class SandboxManager:
             while self.count >= self.capacity:
                 victim = self._idle_victim()
                 if victim is not None:
-                    self._spawn(self._destroy(victim))
+                    self._spawn(self._destroy(victim), teardown=True)
                 await self._changed.wait()
             self.count += 1
 
@@ -192,10 +195,12 @@ class SandboxManager:
             await self._unreserve()
 
     # -- warm pools -----------------------------------------------------------
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None], teardown: bool = False) -> None:
+        """Run in the background; teardowns are awaited at close, the rest cancelled."""
+        tasks = self._teardowns if teardown else self._tasks
         task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     def _refill(self, key: str) -> None:
         if self.closed or self.targets.get(key, 0) <= len(self.warm[key]):
@@ -254,7 +259,7 @@ class SandboxManager:
         for key, target in targets.items():
             queue = self.warm[key]
             while len(queue) > target:
-                self._spawn(self._destroy(queue.pop()))
+                self._spawn(self._destroy(queue.pop()), teardown=True)
             self._refill(key)
 
     async def _tune_forever(self, interval: float = 1.0) -> None:
