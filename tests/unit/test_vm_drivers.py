@@ -59,7 +59,8 @@ def test_cpio_archive_lists_with_gnu_cpio() -> None:
 def test_oci_config_keeps_two_capabilities_and_no_network() -> None:
     config = oci_config(SPEC)
     caps = config["process"]["capabilities"]
-    assert caps["bounding"] == caps["effective"] == ["CAP_SETUID", "CAP_SETGID"]
+    # CAP_SETPCAP only for the agent to empty the bounding set; it drops it at start.
+    assert caps["bounding"] == caps["effective"] == ["CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP"]
     assert caps["inheritable"] == caps["ambient"] == []
     assert config["process"]["noNewPrivileges"] is True
     assert config["root"] == {"path": str(SPEC.rootfs), "readonly": True}
@@ -69,6 +70,10 @@ def test_oci_config_keeps_two_capabilities_and_no_network() -> None:
     assert f"size={64 << 20}" in mounts["/work"]["options"]
     assert config["linux"]["resources"]["memory"]["limit"] > 256 << 20
     assert "--network=none" in runsc_flags(Path("/s"), "ptrace")
+    assert "--oci-seccomp" in runsc_flags(Path("/s"), "ptrace")
+    denied = config["linux"]["seccomp"]["syscalls"][0]
+    assert {"ptrace", "unshare", "mount", "bpf"} <= set(denied["names"])
+    assert denied["action"] == "SCMP_ACT_ERRNO"
 
 
 def test_qemu_command_line(monkeypatch: pytest.MonkeyPatch) -> None:

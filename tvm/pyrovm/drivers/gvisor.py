@@ -36,6 +36,7 @@ from typing import Any
 from tvm.config.catalog import StageLimits
 from tvm.config.settings import get_settings
 from tvm.errors import AgentError, DriverUnavailable, SandboxError
+from tvm.pyrovm.drivers import seccomp
 from tvm.pyrovm.drivers.base import (
     AGENT_ARGV,
     AGENT_DIR,
@@ -53,7 +54,8 @@ from tvm.pyrovm.drivers.namespace import ENTER
 SENTRY_OVERHEAD_MB = 96
 # Host threads of the Sentry/Gofer (Go runtime) on top of the program's processes.
 SENTRY_THREADS = 192
-CAPS = ["CAP_SETUID", "CAP_SETGID"]
+# CAP_SETPCAP only so that the agent can empty the bounding set; it drops it at once.
+CAPS = ["CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP"]
 
 
 def oci_config(spec: SandboxSpec, memory_mb: int | None = None) -> dict[str, Any]:
@@ -113,6 +115,7 @@ def oci_config(spec: SandboxSpec, memory_mb: int | None = None) -> dict[str, Any
         ],
         "linux": {
             "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
+            "seccomp": seccomp.oci_profile(),
             "resources": {
                 "memory": {"limit": memory * mb},
                 "pids": {"limit": spec.processes + 8},
@@ -129,6 +132,7 @@ def runsc_flags(state_dir: Path, platform: str) -> list[str]:
         f"--platform={platform}",
         "--network=none",
         "--ignore-cgroups",  # the host cgroup is ours, entered before runsc starts
+        "--oci-seccomp",  # the same deny list as the namespace driver, inside the Sentry
     ]
 
 

@@ -193,3 +193,20 @@ def build_filter() -> bytes:
                 os.close(write_fd)
     finally:
         lib.seccomp_release(ctx)
+
+
+def oci_profile() -> dict[str, object]:
+    """The same deny list as an OCI runtime-spec ``linux.seccomp`` section, for
+    runtimes that build their own filter from it (gVisor's ``--oci-seccomp``)."""
+    eperm = {"action": "SCMP_ACT_ERRNO", "errnoRet": errno.EPERM}
+    rules: list[dict[str, object]] = [{"names": list(DENIED), **eperm}]
+    for flag in CLONE_NAMESPACE_FLAGS:
+        rules.append(
+            {
+                "names": ["clone"],
+                **eperm,
+                "args": [{"index": 0, "value": flag, "valueTwo": flag, "op": "SCMP_CMP_MASKED_EQ"}],
+            }
+        )
+    rules.append({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.ENOSYS})
+    return {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": rules}
