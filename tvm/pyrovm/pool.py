@@ -36,6 +36,9 @@ from tvm.pyrovm.images import ImageStore
 
 log = logging.getLogger("tvm.pool")
 
+# Warm sandboxes of one language created at the same time.
+FILL_PARALLELISM = 2
+
 
 class UidAllocator:
     def __init__(self, base: int, count: int) -> None:
@@ -74,6 +77,7 @@ class SandboxManager:
         self.targets: dict[str, int] = {}
         self.pinned: dict[str, int] = {}  # pool_languages: kept warm even when unused
         self.demand: dict[str, Demand] = defaultdict(Demand)
+        self.filling: dict[str, int] = defaultdict(int)  # creations under way per pool
         self.languages: dict[str, Language] = {}
         self._changed = asyncio.Condition()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -203,26 +207,32 @@ class SandboxManager:
         task.add_done_callback(tasks.discard)
 
     def _refill(self, key: str) -> None:
-        if self.closed or self.targets.get(key, 0) <= len(self.warm[key]):
+        """Start creating what the pool of ``key`` lacks, a few at a time."""
+        if self.closed:
             return
-        self._spawn(self._fill(key))
+        lacking = self.targets.get(key, 0) - len(self.warm[key]) - self.filling[key]
+        for _ in range(max(0, min(lacking, FILL_PARALLELISM - self.filling[key]))):
+            self.filling[key] += 1
+            self._spawn(self._fill_one(key))
 
-    async def _fill(self, key: str) -> None:
-        language = self.languages[key]
-        while not self.closed and len(self.warm[key]) < self.targets.get(key, 0):
+    async def _fill_one(self, key: str) -> None:
+        try:
             if self.count >= self.capacity:
                 return  # never take capacity from jobs to warm a pool
             self.count += 1
             try:
-                sandbox = await self._create(language)
+                sandbox = await self._create(self.languages[key])
             except (SandboxError, CapacityError, OSError) as exc:
                 await self._unreserve()
                 log.warning("warm pool for %s: %s", key, exc)
-                return
+                return  # retune tries again within a second
             except BaseException:
                 await self._unreserve()
                 raise
             self.warm[key].append(sandbox)
+        finally:
+            self.filling[key] -= 1
+        self._refill(key)
 
     def retune(self, interval: float = 1.0) -> None:
         """Recompute every pool's target from demand, within the budgets; grow or shrink."""

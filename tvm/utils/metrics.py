@@ -14,7 +14,7 @@ engine at scrape time (``extra`` below).
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -70,27 +70,42 @@ class _Extra(Collector):
         return self.metrics
 
 
+class _CountRequests:
+    """Request count and latency by route template (pure ASGI middleware)."""
+
+    def __init__(self, app: Any, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def record_status(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record_status)
+        finally:
+            template = getattr(scope.get("route"), "path", None) or "unmatched"
+            if template != "/metrics":
+                method = scope["method"]
+                HTTP_REQUESTS.labels(self.service, template, method, str(status)).inc()
+                HTTP_LATENCY.labels(self.service, template, method).observe(
+                    time.perf_counter() - started
+                )
+
+
 def instrument(app: FastAPI, service: str, extra: ExtraMetrics | None = None) -> None:
     """Add request metrics and ``GET /metrics`` (Prometheus text format) to ``app``."""
 
-    @app.middleware("http")
-    async def count_requests(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            route = request.scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            if template != "/metrics":
-                HTTP_REQUESTS.labels(service, template, request.method, str(status)).inc()
-                HTTP_LATENCY.labels(service, template, request.method).observe(
-                    time.perf_counter() - started
-                )
+    app.add_middleware(_CountRequests, service=service)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:

@@ -11,12 +11,11 @@ from __future__ import annotations
 import contextvars
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 
 from tvm.errors import CapacityError, InvalidRequest, TVMError
 
@@ -88,20 +87,34 @@ def install_request_id(app: FastAPI) -> None:
     """Take ``X-Request-ID`` from the request (or make one), expose it as
     ``request.state.request_id``, put it on every log line and echo it back."""
     _install_log_factory()
+    app.add_middleware(RequestIdMiddleware)
 
-    @app.middleware("http")
-    async def request_id(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        rid = _clean_request_id(request.headers.get(REQUEST_ID_HEADER))
-        request.state.request_id = rid
+
+class RequestIdMiddleware:
+    """Pure ASGI (no per-request task group, unlike ``@app.middleware``)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
+        rid = _clean_request_id(given.decode("latin-1") or None)
+        scope.setdefault("state", {})["request_id"] = rid
+        raw = (REQUEST_ID_HEADER.lower().encode(), rid.encode())
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), raw]
+            await send(message)
+
         token = request_id_var.set(rid)
         try:
-            response = await call_next(request)
+            await self.app(scope, receive, send_with_id)
         finally:
             request_id_var.reset(token)
-        response.headers[REQUEST_ID_HEADER] = rid
-        return response
 
 
 _factory_installed = False
