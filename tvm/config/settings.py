@@ -95,7 +95,6 @@ class Settings(BaseSettings):
         300, gt=0, description="a language unused this long keeps no warm sandbox"
     )
 
-
     prestart: bool = Field(
         True, description="run Python programs in the sandbox's already started interpreter"
     )
