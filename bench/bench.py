@@ -21,7 +21,6 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -59,7 +58,7 @@ async def run_process(*argv: str, cwd: str | None = None) -> None:
     proc = await asyncio.create_subprocess_exec(
         *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=cwd
     )
-    out, err = await proc.communicate()
+    _, err = await proc.communicate()
     if proc.returncode != 0:
         raise RuntimeError(f"{argv[0]} failed: {err.decode()[-500:]}")
 
@@ -167,7 +166,8 @@ class Bench:
                 await run_process("gcc", "-O2", "-pipe", "-o", "a.out", "main.c", cwd=tmp)
                 await run_process("./a.out", cwd=tmp)
 
-            body = {"language": "c", "version": "12", "files": [{"name": "main.c", "content": C_HELLO}]}
+            files = [{"name": "main.c", "content": C_HELLO}]
+            body = {"language": "c", "version": "12", "files": files}
 
             async def http() -> None:
                 reply = await engine_client.post("/api/v2/execute", json=body)
@@ -190,8 +190,10 @@ class Bench:
     async def other_drivers(self) -> None:
         for name, availability in drivers.probe_all().items():
             if name == "namespace" or not availability.usable:
-                self.results.setdefault("drivers", {})[name] = {"usable": availability.usable,
-                                                                "reason": availability.reason}
+                self.results.setdefault("drivers", {})[name] = {
+                    "usable": availability.usable,
+                    "reason": availability.reason,
+                }
                 continue
             engine = Engine(self.settings, self.catalog, drivers.driver_class(name)())
             try:
@@ -202,9 +204,11 @@ class Bench:
                     "usable": True, "p50_ms": round(statistics.median(values), 2),
                     "p90_ms": round(pct(values, 0.9), 2),
                 }  # fmt: skip
-            except Exception as exc:  # noqa: BLE001 - report, keep benchmarking
-                self.results.setdefault("drivers", {})[name] = {"usable": False,
-                                                                "reason": str(exc)[:200]}
+            except Exception as exc:
+                self.results.setdefault("drivers", {})[name] = {
+                    "usable": False,
+                    "reason": str(exc)[:200],
+                }
             finally:
                 await engine.close()
 
@@ -291,4 +295,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-    subprocess.run(["true"], check=False)
