@@ -219,7 +219,16 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     engine = Engine(settings, bench.catalog, drivers.choose("namespace")())
     await engine.start()
     tmp = Path(tempfile.mkdtemp(prefix="tvmbench"))
-    server = Server(tmp, env={"TVM_LOG_LEVEL": "warning", "TVM_DRIVER": "namespace"})
+    defaults = Settings.model_fields  # the service as shipped: warm pools on
+    server = Server(
+        tmp,
+        env={
+            "TVM_LOG_LEVEL": "warning",
+            "TVM_DRIVER": "namespace",
+            "TVM_POOL_SIZE": str(defaults["pool_size"].default),
+            "TVM_POOL_LANGUAGES": json.dumps(defaults["pool_languages"].default_factory()),  # type: ignore[misc]
+        },
+    )
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
             body = {"language": "python", "version": "3.11", "files": [{"content": PRINT1}]}

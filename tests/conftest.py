@@ -110,7 +110,10 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tmp / f"server-{self.port}.log"
-        full_env = dict(os.environ, TVM_LOG_JSON="false", **(env or {}))
+        # No warm pools unless a test asks: then every sandbox a test made is gone
+        # when its request is answered, and `no_leaks` can demand exactly that.
+        defaults = {"TVM_LOG_JSON": "false", "TVM_POOL_SIZE": "0", "TVM_POOL_LANGUAGES": "[]"}
+        full_env = {**os.environ, **defaults, **(env or {})}
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "tvm.cli", "start", "--port", str(self.port), *(args or [])],

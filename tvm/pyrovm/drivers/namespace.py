@@ -74,7 +74,14 @@ class NamespaceSandbox(Sandbox):
             del self._stderr[:-8192]
 
     async def apply_limits(self, limits: StageLimits) -> None:
-        self.cgroup.set_limits((limits.memory_mb + AGENT_OVERHEAD_MB) << 20, limits.processes + 8)
+        # The program's own cgroup gets exactly the stage's limits; the sandbox as
+        # a whole (bwrap, the agent) a little more above it.
+        self.cgroup.set_limits(
+            (limits.memory_mb + AGENT_OVERHEAD_MB) << 20,
+            limits.processes + 8,
+            program_memory_bytes=limits.memory_mb << 20,
+            program_pids=limits.processes,
+        )
 
     def oom_kills(self) -> int:
         return self.cgroup.oom_kills()
