@@ -177,6 +177,9 @@ class Sandbox(ABC):
         reply["output"] = base64.b64decode(reply.get("output", ""))
         if self.oom_kills() > oom_before and reply["signal"] == "SIGKILL":
             reply["status"] = "memory_limit"
+        peak = self.peak_memory_kb()
+        if peak:  # what the memory limit is measured against, not ru_maxrss
+            reply["memory_kb"] = peak
         return reply
 
     async def archive(self) -> bytes:
@@ -193,6 +196,11 @@ class Sandbox(ABC):
     def oom_kills(self) -> int:
         """How many processes the sandbox's memory limit has killed so far."""
         return 0
+
+    def peak_memory_kb(self) -> int | None:
+        """The program's peak memory as its limit counts it, where the driver
+        can tell (a host cgroup); else the agent's measurement stands."""
+        return None
 
     async def diagnostics(self) -> str:
         """Anything the driver can tell about why the sandbox failed (stderr, console)."""

@@ -114,6 +114,22 @@ class Cgroup:
             _write(memsw, str(memory_bytes))
         _write(pids_dir / "pids.max", str(pids))
 
+    def _peak_file(self) -> Path:
+        name = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"
+        return self._dir("memory") / PROGRAM / name
+
+    def reset_program_peak(self) -> None:
+        """Start measuring the program's peak memory afresh (v2: kernels >= 6.12)."""
+        with contextlib.suppress(OSError):
+            _write(self._peak_file(), "0" if self.version == 1 else "reset")
+
+    def program_peak_kb(self) -> int | None:
+        """The most memory the program's cgroup has been charged since the reset."""
+        try:
+            return int(self._peak_file().read_text()) // 1024
+        except (OSError, ValueError):
+            return None
+
     def oom_kills(self) -> int:
         """OOM kills inside the sandbox (the program's child cgroup included)."""
         return self._oom_kills(self._dir("memory")) + self._oom_kills(self._dir("memory") / PROGRAM)

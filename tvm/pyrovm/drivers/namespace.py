@@ -82,9 +82,13 @@ class NamespaceSandbox(Sandbox):
             program_memory_bytes=limits.memory_mb << 20,
             program_pids=limits.processes,
         )
+        self.cgroup.reset_program_peak()
 
     def oom_kills(self) -> int:
         return self.cgroup.oom_kills()
+
+    def peak_memory_kb(self) -> int | None:
+        return self.cgroup.program_peak_kb()
 
     async def diagnostics(self) -> str:
         if self.proc and self.proc.returncode is None:

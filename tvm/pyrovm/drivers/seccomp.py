@@ -199,14 +199,10 @@ def oci_profile() -> dict[str, object]:
     """The same deny list as an OCI runtime-spec ``linux.seccomp`` section, for
     runtimes that build their own filter from it (gVisor's ``--oci-seccomp``)."""
     eperm = {"action": "SCMP_ACT_ERRNO", "errnoRet": errno.EPERM}
+    # Only the plain deny list: the Debian runsc applies a rule's action without
+    # its argument conditions and answers EPERM whatever errnoRet says, so the
+    # clone-flag rules and clone3's ENOSYS (which glibc needs to fall back to
+    # clone) would deny every thread. New namespaces inside the Sentry are the
+    # Sentry's own; unshare and setns are denied outright.
     rules: list[dict[str, object]] = [{"names": list(DENIED), **eperm}]
-    for flag in CLONE_NAMESPACE_FLAGS:
-        rules.append(
-            {
-                "names": ["clone"],
-                **eperm,
-                "args": [{"index": 0, "value": flag, "valueTwo": flag, "op": "SCMP_CMP_MASKED_EQ"}],
-            }
-        )
-    rules.append({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.ENOSYS})
     return {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": rules}
