@@ -53,7 +53,16 @@ from tvm.pyrovm.drivers.namespace import ENTER
 # Host memory the Sentry, the Gofer and the agent need on top of a stage's limit.
 SENTRY_OVERHEAD_MB = 96
 # Host threads of the Sentry/Gofer (Go runtime) on top of the program's processes.
-SENTRY_THREADS = 192
+# The guest's own limit is enforced inside the Sentry (OCI pids limit, RLIMIT_NPROC);
+# this host cap must leave room for a guest at that limit (on the ptrace platform
+# each guest thread is a host thread too), or a fork bomb kills the Sentry itself.
+SENTRY_THREADS = 512
+
+
+def host_pids(processes: int) -> int:
+    return 8 * processes + SENTRY_THREADS
+
+
 # CAP_SETPCAP only so that the agent can empty the bounding set; it drops it at once.
 CAPS = ["CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP"]
 
@@ -172,7 +181,7 @@ class GVisorSandbox(Sandbox):
 
     async def apply_limits(self, limits: StageLimits) -> None:
         self.cgroup.set_limits(
-            (limits.memory_mb + SENTRY_OVERHEAD_MB) << 20, limits.processes + SENTRY_THREADS
+            (limits.memory_mb + SENTRY_OVERHEAD_MB) << 20, host_pids(limits.processes)
         )
 
     def oom_kills(self) -> int:
@@ -273,7 +282,7 @@ class GVisorDriver(Driver):
         sandbox = GVisorSandbox(spec, cgroup, workdir, self.runsc, self.platform)
         try:
             cgroup.set_limits((spec.memory_mb + SENTRY_OVERHEAD_MB) << 20,
-                              spec.processes + SENTRY_THREADS)  # fmt: skip
+                              host_pids(spec.processes))  # fmt: skip
             bundle = workdir / "bundle"
             bundle.mkdir()
             sandbox.state_dir.mkdir()
