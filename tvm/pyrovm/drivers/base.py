@@ -211,6 +211,42 @@ class Sandbox(ABC):
         """Kill everything and free every resource. Safe to call twice."""
 
 
+class PipeSandbox(Sandbox):
+    """A sandbox whose agent talks over a child process's stdin/stdout (bwrap,
+    runsc); its stderr is kept (the last 8 KiB) for diagnostics."""
+
+    def __init__(self, spec: SandboxSpec) -> None:
+        super().__init__(spec)
+        self.proc: asyncio.subprocess.Process | None = None
+        self._stderr = bytearray()
+        self._stderr_task: asyncio.Task[None] | None = None
+
+    async def _send(self, data: bytes) -> None:
+        assert self.proc and self.proc.stdin
+        self.proc.stdin.write(data)
+        await self.proc.stdin.drain()
+
+    async def _recv(self, n: int) -> bytes:
+        assert self.proc and self.proc.stdout
+        return await self.proc.stdout.readexactly(n)
+
+    def collect_stderr(self) -> None:
+        """Start keeping the child's stderr (call once the child runs)."""
+        self._stderr_task = asyncio.create_task(self._collect_stderr())
+
+    async def _collect_stderr(self) -> None:
+        assert self.proc and self.proc.stderr
+        while chunk := await self.proc.stderr.read(4096):
+            self._stderr.extend(chunk)
+            del self._stderr[:-8192]
+
+    async def _stop_collecting(self) -> None:
+        if self._stderr_task:
+            self._stderr_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._stderr_task
+
+
 class Driver(ABC):
     """A way to make sandboxes. Capability flags say what it can do."""
 

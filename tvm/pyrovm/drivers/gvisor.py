@@ -43,6 +43,7 @@ from tvm.pyrovm.drivers.base import (
     AGENT_ENV,
     Availability,
     Driver,
+    PipeSandbox,
     Sandbox,
     SandboxSpec,
     kill_process,
@@ -145,7 +146,7 @@ def runsc_flags(state_dir: Path, platform: str) -> list[str]:
     ]
 
 
-class GVisorSandbox(Sandbox):
+class GVisorSandbox(PipeSandbox):
     driver = "gvisor"
 
     def __init__(self, spec: SandboxSpec, cgroup: Cgroup, workdir: Path, runsc: str,
@@ -156,28 +157,10 @@ class GVisorSandbox(Sandbox):
         self.runsc = runsc
         self.platform = platform
         self.container_id = f"tvm-{uuid.uuid4().hex[:16]}"
-        self.proc: asyncio.subprocess.Process | None = None
-        self._stderr = bytearray()
-        self._stderr_task: asyncio.Task[None] | None = None
 
     @property
     def state_dir(self) -> Path:
         return self.workdir / "state"
-
-    async def _send(self, data: bytes) -> None:
-        assert self.proc and self.proc.stdin
-        self.proc.stdin.write(data)
-        await self.proc.stdin.drain()
-
-    async def _recv(self, n: int) -> bytes:
-        assert self.proc and self.proc.stdout
-        return await self.proc.stdout.readexactly(n)
-
-    async def _collect_stderr(self) -> None:
-        assert self.proc and self.proc.stderr
-        while chunk := await self.proc.stderr.read(4096):
-            self._stderr.extend(chunk)
-            del self._stderr[:-8192]
 
     async def apply_limits(self, limits: StageLimits) -> None:
         self.cgroup.set_limits(
@@ -244,10 +227,7 @@ class GVisorSandbox(Sandbox):
             await kill_process(self.proc)
             if self.proc.stdin:
                 self.proc.stdin.close()
-        if self._stderr_task:
-            self._stderr_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._stderr_task
+        await self._stop_collecting()
         await asyncio.to_thread(self.cgroup.remove)
         await asyncio.to_thread(shutil.rmtree, self.workdir, True)
 
@@ -302,7 +282,7 @@ class GVisorDriver(Driver):
         except OSError as exc:
             await sandbox.destroy()
             raise SandboxError(f"cannot start runsc: {exc}") from exc
-        sandbox._stderr_task = asyncio.create_task(sandbox._collect_stderr())
+        sandbox.collect_stderr()
         try:
             await asyncio.wait_for(sandbox.handshake(), 30)
         except BaseException:

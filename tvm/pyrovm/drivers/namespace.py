@@ -31,6 +31,7 @@ from tvm.pyrovm.drivers.base import (
     AGENT_ENV,
     Availability,
     Driver,
+    PipeSandbox,
     Sandbox,
     SandboxSpec,
     agent_source_digest,
@@ -48,30 +49,12 @@ ENTER = (
 )
 
 
-class NamespaceSandbox(Sandbox):
+class NamespaceSandbox(PipeSandbox):
     driver = "namespace"
 
     def __init__(self, spec: SandboxSpec, cgroup: Cgroup) -> None:
         super().__init__(spec)
         self.cgroup = cgroup
-        self.proc: asyncio.subprocess.Process | None = None
-        self._stderr = bytearray()
-        self._stderr_task: asyncio.Task[None] | None = None
-
-    async def _send(self, data: bytes) -> None:
-        assert self.proc and self.proc.stdin
-        self.proc.stdin.write(data)
-        await self.proc.stdin.drain()
-
-    async def _recv(self, n: int) -> bytes:
-        assert self.proc and self.proc.stdout
-        return await self.proc.stdout.readexactly(n)
-
-    async def _collect_stderr(self) -> None:
-        assert self.proc and self.proc.stderr
-        while chunk := await self.proc.stderr.read(4096):
-            self._stderr.extend(chunk)
-            del self._stderr[:-8192]
 
     async def apply_limits(self, limits: StageLimits) -> None:
         # The program's own cgroup gets exactly the stage's limits; the sandbox as
@@ -106,10 +89,7 @@ class NamespaceSandbox(Sandbox):
             await kill_process(self.proc)
             if self.proc.stdin:
                 self.proc.stdin.close()
-        if self._stderr_task:
-            self._stderr_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._stderr_task
+        await self._stop_collecting()
         await asyncio.to_thread(self.cgroup.remove)
 
 
@@ -218,7 +198,7 @@ class NamespaceDriver(Driver):
             raise SandboxError(f"cannot start bwrap: {exc}") from exc
         finally:
             os.close(fd)
-        sandbox._stderr_task = asyncio.create_task(sandbox._collect_stderr())
+        sandbox.collect_stderr()
         try:
             await asyncio.wait_for(sandbox.handshake(), 30)
         except BaseException:
