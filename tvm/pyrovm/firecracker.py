@@ -38,7 +38,14 @@ from tvm.config.settings import get_settings
 from tvm.errors import AgentError, ImageError, SandboxError
 from tvm.pyrovm import fcapi
 from tvm.pyrovm.agent import protocol
-from tvm.pyrovm.drivers.base import Availability, Driver, Sandbox, SandboxSpec, kill_process
+from tvm.pyrovm.drivers.base import (
+    Availability,
+    Driver,
+    Sandbox,
+    SandboxSpec,
+    StreamSandbox,
+    kill_process,
+)
 from tvm.pyrovm.vm import hostinfo
 from tvm.pyrovm.vm.disks import build_disk
 from tvm.pyrovm.vm.guest import guest_kernel
@@ -223,7 +230,7 @@ def make_scratch(path: Path, size_mb: int) -> None:
     subprocess.run([*argv, str(path)], check=True, capture_output=True)
 
 
-class FirecrackerSandbox(Sandbox):
+class FirecrackerSandbox(StreamSandbox):
     driver = "firecracker"
 
     def __init__(self, spec: SandboxSpec, vm: FirecrackerVM) -> None:
@@ -231,17 +238,6 @@ class FirecrackerSandbox(Sandbox):
         self.vm = vm
         self.proc = vm.proc
         self.jail_root = vm.jail.base
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def _send(self, data: bytes) -> None:
-        assert self.writer
-        self.writer.write(data)
-        await self.writer.drain()
-
-    async def _recv(self, n: int) -> bytes:
-        assert self.reader
-        return await self.reader.readexactly(n)
 
     async def diagnostics(self) -> str:
         return f"firecracker console: {self.vm.tail()}"

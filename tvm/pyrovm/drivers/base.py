@@ -215,6 +215,8 @@ class PipeSandbox(Sandbox):
     """A sandbox whose agent talks over a child process's stdin/stdout (bwrap,
     runsc); its stderr is kept (the last 8 KiB) for diagnostics."""
 
+    launcher = "sandbox"  # the child's name in diagnostics
+
     def __init__(self, spec: SandboxSpec) -> None:
         super().__init__(spec)
         self.proc: asyncio.subprocess.Process | None = None
@@ -240,11 +242,38 @@ class PipeSandbox(Sandbox):
             self._stderr.extend(chunk)
             del self._stderr[:-8192]
 
+    async def diagnostics(self) -> str:
+        if self.proc and self.proc.returncode is None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.proc.wait(), 0.5)
+        text = self._stderr.decode(errors="replace").strip()
+        code = self.proc.returncode if self.proc else None
+        return f"{self.launcher} exited {code}: {text[-2000:]}" if text or code else ""
+
     async def _stop_collecting(self) -> None:
         if self._stderr_task:
             self._stderr_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._stderr_task
+
+
+class StreamSandbox(Sandbox):
+    """A sandbox whose agent talks over a connected stream (a VM's serial port
+    or vsock, reached through a Unix socket)."""
+
+    def __init__(self, spec: SandboxSpec) -> None:
+        super().__init__(spec)
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def _send(self, data: bytes) -> None:
+        assert self.writer
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def _recv(self, n: int) -> bytes:
+        assert self.reader
+        return await self.reader.readexactly(n)
 
 
 class Driver(ABC):

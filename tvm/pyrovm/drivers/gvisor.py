@@ -148,6 +148,7 @@ def runsc_flags(state_dir: Path, platform: str) -> list[str]:
 
 class GVisorSandbox(PipeSandbox):
     driver = "gvisor"
+    launcher = "runsc"
 
     def __init__(self, spec: SandboxSpec, cgroup: Cgroup, workdir: Path, runsc: str,
                  platform: str) -> None:  # fmt: skip
@@ -194,14 +195,6 @@ class GVisorSandbox(PipeSandbox):
             "wall_ms": int((time.monotonic() - started) * 1000),
             "memory_kb": limits.memory_mb << 10,
         }
-
-    async def diagnostics(self) -> str:
-        if self.proc and self.proc.returncode is None:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.proc.wait(), 0.5)
-        text = self._stderr.decode(errors="replace").strip()
-        code = self.proc.returncode if self.proc else None
-        return f"runsc exited {code}: {text[-2000:]}" if text or code else ""
 
     async def _runsc(self, *args: str) -> None:
         with contextlib.suppress(OSError, asyncio.TimeoutError):

@@ -16,7 +16,6 @@ Each sandbox is one ``bwrap`` process tree:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
 import uuid
@@ -51,6 +50,7 @@ ENTER = (
 
 class NamespaceSandbox(PipeSandbox):
     driver = "namespace"
+    launcher = "bwrap"
 
     def __init__(self, spec: SandboxSpec, cgroup: Cgroup) -> None:
         super().__init__(spec)
@@ -72,14 +72,6 @@ class NamespaceSandbox(PipeSandbox):
 
     def peak_memory_kb(self) -> int | None:
         return self.cgroup.program_peak_kb()
-
-    async def diagnostics(self) -> str:
-        if self.proc and self.proc.returncode is None:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.proc.wait(), 0.5)
-        text = self._stderr.decode(errors="replace").strip()
-        code = self.proc.returncode if self.proc else None
-        return f"bwrap exited {code}: {text[-2000:]}" if text or code else ""
 
     async def destroy(self) -> None:
         if self.destroyed:

@@ -27,7 +27,14 @@ from pathlib import Path
 from tvm.config.settings import get_settings
 from tvm.errors import DriverUnavailable, ImageError, SandboxError
 from tvm.pyrovm.agent import protocol
-from tvm.pyrovm.drivers.base import Availability, Driver, Sandbox, SandboxSpec, kill_process
+from tvm.pyrovm.drivers.base import (
+    Availability,
+    Driver,
+    Sandbox,
+    SandboxSpec,
+    StreamSandbox,
+    kill_process,
+)
 from tvm.pyrovm.drivers.cgroups import Cgroup, CgroupManager
 from tvm.pyrovm.drivers.namespace import ENTER
 from tvm.pyrovm.vm import hostinfo
@@ -86,7 +93,7 @@ def sandbox_argv(qemu: str, accel: str, kernel: GuestKernel, spec: SandboxSpec, 
     ]  # fmt: skip
 
 
-class QemuSandbox(Sandbox):
+class QemuSandbox(StreamSandbox):
     driver = "qemu"
 
     def __init__(self, spec: SandboxSpec, workdir: Path, cgroup: Cgroup | None) -> None:
@@ -94,23 +101,12 @@ class QemuSandbox(Sandbox):
         self.workdir = workdir
         self.cgroup = cgroup
         self.proc: asyncio.subprocess.Process | None = None
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
         self._console = bytearray()
         self._console_task: asyncio.Task[None] | None = None
 
     @property
     def socket_path(self) -> Path:
         return self.workdir / "agent.sock"
-
-    async def _send(self, data: bytes) -> None:
-        assert self.writer
-        self.writer.write(data)
-        await self.writer.drain()
-
-    async def _recv(self, n: int) -> bytes:
-        assert self.reader
-        return await self.reader.readexactly(n)
 
     async def _collect_console(self) -> None:
         assert self.proc and self.proc.stdout
