@@ -215,3 +215,15 @@ async def test_pinned_languages_are_warm_from_the_start() -> None:
     newest = load_catalog().resolve("python")
     assert len(engine.sandboxes.warm[newest.key]) == 2
     await engine.close()
+
+
+async def test_a_silent_agent_is_an_agent_error_and_the_sandbox_is_destroyed() -> None:
+    from pathlib import Path as _Path
+
+    from tests.unit.fakes import FakeSandbox
+    from tvm.pyrovm.drivers.base import SandboxSpec
+
+    sandbox = FakeSandbox(SandboxSpec(image="x", rootfs=_Path("/x"), uid=60000), None, None)  # type: ignore[arg-type]
+    with pytest.raises(AgentError, match="did not answer within 0.05 s"):
+        await sandbox.ready(0.05)  # the fake never says hello
+    assert sandbox.destroyed

@@ -382,13 +382,11 @@ class FirecrackerDriver(Driver):
         vm = await self.start_vm(self.home / "jail", spec.memory_mb, spec.cpus, spec.rootfs,
                                  uid=spec.uid, processes=spec.processes, snapshot=snap)  # fmt: skip
         sandbox = FirecrackerSandbox(spec, vm)
-        try:
+
+        async def connect() -> None:
             sandbox.reader, sandbox.writer = await vm.connect_agent()
-            await asyncio.wait_for(sandbox.handshake(), BOOT_TIMEOUT)
-        except BaseException:
-            await sandbox.destroy()
-            raise
-        return sandbox
+
+        return await sandbox.ready(BOOT_TIMEOUT, connect)
 
 
 async def _collect(vm: FirecrackerVM) -> None:

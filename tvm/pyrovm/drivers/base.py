@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -27,6 +28,8 @@ from tvm.pyrovm.agent import protocol
 from tvm.pyrovm.agent.main import DEFAULT_ENV
 
 AGENT_DIR = Path(__file__).resolve().parent.parent / "agent"
+# How long a sandbox without a VM to boot may take to answer its first frame.
+HANDSHAKE_TIMEOUT = 30.0
 # The agent starts as a plain `python3` would for a script (no -I/-S flags, the
 # programs' environment), recording the modules of a fresh interpreter first:
 # Python programs then run in a forked child of it (see agent/pyrun.py).
@@ -144,6 +147,25 @@ class Sandbox(ABC):
             )
         await self.call({"type": "init", "uid": self.spec.uid, "gid": self.spec.uid})
         return hello
+
+    async def ready(
+        self, timeout: float, connect: Callable[[], Awaitable[None]] | None = None
+    ) -> Sandbox:
+        """Connect to the agent (for drivers that must) and handshake within
+        ``timeout``. On any failure the sandbox is destroyed; running out of time
+        is an :class:`AgentError` with the driver's diagnostics, like any other."""
+        try:
+            if connect is not None:
+                await connect()
+            await asyncio.wait_for(self.handshake(), timeout)
+        except TimeoutError as exc:
+            why = await self.diagnostics()
+            await self.destroy()
+            raise AgentError(f"agent did not answer within {timeout:g} s; {why}") from exc
+        except BaseException:
+            await self.destroy()
+            raise
+        return self
 
     async def write_files(self, files: list[tuple[str, bytes, int]]) -> None:
         payload = [

@@ -41,6 +41,7 @@ from tvm.pyrovm.drivers.base import (
     AGENT_ARGV,
     AGENT_DIR,
     AGENT_ENV,
+    HANDSHAKE_TIMEOUT,
     Availability,
     Driver,
     PipeSandbox,
@@ -276,12 +277,7 @@ class GVisorDriver(Driver):
             await sandbox.destroy()
             raise SandboxError(f"cannot start runsc: {exc}") from exc
         sandbox.collect_stderr()
-        try:
-            await asyncio.wait_for(sandbox.handshake(), 30)
-        except BaseException:
-            await sandbox.destroy()
-            raise
-        return sandbox
+        return await sandbox.ready(HANDSHAKE_TIMEOUT)
 
 
 @functools.lru_cache(maxsize=4)

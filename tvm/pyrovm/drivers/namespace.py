@@ -28,6 +28,7 @@ from tvm.pyrovm.drivers import seccomp
 from tvm.pyrovm.drivers.base import (
     AGENT_ARGV,
     AGENT_ENV,
+    HANDSHAKE_TIMEOUT,
     Availability,
     Driver,
     PipeSandbox,
@@ -191,9 +192,4 @@ class NamespaceDriver(Driver):
         finally:
             os.close(fd)
         sandbox.collect_stderr()
-        try:
-            await asyncio.wait_for(sandbox.handshake(), 30)
-        except BaseException:
-            await sandbox.destroy()
-            raise
-        return sandbox
+        return await sandbox.ready(HANDSHAKE_TIMEOUT)

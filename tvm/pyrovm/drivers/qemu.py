@@ -227,14 +227,7 @@ class QemuDriver(Driver):
             await sandbox.destroy()
             raise SandboxError(f"cannot start qemu: {exc}") from exc
         sandbox._console_task = asyncio.create_task(sandbox._collect_console())
-        try:
-            timeout = BOOT_TIMEOUT[self.accel]
-            await sandbox.connect(10)
-            await asyncio.wait_for(sandbox.handshake(), timeout)
-        except BaseException:
-            await sandbox.destroy()
-            raise
-        return sandbox
+        return await sandbox.ready(BOOT_TIMEOUT[self.accel], lambda: sandbox.connect(10))
 
 
 def _choose_accel(qemu: str, kernel: GuestKernel, wanted: str) -> tuple[str, str]:
