@@ -132,6 +132,10 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+                return
+            # A clean stop leaves nothing, zygotes included.
+            left = sandbox_cgroups(zygotes=True)
+            assert not left, f"cgroups left behind by a clean stop: {left}"
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=120)
@@ -176,13 +180,16 @@ def sandbox_processes(settings: Settings) -> list[str]:
     return found
 
 
-def sandbox_cgroups() -> list[Path]:
+def sandbox_cgroups(zygotes: bool = False) -> list[Path]:
+    """Sandbox cgroups that exist now; with ``zygotes``, the running service's
+    zygote cgroups too (they live as long as the service)."""
     from tvm.pyrovm.drivers.cgroups import CgroupManager
 
     try:
-        return CgroupManager().leftovers()
+        found = CgroupManager().leftovers()
     except Exception:
         return []
+    return [p for p in found if zygotes or "-zygote-" not in p.name]
 
 
 def mounts() -> int:

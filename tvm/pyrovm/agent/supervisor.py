@@ -26,8 +26,10 @@ TIMEOUT = "timeout"
 OUTPUT_LIMIT = "output_limit"
 
 CPU_POLL_SECONDS = 0.02
-# Where a driver with host cgroups mounts the program cgroup's procs files.
+# Where a driver with host cgroups mounts the program cgroup's procs files ...
 PROGRAM_CGROUP_DIR = "/.tvm/cg"
+# ... or the agent's descriptors for them (set by the zygote).
+PROGRAM_CGROUP_FDS: list[int] = []
 _READ_CHUNK = 65536
 
 
@@ -109,7 +111,12 @@ def kill_uid(uid: int, reaper: _Reaper) -> None:
 
 
 def _enter_program_cgroup() -> None:  # pragma: no cover - runs in the forked child
-    """Move this (still privileged) child into the program cgroup, if one is mounted."""
+    """Move this (still privileged) child into the program cgroup, if the
+    driver gave one (as descriptors, or as files mounted in the sandbox)."""
+    if PROGRAM_CGROUP_FDS:
+        for fd in PROGRAM_CGROUP_FDS:
+            os.write(fd, b"0")
+        return
     try:
         names = os.listdir(PROGRAM_CGROUP_DIR)
     except OSError:
@@ -171,6 +178,7 @@ def _read_exact(fd: int, n: int) -> bytes:  # pragma: no cover - runs in the run
 def _runner_main(ctrl_r: int, out_w: int, err_w: int) -> None:  # pragma: no cover - child
     argv0 = "program"
     try:
+        _enter_program_cgroup()
         os.dup2(out_w, 1)
         os.dup2(err_w, 2)
         os.dup2(ctrl_r, 3)
@@ -188,7 +196,6 @@ def _runner_main(ctrl_r: int, out_w: int, err_w: int) -> None:  # pragma: no cov
                 fh.write("1000")
         except OSError:
             pass
-        _enter_program_cgroup()
         size = int.from_bytes(_read_exact(3, 8), "big")
         argv, env, cwd, stdin, limits, uid, gid, pyrun = marshal.loads(_read_exact(3, size))
         os.close(3)

@@ -15,6 +15,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
@@ -65,12 +66,16 @@ def compiled_agent(rootfs: Path, cache: Path, compile_argv: list[str]) -> Path:
     """
     target = cache / agent_source_digest() / "tvm_agent"
     if not (target / "main.py").is_file():
-        staging = target.with_name(f".tvm_agent.{os.getpid()}")
+        # Several images may be prepared at once (threads, worker processes).
+        staging = target.with_name(f".tvm_agent.{os.getpid()}.{threading.get_ident()}")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         for path in AGENT_DIR.glob("*.py"):
             shutil.copy2(path, staging / path.name)
-        os.replace(staging, target)
+        try:
+            os.replace(staging, target)
+        except OSError:  # another one was first
+            shutil.rmtree(staging, ignore_errors=True)
     tag = image_python_tag(rootfs)
     if not (target / "__pycache__" / f"main.{tag}.pyc").is_file():
         subprocess.run(compile_argv, check=False, capture_output=True, timeout=60)

@@ -1,23 +1,40 @@
-"""The ``namespace`` driver: bubblewrap namespaces + cgroups + seccomp.
+"""The ``namespace`` driver: Linux namespaces + cgroups + seccomp, forked from
+a per-image zygote.
 
-Each sandbox is one ``bwrap`` process tree:
+Each image gets one *zygote* (:mod:`tvm.pyrovm.agent.zygote`): the agent's
+interpreter, started once under bubblewrap with the image mounted read-only as
+``/``, bubblewrap's minimal ``/dev`` and its imports done. Every sandbox is then
+forked from it, so a new sandbox costs a fork instead of an interpreter start,
+and is still entirely new:
 
 * new pid, mount, net (isolated loopback only), ipc, uts and cgroup namespaces;
-* the language image mounted read-only as ``/``; size-capped tmpfs ``/work``,
-  ``/tmp`` and ``/dev/shm``; its own ``/proc``; bwrap's minimal ``/dev``;
-* the agent runs as uid 0 holding only CAP_SETUID and CAP_SETGID under
-  no_new_privs, and drops the program to a per-sandbox uid (60000 + slot)
-  with no capabilities. No user namespace: bwrap's own maps a single uid, which
-  cannot hold both the agent and the program (see docs/isolation.md);
-* a seccomp deny list (:mod:`.seccomp`), an empty environment, and a cgroup
-  (:mod:`.cgroups`) capping memory and processes, entered before bwrap starts.
+* fresh size-capped tmpfs ``/work``, ``/tmp`` and ``/dev/shm``, a new devpts
+  and its own ``/proc`` (with bubblewrap's read-only covers);
+* the agent is pid 1 of its namespace, runs as uid 0 holding only CAP_SETUID
+  and CAP_SETGID under no_new_privs, and drops the program to a per-sandbox
+  uid (60000 + slot) with no capabilities. No user namespace: bubblewrap's own
+  maps a single uid, which cannot hold both the agent and the program (see
+  docs/isolation.md);
+* a seccomp deny list (:mod:`.seccomp`), the programs' environment only, and a
+  cgroup (:mod:`.cgroups`) capping memory and processes, entered before the
+  namespaces are made.
+
+A zygote is replaced after ``ZYGOTE_MAX_AGE`` seconds, which renews what its
+sandboxes share through ``fork`` (the interpreter's hash secret and address
+layout; never user state: a zygote runs no user code).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import logging
 import os
 import shutil
+import signal
+import socket
+import time
 import uuid
 from pathlib import Path
 
@@ -26,40 +43,56 @@ from tvm.config.settings import get_settings
 from tvm.errors import DriverUnavailable, SandboxError
 from tvm.pyrovm.drivers import seccomp
 from tvm.pyrovm.drivers.base import (
-    AGENT_ARGV,
     AGENT_ENV,
     HANDSHAKE_TIMEOUT,
     Availability,
     Driver,
-    PipeSandbox,
     Sandbox,
     SandboxSpec,
+    StreamSandbox,
     agent_source_digest,
     compiled_agent,
     kill_process,
 )
 from tvm.pyrovm.drivers.cgroups import Cgroup, CgroupManager
 
+log = logging.getLogger("tvm.pyrovm.namespace")
+
 # Memory the agent itself needs on top of a stage's own limit.
 AGENT_OVERHEAD_MB = 24
 # Enter the cgroups, shield the agent from the OOM killer, then become bwrap.
 ENTER = (
     'for f in "$@"; do case "$f" in --) shift; break;; esac; echo $$ > "$f"; shift; done;'
-    ' echo -1000 > /proc/self/oom_score_adj; exec "$@"'
+    ' { echo -1000 > /proc/self/oom_score_adj; } 2>/dev/null; exec "$@"'
 )
+# The zygote starts as a plain `python3` would for a script, like the agent
+# (see base.AGENT_BOOT): its sandboxes run Python programs in forked children.
+ZYGOTE_BOOT = (
+    "import sys; b = set(sys.modules); sys.path.insert(0, '/.tvm'); "
+    "from tvm_agent.zygote import main; main(b)"
+)
+# What a zygote needs to build sandboxes (namespaces, mounts, the hostname, the
+# loopback) on top of what it hands on to each agent.
+ZYGOTE_CAPS = ("CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP")
+ZYGOTE_MAX_AGE = 60.0
+ZYGOTE_MEMORY_MB = 256
+ZYGOTE_PIDS = 4096
+SHM_MB = 16
 
 
-class NamespaceSandbox(PipeSandbox):
+class NamespaceSandbox(StreamSandbox):
     driver = "namespace"
-    launcher = "bwrap"
 
     def __init__(self, spec: SandboxSpec, cgroup: Cgroup) -> None:
         super().__init__(spec)
         self.cgroup = cgroup
+        self.pidfd: int | None = None  # the sandbox's holder (its pid 1's parent)
+        self.stderr_fd: int | None = None  # read end of the agent's stderr
+        self._stderr = b""
 
     async def apply_limits(self, limits: StageLimits) -> None:
         # The program's own cgroup gets exactly the stage's limits; the sandbox as
-        # a whole (bwrap, the agent) a little more above it.
+        # a whole (the holder, the agent) a little more above it.
         self.cgroup.set_limits(
             (limits.memory_mb + AGENT_OVERHEAD_MB) << 20,
             limits.processes + 8,
@@ -74,15 +107,145 @@ class NamespaceSandbox(PipeSandbox):
     def peak_memory_kb(self) -> int | None:
         return self.cgroup.program_peak_kb()
 
+    async def diagnostics(self) -> str:
+        if self.stderr_fd is not None:
+            with contextlib.suppress(OSError):  # nothing more written yet
+                while chunk := os.read(self.stderr_fd, 8192):
+                    self._stderr = (self._stderr + chunk)[-8192:]
+        text = self._stderr.decode(errors="replace").strip()
+        return f"sandbox said: {text[-2000:]}" if text else ""
+
     async def destroy(self) -> None:
         if self.destroyed:
             return
         self.destroyed = True
+        if self.writer is not None:
+            self.writer.close()
+        if self.pidfd is not None:
+            # The agent (pid 1 of the sandbox) dies with its holder, and the
+            # kernel kills everything else in its pid namespace with it.
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+            os.close(self.pidfd)
+            self.pidfd = None
+        if self.stderr_fd is not None:
+            os.close(self.stderr_fd)
+            self.stderr_fd = None
+        await asyncio.to_thread(self.cgroup.remove)
+
+
+async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    ready = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(sock, wake)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(sock)
+
+
+class Zygote:
+    """One image's zygote process, as the worker sees it."""
+
+    def __init__(self, rootfs: Path, cgroup: Cgroup) -> None:
+        self.rootfs = rootfs
+        self.cgroup = cgroup
+        self.proc: asyncio.subprocess.Process | None = None
+        self.sock: socket.socket | None = None
+        self.started = time.monotonic()
+        self.lock = asyncio.Lock()
+        self.stderr = bytearray()
+        self._log_task: asyncio.Task[None] | None = None
+
+    @property
+    def usable(self) -> bool:
+        return (
+            self.sock is not None
+            and self.proc is not None
+            and self.proc.returncode is None
+            and time.monotonic() - self.started < ZYGOTE_MAX_AGE
+        )
+
+    async def launch(self, argv: list[str], seccomp_filter: bytes) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=theirs.fileno(),
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                env={"PATH": "/usr/bin:/bin"},
+            )
+        except OSError as exc:
+            ours.close()
+            raise SandboxError(f"cannot start bwrap: {exc}") from exc
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self.sock = ours
+        self._log_task = asyncio.create_task(self._log_stderr())
+        await self.request({"type": "config", "seccomp": seccomp_filter.hex()})
+
+    async def _log_stderr(self) -> None:
+        assert self.proc and self.proc.stderr
+        while line := await self.proc.stderr.readline():
+            self.stderr.extend(line)
+            del self.stderr[:-8192]
+            text = line.decode(errors="replace").rstrip()
+            log.warning("zygote for %s: %s", self.rootfs.parent.name, text)
+
+    async def request(
+        self, message: dict[str, object], fds: list[int] | None = None
+    ) -> tuple[dict[str, object], list[int]]:
+        """One request and its reply (with the descriptors it carries)."""
+        if self.sock is None:
+            raise SandboxError(f"zygote for {self.rootfs} is closed")
+        loop = asyncio.get_running_loop()
+        async with self.lock:
+            try:
+                socket.send_fds(self.sock, [json.dumps(message).encode()], fds or [])
+                while True:
+                    try:
+                        data, rfds, _, _ = socket.recv_fds(self.sock, 65536, 1)
+                        break
+                    except BlockingIOError:
+                        await _readable(loop, self.sock)
+            except OSError as exc:
+                raise SandboxError(f"zygote for {self.rootfs} failed: {exc}; {self.why()}") from exc
+        if not data:
+            raise SandboxError(f"zygote for {self.rootfs} exited; {self.why()}")
+        reply = json.loads(data)
+        if "error" in reply:
+            for fd in rfds:
+                os.close(fd)
+            raise SandboxError(f"zygote could not make a sandbox: {reply['error']}")
+        return reply, rfds
+
+    def why(self) -> str:
+        code = self.proc.returncode if self.proc else None
+        text = self.stderr.decode(errors="replace").strip()[-2000:]
+        return f"bwrap exited {code}: {text}" if code is not None or text else "no diagnostics"
+
+    def retire(self) -> None:
+        """Take no more sandboxes; the zygote exits once its sandboxes are gone."""
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    async def close(self, grace: float) -> None:
+        self.retire()
         if self.proc is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.proc.wait(), grace)
             await kill_process(self.proc)
-            if self.proc.stdin:
-                self.proc.stdin.close()
-        await self._stop_collecting()
+        if self._log_task is not None:
+            self._log_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._log_task
         await asyncio.to_thread(self.cgroup.remove)
 
 
@@ -96,6 +259,9 @@ class NamespaceDriver(Driver):
         self.cgroups.remove_orphans()
         self.filter = seccomp.build_filter()
         self._agent_dirs: dict[Path, Path] = {}
+        self._zygotes: dict[Path, Zygote] = {}
+        self._retired: set[asyncio.Task[None]] = set()
+        self._launching: dict[Path, asyncio.Lock] = {}
 
     @classmethod
     def probe(cls) -> Availability:
@@ -128,68 +294,103 @@ class NamespaceDriver(Driver):
             self._agent_dirs[rootfs] = cached
         return cached
 
-    def bwrap_args(self, spec: SandboxSpec, seccomp_fd: int, cgroup: Cgroup) -> list[str]:
-        mb = 1 << 20
-        # The program cgroup's procs files, writable by the agent only (root, 0700 dir):
-        # the agent moves each program it starts there before dropping privileges.
-        program_cgroups = []
-        for name, procs in cgroup.program_procs_files.items():
-            program_cgroups += ["--bind", str(procs), f"/.tvm/cg/{name}.procs"]
+    def zygote_args(self, rootfs: Path) -> list[str]:
+        """bubblewrap for a zygote: the image's root, no /proc, no writable
+        mount, no network; the capabilities to build sandboxes. The zygote
+        stays in the service's pid and cgroup namespaces: it hands out pidfds,
+        and its sandboxes enter cgroups outside its own."""
         return [
             self.bwrap,
-            "--ro-bind", str(spec.rootfs), "/",
+            "--ro-bind", str(rootfs), "/",
             "--tmpfs", "/.tvm",
-            "--ro-bind", str(self.agent_dir(spec.rootfs)), "/.tvm/tvm_agent",
-            *program_cgroups,
-            "--proc", "/proc",
+            "--ro-bind", str(self.agent_dir(rootfs)), "/.tvm/tvm_agent",
+            "--remount-ro", "/.tvm",
             "--dev", "/dev",
-            "--perms", "1777", "--size", str(spec.workdir_mb * mb), "--tmpfs", "/work",
-            "--perms", "1777", "--size", str(spec.tmp_mb * mb), "--tmpfs", "/tmp",
-            "--perms", "1777", "--size", str(16 * mb), "--tmpfs", "/dev/shm",
-            "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
-            "--unshare-cgroup",
-            "--hostname", "tvm",
+            "--remount-ro", "/dev",
+            "--unshare-net", "--unshare-ipc", "--unshare-uts",
             "--die-with-parent",
             "--new-session",
-            "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID",
-            # Only so that the agent can empty the bounding set (bwrap leaves it
-            # full when it runs as root); the agent drops CAP_SETPCAP right after.
-            "--cap-add", "CAP_SETPCAP",
+            "--cap-drop", "ALL",
+            *[arg for cap in ZYGOTE_CAPS for arg in ("--cap-add", cap)],
             "--clearenv",
             *[arg for k, v in AGENT_ENV.items() for arg in ("--setenv", k, v)],
-            "--seccomp", str(seccomp_fd),
             "--chdir", "/",
             "--",
-            *AGENT_ARGV,
+            "python3", "-c", ZYGOTE_BOOT,
         ]  # fmt: skip
+
+    async def zygote(self, rootfs: Path) -> Zygote:
+        """This image's zygote, started (or replaced) if need be."""
+        current = self._zygotes.get(rootfs)
+        if current is not None and current.usable:
+            return current
+        async with self._launching.setdefault(rootfs, asyncio.Lock()):
+            current = self._zygotes.get(rootfs)
+            if current is not None and current.usable:
+                return current
+            if current is not None:
+                self._retire(current)
+                del self._zygotes[rootfs]
+            if rootfs not in self._agent_dirs:
+                await asyncio.to_thread(self.agent_dir, rootfs)
+            cgroup = await asyncio.to_thread(self.cgroups.create, f"zygote-{uuid.uuid4().hex[:8]}")
+            cgroup.set_limits(ZYGOTE_MEMORY_MB << 20, ZYGOTE_PIDS)
+            zygote = Zygote(rootfs, cgroup)
+            argv = ["/bin/sh", "-c", ENTER, "sh", *map(str, cgroup.procs_files), "--"]
+            try:
+                await asyncio.wait_for(
+                    zygote.launch(argv + self.zygote_args(rootfs), self.filter), HANDSHAKE_TIMEOUT
+                )
+            except BaseException:
+                await zygote.close(0)
+                raise
+            self._zygotes[rootfs] = zygote
+            return zygote
+
+    def _retire(self, zygote: Zygote) -> None:
+        zygote.retire()
+        lifetime = get_settings().max_vm_lifetime_seconds + 5
+        task = asyncio.create_task(zygote.close(lifetime))
+        self._retired.add(task)
+        task.add_done_callback(self._retired.discard)
 
     async def start(self, spec: SandboxSpec) -> Sandbox:
         if not (spec.rootfs / "usr/bin/python3").exists():
             raise SandboxError(f"image {spec.rootfs} has no /usr/bin/python3 for the agent")
-        if spec.rootfs not in self._agent_dirs:
-            await asyncio.to_thread(self.agent_dir, spec.rootfs)
-        cgroup = await asyncio.to_thread(self.cgroups.create, f"sb-{uuid.uuid4().hex[:12]}")
+        zygote = await self.zygote(spec.rootfs)
+        cgroup = self.cgroups.create(f"sb-{uuid.uuid4().hex[:12]}")
         sandbox = NamespaceSandbox(spec, cgroup)
         cgroup.set_limits(spec.memory_mb << 20, spec.processes)
-        fd = os.memfd_create("tvm-seccomp", 0)
+        mb = 1 << 20
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        os.set_blocking(err_w, True)
+        sandbox.stderr_fd = err_r
+        fds = [theirs.fileno(), err_w]
         try:
-            os.write(fd, self.filter)
-            os.lseek(fd, 0, os.SEEK_SET)
-            argv = ["/bin/sh", "-c", ENTER, "sh"]
-            argv += [str(p) for p in cgroup.procs_files] + ["--"]
-            argv += self.bwrap_args(spec, fd, cgroup)
-            sandbox.proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                pass_fds=(fd,),
-                env={"PATH": "/usr/bin:/bin"},
-            )
-        except OSError as exc:
+            for path in cgroup.procs_files + list(cgroup.program_procs_files.values()):
+                fds.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
+            request = {
+                "type": "fork",
+                "workdir_bytes": spec.workdir_mb * mb,
+                "tmp_bytes": spec.tmp_mb * mb,
+                "shm_bytes": SHM_MB * mb,
+                "cgroups": len(cgroup.procs_files),
+            }
+            _, pidfds = await zygote.request(request, fds)
+            sandbox.pidfd = pidfds[0]
+            sandbox.reader, sandbox.writer = await asyncio.open_unix_connection(sock=ours)
+        except BaseException:
+            ours.close()
             await sandbox.destroy()
-            raise SandboxError(f"cannot start bwrap: {exc}") from exc
+            raise
         finally:
-            os.close(fd)
-        sandbox.collect_stderr()
+            theirs.close()
+            for fd in fds[1:]:
+                os.close(fd)
         return await sandbox.ready(HANDSHAKE_TIMEOUT)
+
+    async def close(self) -> None:
+        zygotes = list(self._zygotes.values())
+        self._zygotes.clear()
+        await asyncio.gather(*(z.close(2.0) for z in zygotes), *self._retired)

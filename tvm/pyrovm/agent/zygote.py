@@ -1,0 +1,275 @@
+"""The zygote: one pre-started agent per image that forks fresh sandboxes.
+
+The namespace driver starts one zygote per image under bubblewrap, with the
+image as its read-only root and, besides the agent's own capabilities, those
+needed to build namespaces (CAP_SYS_ADMIN, CAP_NET_ADMIN). It never runs user
+code and has no /proc. For every sandbox the worker sends one request over a
+SOCK_SEQPACKET socket with the sandbox's descriptors attached (its agent
+channel, its stderr, its cgroups' ``cgroup.procs`` files); the zygote forks a
+*holder* and answers with a pidfd for it. The holder:
+
+1. moves itself into the sandbox's cgroups (writes 0 to their procs files),
+2. unshares new mount, pid, net, ipc, uts and cgroup namespaces,
+3. mounts fresh size-capped tmpfs on /work, /tmp and /dev/shm and a new devpts
+   instance, sets the hostname and brings the isolated loopback up,
+4. forks the agent as pid 1 of the new pid namespace and waits for it.
+
+The agent mounts its own /proc (with bubblewrap's read-only covers), takes
+the sandbox's own session, keeps only CAP_SETUID/CAP_SETGID (and CAP_SETPCAP,
+to empty its bounding set), loads the seccomp filter and then serves its
+channel exactly as an agent started directly by bubblewrap would.
+
+Forking an interpreter whose agent is already imported costs about a
+millisecond of CPU; starting an interpreter costs 15-20. What the sandboxes of
+one zygote share is what ``fork`` shares: the interpreter's hash secret and
+address layout, never any state of a user's program (the zygote runs none).
+The driver replaces each zygote after a while, which renews both.
+
+Stdlib only; runs inside the image.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+
+from . import main as agent_main
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+NAMESPACES = (
+    CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID | CLONE_NEWNET
+)
+
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_REMOUNT = 0x20
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_PRIVATE = 0x40000
+
+PR_SET_PDEATHSIG = 1
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+IFF_RUNNING = 0x40
+
+# The agent keeps exactly these (see agent/main.py for why CAP_SETPCAP).
+CAP_SETGID, CAP_SETUID, CAP_SETPCAP = 6, 7, 8
+AGENT_CAPS = (1 << CAP_SETGID) | (1 << CAP_SETUID) | (1 << CAP_SETPCAP)
+# Parts of procfs that are not safe to leave writable (as bubblewrap does).
+PROC_COVERS = ("sys", "sysrq-trigger", "irq", "bus")
+MAX_FDS = 16
+DEVPTS_OPTIONS = "newinstance,ptmxmode=0666,mode=620"
+HOSTNAME = "tvm"
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _mount(source: str, target: str, fstype: str | None, flags: int, data: str = "") -> None:
+    _check(
+        _libc.mount(
+            source.encode(),
+            target.encode(),
+            fstype.encode() if fstype else None,
+            flags,
+            data.encode() if data else None,
+        ),
+        f"mount {target}",
+    )
+
+
+def _tmpfs(target: str, size: int, mode: str = "1777") -> None:
+    _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, f"mode={mode},size={size}")
+
+
+def _loopback_up() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sh", b"lo", IFF_UP | IFF_RUNNING))
+
+
+def _capset(caps: int) -> None:
+    header = agent_main._CapHeader(agent_main._LINUX_CAPABILITY_VERSION_3, 0)
+    data = (agent_main._CapData * 2)()
+    data[0].effective = data[0].permitted = caps & 0xFFFFFFFF
+    data[1].effective = data[1].permitted = caps >> 32
+    _check(_libc.capset(ctypes.byref(header), data), "capset")
+
+
+def _load_seccomp(program: bytes) -> None:
+    if not program:
+        return
+    buf = ctypes.create_string_buffer(program, len(program))
+    fprog = _SockFprog(len(program) // 8, ctypes.addressof(buf))
+    _check(_libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0), "seccomp")
+
+
+class Zygote:
+    def __init__(self, control: socket.socket, baseline: set[str] | None) -> None:
+        self.control = control
+        self.baseline = baseline
+        self.seccomp = b""
+
+    def serve(self) -> None:
+        # Holders are reaped by the kernel; each restores SIGCHLD for its own child.
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+        while True:
+            try:
+                data, fds, _, _ = socket.recv_fds(self.control, 1 << 16, MAX_FDS)
+            except InterruptedError:
+                continue
+            except ConnectionResetError:
+                break  # the worker went away
+            if not data:
+                break  # the worker is done with this zygote
+            try:
+                reply, pidfd = self.handle(json.loads(data), fds)
+            except Exception as exc:
+                reply, pidfd = {"error": f"{type(exc).__name__}: {exc}"}, None
+            finally:
+                for fd in fds:
+                    os.close(fd)
+            try:
+                socket.send_fds(
+                    self.control, [json.dumps(reply).encode()], [pidfd] if pidfd else []
+                )
+            finally:
+                if pidfd is not None:
+                    os.close(pidfd)
+        # Let the sandboxes still running finish before going away: their
+        # holders die with the zygote.
+        self.control.close()
+        try:
+            while True:
+                os.wait()
+        except ChildProcessError:
+            pass
+
+    def handle(self, request: dict, fds: list[int]) -> tuple[dict, int | None]:
+        if request["type"] == "config":
+            self.seccomp = bytes.fromhex(request["seccomp"])
+            return {"ok": True}, None
+        if request["type"] != "fork":
+            raise ValueError(f"unknown request {request['type']!r}")
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the holder
+            code = 70
+            try:
+                code = self.holder(request, fds)
+            except BaseException as exc:
+                try:
+                    os.write(fds[1], f"tvm-zygote: sandbox setup failed: {exc}\n".encode())
+                except OSError:
+                    pass
+            os._exit(code)
+        return {"pid": pid}, os.pidfd_open(pid)
+
+    # -- in the holder ---------------------------------------------------------
+    def holder(self, request: dict, fds: list[int]) -> int:
+        """Build the sandbox's namespaces, start its agent as their pid 1, wait."""
+        _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        self.control.close()
+        channel, stderr = fds[0], fds[1]
+        ncg = int(request["cgroups"])
+        for fd in fds[2 : 2 + ncg]:
+            os.write(fd, b"0")
+        program_fds = fds[2 + ncg :]
+        _check(_libc.unshare(NAMESPACES), "unshare")
+        _mount("none", "/", None, MS_REC | MS_PRIVATE)
+        _tmpfs("/work", int(request["workdir_bytes"]))
+        _tmpfs("/tmp", int(request["tmp_bytes"]))
+        _tmpfs("/dev/shm", int(request["shm_bytes"]))
+        _mount(
+            "devpts",
+            "/dev/pts",
+            "devpts",
+            MS_NOSUID | MS_NOEXEC,
+            "newinstance,ptmxmode=0666,mode=620",
+        )
+        socket.sethostname(HOSTNAME)
+        _loopback_up()
+        # The agent must not outlive this holder: if the holder is gone by the
+        # time the agent has asked to be killed with it, this pipe says so.
+        alive_r, alive_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(alive_w)
+            self.agent(channel, stderr, program_fds, alive_r)
+        os.close(alive_r)
+        for fd in fds:
+            os.close(fd)
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                return os.waitstatus_to_exitcode(status) & 0xFF
+            except InterruptedError:
+                continue
+
+    def agent(self, channel: int, stderr: int, program_fds: list[int], alive_r: int) -> None:
+        """pid 1 of the sandbox: finish its setup, then be its agent."""
+        _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
+        if select.select([alive_r], [], [], 0)[0]:
+            os._exit(0)  # the holder died before we could ask to die with it
+        os.close(alive_r)
+        _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        for name in PROC_COVERS:
+            path = f"/proc/{name}"
+            if os.path.exists(path):
+                _mount(path, path, None, MS_BIND | MS_REC)
+                _mount(path, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        os.setsid()
+        os.chdir("/")
+        # Out of the way of the descriptors a stage runner sets up (0-3).
+        high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 100) for fd in program_fds]
+        for fd in program_fds:
+            os.close(fd)
+        os.dup2(channel, 0)
+        os.dup2(channel, 1)
+        os.dup2(stderr, 2)
+        os.close(channel)
+        os.close(stderr)
+        agent_main.supervisor.PROGRAM_CGROUP_FDS[:] = high
+        _capset(AGENT_CAPS)
+        _load_seccomp(self.seccomp)
+        code = 0
+        try:
+            agent_main.main(self.baseline)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        finally:
+            sys.stdout.flush()
+        os._exit(code)
+
+
+def main(baseline: set[str] | None = None) -> None:
+    control = socket.socket(fileno=os.dup(0))
+    null = os.open("/dev/null", os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    os.close(null)
+    Zygote(control, baseline).serve()
