@@ -125,6 +125,7 @@ class Server:
         wait_healthy(self.url, self.proc, self.log)
 
     def stop(self) -> None:
+        own = descendants(self.proc.pid)
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
@@ -133,8 +134,9 @@ class Server:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
                 return
-            # A clean stop leaves nothing, zygotes included.
-            left = sandbox_cgroups(zygotes=True)
+            # A clean stop leaves nothing, zygotes included (cgroups are named
+            # after the worker process that made them).
+            left = [p for p in sandbox_cgroups(zygotes=True) if int(p.name.split("-")[0]) in own]
             assert not left, f"cgroups left behind by a clean stop: {left}"
 
     def client(self) -> httpx.Client:
@@ -177,6 +179,24 @@ def sandbox_processes(settings: Settings) -> list[str]:
                 if any(low <= u < high for u in uids):
                     found.append(f"pid {entry} uids {uids}")
                 break
+    return found
+
+
+def descendants(pid: int) -> set[int]:
+    """``pid`` and every process below it."""
+    children: dict[int, list[int]] = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = set(), [pid]
+    while todo:
+        current = todo.pop()
+        found.add(current)
+        todo.extend(children.get(current, []))
     return found
 
 

@@ -155,12 +155,15 @@ class Engine:
                 response.run = internal_stage(str(exc))
         return response
 
-    async def _compile(self, sandbox: Sandbox, job: Job, response: ExecutionResponse) -> bool:
+    async def _compile(
+        self, sandbox: Sandbox, job: Job, response: ExecutionResponse, last: bool
+    ) -> bool:
         reply = await sandbox.run_stage(
             "compile",
             compile_argv(job.language, job.files, job.compiler_options),
             b"",
             job.compile_limits,
+            last=last,
         )
         response.compile = stage_result(reply, job.output_encoding)
         if response.compile.status != "ok":
@@ -172,7 +175,7 @@ class Engine:
         case = job.cases[0]
         async with self.sandboxes.sandbox(job.language) as sandbox:
             await sandbox.write_files(job.files)
-            if job.language.compiled and not await self._compile(sandbox, job, response):
+            if job.language.compiled and not await self._compile(sandbox, job, response, False):
                 return
             reply = await sandbox.run_stage(
                 "run",
@@ -189,7 +192,7 @@ class Engine:
         if job.language.compiled:
             async with self.sandboxes.sandbox(job.language) as sandbox:
                 await sandbox.write_files(job.files)
-                if not await self._compile(sandbox, job, response):
+                if not await self._compile(sandbox, job, response, True):
                     return
                 archive = await sandbox.archive()
         gate = asyncio.Semaphore(CASE_PARALLELISM)

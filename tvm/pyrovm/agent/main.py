@@ -193,7 +193,8 @@ class Agent:
             pyrun=pyrun_args,
             runner=runner,
         )
-        self.runner = supervisor.Runner()  # ready for the next stage
+        if not message.get("last"):
+            self.runner = supervisor.Runner()  # ready for the next stage
         result["stdout"] = base64.b64encode(result["stdout"]).decode()
         result["stderr"] = base64.b64encode(result["stderr"]).decode()
         result["output"] = base64.b64encode(result["output"]).decode()

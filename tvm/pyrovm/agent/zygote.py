@@ -5,19 +5,21 @@ image as its read-only root and, besides the agent's own capabilities, those
 needed to build namespaces (CAP_SYS_ADMIN, CAP_NET_ADMIN). It never runs user
 code and has no /proc. For every sandbox the worker sends one request over a
 SOCK_SEQPACKET socket with the sandbox's descriptors attached (its agent
-channel, its stderr, its cgroups' ``cgroup.procs`` files); the zygote forks a
-*holder* and answers with a pidfd for it. The holder:
+channel, its stderr, its cgroups' ``cgroup.procs`` files); the zygote forks the
+sandbox's agent as pid 1 of a new pid namespace (``unshare(CLONE_NEWPID)``
+before the fork, and ``setns`` back to its own after) and answers with a
+pidfd for it. The new agent, before it serves anyone:
 
 1. moves itself into the sandbox's cgroups (writes 0 to their procs files),
-2. unshares new mount, pid, net, ipc, uts and cgroup namespaces,
-3. mounts fresh size-capped tmpfs on /work, /tmp and /dev/shm and a new devpts
-   instance, sets the hostname and brings the isolated loopback up,
-4. forks the agent as pid 1 of the new pid namespace and waits for it.
+2. unshares new mount, net, ipc, uts and cgroup namespaces,
+3. mounts fresh size-capped tmpfs on /work, /tmp and /dev/shm, a new devpts
+   instance and its own /proc (with bubblewrap's read-only covers), sets the
+   hostname and brings the isolated loopback up,
+4. takes its own session, keeps only CAP_SETUID/CAP_SETGID (and CAP_SETPCAP,
+   to empty its bounding set), loads the seccomp filter,
 
-The agent mounts its own /proc (with bubblewrap's read-only covers), takes
-the sandbox's own session, keeps only CAP_SETUID/CAP_SETGID (and CAP_SETPCAP,
-to empty its bounding set), loads the seccomp filter and then serves its
-channel exactly as an agent started directly by bubblewrap would.
+and then serves its channel exactly as an agent started directly by
+bubblewrap would. If the zygote dies, its sandboxes die with it.
 
 Forking an interpreter whose agent is already imported costs about a
 millisecond of CPU; starting an interpreter costs 15-20. What the sandboxes of
@@ -32,9 +34,9 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
+import gc
 import json
 import os
-import select
 import signal
 import socket
 import struct
@@ -48,9 +50,8 @@ CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
-NAMESPACES = (
-    CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID | CLONE_NEWNET
-)
+# Made by the agent itself, once in its new pid namespace and cgroup.
+NAMESPACES = CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET
 
 MS_RDONLY = 0x1
 MS_NOSUID = 0x2
@@ -133,10 +134,14 @@ class Zygote:
         self.control = control
         self.baseline = baseline
         self.seccomp = b""
+        self.own_pidns = -1  # to return to after each fork into a new one
 
     def serve(self) -> None:
-        # Holders are reaped by the kernel; each restores SIGCHLD for its own child.
+        # Sandboxes are reaped by the kernel; each restores SIGCHLD for its own.
         signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+        # Keep the collector off what every sandbox inherits: a collection in a
+        # child would otherwise touch, and so copy, the whole heap.
+        gc.freeze()
         while True:
             try:
                 data, fds, _, _ = socket.recv_fds(self.control, 1 << 16, MAX_FDS)
@@ -154,14 +159,13 @@ class Zygote:
                 for fd in fds:
                     os.close(fd)
             try:
-                socket.send_fds(
-                    self.control, [json.dumps(reply).encode()], [pidfd] if pidfd else []
-                )
+                passed = [pidfd] if pidfd is not None else []
+                socket.send_fds(self.control, [json.dumps(reply).encode()], passed)
             finally:
                 if pidfd is not None:
                     os.close(pidfd)
-        # Let the sandboxes still running finish before going away: their
-        # holders die with the zygote.
+        # Let the sandboxes still running finish before going away: they die
+        # with the zygote.
         self.control.close()
         try:
             while True:
@@ -172,28 +176,40 @@ class Zygote:
     def handle(self, request: dict, fds: list[int]) -> tuple[dict, int | None]:
         if request["type"] == "config":
             self.seccomp = bytes.fromhex(request["seccomp"])
+            self.own_pidns = os.dup(fds[0])  # the pid namespace we run in
             return {"ok": True}, None
         if request["type"] != "fork":
             raise ValueError(f"unknown request {request['type']!r}")
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the holder
+        # The next child (only) is pid 1 of a new pid namespace.
+        _check(_libc.unshare(CLONE_NEWPID), "unshare pid")
+        try:
+            pid = os.fork()
+        except BaseException:
+            _check(_libc.setns(self.own_pidns, CLONE_NEWPID), "setns pid")
+            raise
+        if pid != 0:
+            _check(_libc.setns(self.own_pidns, CLONE_NEWPID), "setns pid")
+        else:  # pragma: no cover - the sandbox's pid 1
             code = 70
             try:
-                code = self.holder(request, fds)
+                self.sandbox(request, fds)
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
             except BaseException as exc:
                 try:
-                    os.write(fds[1], f"tvm-zygote: sandbox setup failed: {exc}\n".encode())
+                    os.write(2, f"tvm-zygote: sandbox setup failed: {exc}\n".encode())
                 except OSError:
                     pass
             os._exit(code)
         return {"pid": pid}, os.pidfd_open(pid)
 
-    # -- in the holder ---------------------------------------------------------
-    def holder(self, request: dict, fds: list[int]) -> int:
-        """Build the sandbox's namespaces, start its agent as their pid 1, wait."""
+    # -- in the sandbox ------------------------------------------------------
+    def sandbox(self, request: dict, fds: list[int]) -> None:
+        """pid 1 of a new sandbox: build the rest of it, then be its agent."""
         _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         self.control.close()
+        os.close(self.own_pidns)
         channel, stderr = fds[0], fds[1]
         ncg = int(request["cgroups"])
         for fd in fds[2 : 2 + ncg]:
@@ -204,66 +220,31 @@ class Zygote:
         _tmpfs("/work", int(request["workdir_bytes"]))
         _tmpfs("/tmp", int(request["tmp_bytes"]))
         _tmpfs("/dev/shm", int(request["shm_bytes"]))
-        _mount(
-            "devpts",
-            "/dev/pts",
-            "devpts",
-            MS_NOSUID | MS_NOEXEC,
-            "newinstance,ptmxmode=0666,mode=620",
-        )
-        socket.sethostname(HOSTNAME)
-        _loopback_up()
-        # The agent must not outlive this holder: if the holder is gone by the
-        # time the agent has asked to be killed with it, this pipe says so.
-        alive_r, alive_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(alive_w)
-            self.agent(channel, stderr, program_fds, alive_r)
-        os.close(alive_r)
-        for fd in fds:
-            os.close(fd)
-        while True:
-            try:
-                _, status = os.waitpid(pid, 0)
-                return os.waitstatus_to_exitcode(status) & 0xFF
-            except InterruptedError:
-                continue
-
-    def agent(self, channel: int, stderr: int, program_fds: list[int], alive_r: int) -> None:
-        """pid 1 of the sandbox: finish its setup, then be its agent."""
-        _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
-        if select.select([alive_r], [], [], 0)[0]:
-            os._exit(0)  # the holder died before we could ask to die with it
-        os.close(alive_r)
+        _mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, DEVPTS_OPTIONS)
         _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
         for name in PROC_COVERS:
             path = f"/proc/{name}"
             if os.path.exists(path):
                 _mount(path, path, None, MS_BIND | MS_REC)
                 _mount(path, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        socket.sethostname(HOSTNAME)
+        _loopback_up()
         os.setsid()
         os.chdir("/")
         # Out of the way of the descriptors a stage runner sets up (0-3).
         high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 100) for fd in program_fds]
-        for fd in program_fds:
-            os.close(fd)
         os.dup2(channel, 0)
         os.dup2(channel, 1)
         os.dup2(stderr, 2)
-        os.close(channel)
-        os.close(stderr)
+        for fd in fds:
+            os.close(fd)
         agent_main.supervisor.PROGRAM_CGROUP_FDS[:] = high
         _capset(AGENT_CAPS)
         _load_seccomp(self.seccomp)
-        code = 0
         try:
             agent_main.main(self.baseline)
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
         finally:
             sys.stdout.flush()
-        os._exit(code)
 
 
 def main(baseline: set[str] | None = None) -> None:

@@ -180,12 +180,19 @@ class Sandbox(ABC):
         await self.call({"type": "files", "files": payload})
 
     async def run_stage(
-        self, name: str, argv: list[str], stdin: bytes, limits: StageLimits, pyrun: bool = False
+        self,
+        name: str,
+        argv: list[str],
+        stdin: bytes,
+        limits: StageLimits,
+        pyrun: bool = False,
+        last: bool = True,
     ) -> dict[str, Any]:
         """Run one stage; returns the agent's measurements (outputs decoded to bytes).
 
         ``pyrun``: argv is ``[python3, script, *args]`` and the agent may run the
         script in a forked child of its own interpreter (no second start-up).
+        ``last``: no stage follows, so the agent prepares no runner for one.
         """
         await self.apply_limits(limits)
         oom_before = self.oom_kills()
@@ -197,6 +204,7 @@ class Sandbox(ABC):
                 "stdin": base64.b64encode(stdin).decode(),
                 "limits": limit_dict(limits),
                 "pyrun": pyrun,
+                "last": last,
             }
         )
         reply["stdout"] = base64.b64decode(reply["stdout"])

@@ -173,12 +173,18 @@ class GVisorSandbox(PipeSandbox):
         return self.cgroup.oom_kills()
 
     async def run_stage(
-        self, name: str, argv: list[str], stdin: bytes, limits: StageLimits, pyrun: bool = False
+        self,
+        name: str,
+        argv: list[str],
+        stdin: bytes,
+        limits: StageLimits,
+        pyrun: bool = False,
+        last: bool = True,
     ) -> dict[str, Any]:
         oom_before = self.oom_kills()
         started = time.monotonic()
         try:
-            return await super().run_stage(name, argv, stdin, limits, pyrun)
+            return await super().run_stage(name, argv, stdin, limits, pyrun, last)
         except AgentError:
             if self.oom_kills() <= oom_before:
                 raise

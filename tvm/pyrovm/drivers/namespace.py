@@ -188,7 +188,13 @@ class Zygote:
         ours.setblocking(False)
         self.sock = ours
         self._log_task = asyncio.create_task(self._log_stderr())
-        await self.request({"type": "config", "seccomp": seccomp_filter.hex()})
+        # The zygote forks each sandbox into a new pid namespace, then returns
+        # to this one (the service's: pidfds and cgroups are read here).
+        pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            await self.request({"type": "config", "seccomp": seccomp_filter.hex()}, [pidns])
+        finally:
+            os.close(pidns)
 
     async def _log_stderr(self) -> None:
         assert self.proc and self.proc.stderr
