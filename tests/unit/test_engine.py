@@ -208,6 +208,24 @@ async def test_busy_language_gets_a_bigger_pool() -> None:
     await engine.close()
 
 
+async def test_a_burst_grows_the_pool_at_once_and_it_shrinks_slowly() -> None:
+    engine, settings = make_engine(
+        FakeDriver(), pool_size=1, pool_max=8, pool_languages=[], pool_memory_mb=1000
+    )
+    python = load_catalog().resolve("python")
+    for _ in range(10):
+        await run(engine, settings, language="python", code="x")
+    engine.sandboxes.demand[python.key].start_seconds = 0.1
+    engine.sandboxes.retune(interval=1.0)
+    assert engine.sandboxes.targets[python.key] == 3  # 1 + ceil(10/s x 0.1 s x 2)
+    engine.sandboxes.retune(interval=1.0)  # a quiet second: the rate decays to 7/s
+    assert engine.sandboxes.targets[python.key] == 3
+    for _ in range(4):
+        engine.sandboxes.retune(interval=1.0)
+    assert engine.sandboxes.targets[python.key] == 2  # 1.7/s: 1 + ceil(0.34)
+    await engine.close()
+
+
 async def test_pinned_languages_are_warm_from_the_start() -> None:
     engine, _ = make_engine(FakeDriver(), pool_size=2, pool_languages=["python"])
     await engine.start()

@@ -40,9 +40,10 @@ WORKER_DEFAULT_PORT = 8080  # a standalone worker's port (the image tvm/pyrovm)
 @click.option(
     "--workers",
     "worker_count",
-    type=click.IntRange(1, 64),
+    type=click.IntRange(0, 64),
     default=None,
-    help="worker processes for --role all [TVM_WORKER_COUNT, default 1]",
+    help="worker processes for --role all; 0 runs the sandboxes in the gateway's own "
+    "process [TVM_WORKER_COUNT, default 0]",
 )
 @click.option("--debug", is_flag=True, help="debug logging")
 def start(
@@ -56,8 +57,9 @@ def start(
     """Run TVM in the foreground. Ctrl-C (or SIGTERM, or `tvm stop`) stops it all and
     cleans up.
 
-    By default the gateway listens on 127.0.0.1:8000 and N workers on loopback ports
-    (TVM_WORKER_PORT and up); a worker that dies is restarted.
+    By default the gateway listens on 127.0.0.1:8000 and runs the sandboxes itself.
+    With --workers N it runs N worker processes on loopback ports (TVM_WORKER_PORT and
+    up) instead; a worker that dies is restarted.
     """
     flags: dict[str, Any] = {
         "host": host,
@@ -123,7 +125,10 @@ def _run_gateway(settings: Settings, role: str, driver: str | None, debug: bool)
     configure_logging(settings, component="api")
     _exit_on_sigterm()
     supervisor = None
-    if role == "all":
+    embedded = role == "all" and settings.worker_count == 0
+    if embedded:
+        settings = settings.model_copy(update={"workers": [], "workers_dns": ""})
+    elif role == "all":
         extra = (["--driver", driver] if driver else []) + (["--debug"] if debug else [])
         supervisor = Supervisor(settings, settings.worker_count, extra)
         settings = settings.model_copy(update={"workers": supervisor.urls, "workers_dns": ""})
@@ -133,7 +138,7 @@ def _run_gateway(settings: Settings, role: str, driver: str | None, debug: bool)
         try:
             if supervisor is not None:
                 supervisor.start()
-            _serve(create_gateway_app(settings), settings, debug)
+            _serve(create_gateway_app(settings, embedded=embedded), settings, debug)
         finally:
             if supervisor is not None:
                 supervisor.stop()

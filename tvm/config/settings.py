@@ -134,7 +134,13 @@ class Settings(BaseSettings):
     workers_dns: str = Field(
         "", description="host:port whose DNS records are the workers (a headless service)"
     )
-    worker_count: int = Field(1, ge=1, le=64, description="workers `tvm start` runs itself")
+    worker_count: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="worker processes `tvm start` runs; 0: the gateway runs the sandboxes "
+        "itself (one HTTP hop, the fastest on one host)",
+    )
     worker_port: int = Field(
         8100, ge=1, le=65535, description="first loopback port of those workers"
     )

@@ -23,6 +23,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from prometheus_client.metrics_core import Metric
 
 from tvm import __version__
 from tvm.api import CodeExecutionRequest, ExecutionResponse, build_job
@@ -32,6 +33,7 @@ from tvm.config.settings import Settings
 from tvm.errors import InvalidRequest, TVMError
 from tvm.pyroshell.auth import Gatekeeper, Principal
 from tvm.pyroshell.dispatcher import Dispatcher, outcome_of
+from tvm.pyroshell.embedded import EmbeddedWorker
 from tvm.pyroshell.store import QUEUED, Store
 from tvm.pyroshell.workers import Lost, WorkerPool, lost_response
 from tvm.utils import metrics
@@ -166,10 +168,19 @@ def install_gateway_errors(app: FastAPI) -> None:
         return judge0_error(error) if _is_judge0(request) else error_response(error)
 
 
+def _engine_metrics(request: Request) -> list[Metric]:
+    local = gateway(request).pool.embedded
+    return metrics.worker_metrics(local.engine) if local and local.engine else []
+
+
 def create_gateway_app(
-    settings: Settings, pool: WorkerPool | None = None, store: Store | None = None
+    settings: Settings,
+    pool: WorkerPool | None = None,
+    store: Store | None = None,
+    embedded: bool = False,
 ) -> FastAPI:
-    """The gateway app; ``pool`` and ``store`` may be injected (tests)."""
+    """The gateway app; ``pool`` and ``store`` may be injected (tests).
+    ``embedded``: run sandboxes in this process too (:mod:`.embedded`)."""
     from tvm.pyroshell.judge0_routes import judge0_router
 
     catalog = load_catalog()
@@ -177,7 +188,8 @@ def create_gateway_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = store or Store.from_settings(settings)
-        workers = pool or WorkerPool(settings)
+        local = EmbeddedWorker(settings, catalog) if embedded else None
+        workers = pool or WorkerPool(settings, embedded=local)
         await db.open()
         dispatcher = Dispatcher(settings, db, workers, catalog)
         app.state.gateway = Gateway(
@@ -198,7 +210,7 @@ def create_gateway_app(
     install_gateway_errors(app)
     app.add_middleware(AssumeJSON)
     install_request_id(app)
-    metrics.instrument(app, "gateway")
+    metrics.instrument(app, "gateway", _engine_metrics if embedded else None)
     app.include_router(execution_router())
     app.include_router(judge0_router())
 

@@ -36,6 +36,8 @@ import httpx
 from tvm.api import ExecutionResponse
 from tvm.config.settings import Settings
 from tvm.errors import CapacityError, ImageNotBuilt, RequestError, TVMError
+from tvm.pyroshell.embedded import URL as EMBEDDED
+from tvm.pyroshell.embedded import EmbeddedWorker
 from tvm.pyrovm.engine import internal_stage
 from tvm.utils import metrics
 from tvm.utils.web import REQUEST_ID_HEADER
@@ -97,11 +99,14 @@ class WorkerPool:
     settings: Settings
     workers: dict[str, Worker] = field(default_factory=dict)
     transport: httpx.AsyncBaseTransport | None = None  # tests inject one
+    embedded: EmbeddedWorker | None = None  # the engine in this process, if any
 
     def __post_init__(self) -> None:
         for url in self.settings.workers:
             url = url.rstrip("/")
             self.workers[url] = Worker(url)
+        if self.embedded is not None:
+            self.workers[EMBEDDED] = Worker(EMBEDDED)
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
         self._http: httpx.AsyncClient | None = None
@@ -147,6 +152,13 @@ class WorkerPool:
                 del self.workers[url]
 
     async def check(self, worker: Worker) -> None:
+        if worker.url == EMBEDDED and self.embedded is not None:
+            state = self.embedded.health()
+            worker.healthy, worker.error = True, ""
+            worker.admitted = state["admitted"]
+            worker.sandboxes = int(state["sandboxes"].get("sandboxes", 0))
+            worker.checked_at = time.monotonic()
+            return
         try:
             async with self._client(timeout=3) as client:
                 reply = await client.get(f"{worker.url}/health")
@@ -170,6 +182,8 @@ class WorkerPool:
             self._changed.set()
 
     async def start(self) -> None:
+        if self.embedded is not None:
+            await self.embedded.start()
         await self.check_all()
         self._task = asyncio.create_task(self._health_loop(), name="worker-health")
 
@@ -181,6 +195,8 @@ class WorkerPool:
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+        if self.embedded is not None:
+            await self.embedded.close()
 
     async def _health_loop(self) -> None:
         while True:
@@ -198,6 +214,8 @@ class WorkerPool:
     async def get_json(self, path: str, request_id: str) -> Any:
         """A read-only call (languages, runtimes) to the least-loaded healthy worker."""
         for worker in self.healthy():
+            if worker.url == EMBEDDED and self.embedded is not None:
+                return self.embedded.get_json(path)
             try:
                 async with self._client(timeout=10) as client:
                     reply = await client.get(
@@ -254,6 +272,15 @@ class WorkerPool:
     async def _post(
         self, worker: Worker, payload: dict[str, Any], request_id: str
     ) -> ExecutionResponse | Lost | None:
+        if worker.url == EMBEDDED and self.embedded is not None:
+            worker.inflight += 1
+            try:
+                answer = await self.embedded.execute(payload, request_id)
+            finally:
+                worker.inflight -= 1
+            if answer is None:  # full: as a worker's 429
+                worker.admitted = max(worker.admitted, self.settings.max_concurrent_requests)
+            return answer
         worker.inflight += 1
         try:
             async with self._client(timeout=self.settings.worker_timeout_seconds) as client:

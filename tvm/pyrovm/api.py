@@ -64,6 +64,11 @@ def languages_table(catalog: Catalog, images: ImageStore) -> list[dict[str, Any]
     return out
 
 
+def runtimes_table(catalog: Catalog, images: ImageStore) -> list[dict[str, Any]]:
+    """Piston's ``GET /api/v2/runtimes``: the tested entries whose image is built."""
+    return piston.runtimes(catalog, {lang.key for lang in catalog if images.is_built(lang.image)})
+
+
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     """The worker app. ``engine`` may be injected (tests); else built from settings."""
     catalog = load_catalog()
@@ -87,9 +92,6 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(AssumeJSON)
 
-    def built() -> set[str]:
-        return {lang.key for lang in catalog if images.is_built(lang.image)}
-
     install_request_id(app)
     metrics.instrument(app, "worker", lambda req: metrics.worker_metrics(req.app.state.engine))
 
@@ -111,7 +113,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     @app.get("/api/v2/runtimes")
     async def piston_runtimes() -> list[dict[str, Any]]:
-        return piston.runtimes(catalog, built())
+        return runtimes_table(catalog, images)
 
     @app.get("/api/v1/languages")
     async def languages() -> list[dict[str, Any]]:

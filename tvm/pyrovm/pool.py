@@ -178,6 +178,7 @@ class SandboxManager:
             processes=max(
                 language.run_limits.maximum.processes, language.compile_limits.maximum.processes
             ),
+            stages=2 if language.compiled else 1,
         )
         started = time.monotonic()
         try:
@@ -243,7 +244,9 @@ class SandboxManager:
             demand = self.demand[key]
             arrivals = demand.uses - demand.uses_seen
             demand.uses_seen = demand.uses
-            demand.rate = 0.7 * demand.rate + 0.3 * arrivals / interval
+            # Up at once with a burst, down slowly after it.
+            now_rate = arrivals / interval
+            demand.rate = max(now_rate, 0.7 * demand.rate + 0.3 * now_rate)
             floor = self.pinned.get(key, 0)
             if settings.pool_size and now - demand.last_used < settings.pool_idle_seconds:
                 busy = math.ceil(demand.rate * demand.start_seconds * 2)

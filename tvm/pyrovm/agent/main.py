@@ -101,7 +101,8 @@ class Agent:
         # Modules of a fresh interpreter (recorded before the agent imported
         # anything): what a Python program run in a forked child may see.
         self.baseline = baseline
-        self.runner: supervisor.Runner | None = None  # forked ahead of the next stage
+        # Forked ahead of the stages to come (each has entered the program cgroup).
+        self.runners: list[supervisor.Runner] = []
         self.rfile = os.fdopen(rfd, "rb", buffering=0)
         self.wfd = wfd
         self.uid = 65534
@@ -150,8 +151,10 @@ class Agent:
         self.workdir = message.get("workdir", self.workdir)
         self.env = dict(DEFAULT_ENV)
         self.env.update(message.get("env") or {})
-        if self.runner is None:
-            self.runner = supervisor.Runner()
+        # As many runners as the sandbox will run stages (a compiled language:
+        # two), so that no stage waits for one to enter its cgroup.
+        while len(self.runners) < max(1, min(int(message.get("stages", 1)), 4)):
+            self.runners.append(supervisor.Runner())
         return {"type": "ok"}
 
     def on_files(self, message: dict) -> dict:
@@ -181,7 +184,7 @@ class Agent:
         if message.get("pyrun") and self.baseline is not None:
             # argv is [python3, script, args...]: run the script in a forked child.
             pyrun_args = (argv[1:], self.baseline)
-        runner, self.runner = self.runner, None
+        runner = self.runners.pop(0) if self.runners else None
         result = supervisor.run_stage(
             argv,
             env=self.env,
@@ -193,8 +196,8 @@ class Agent:
             pyrun=pyrun_args,
             runner=runner,
         )
-        if not message.get("last"):
-            self.runner = supervisor.Runner()  # ready for the next stage
+        if not message.get("last") and not self.runners:
+            self.runners.append(supervisor.Runner())  # ready for the next stage
         result["stdout"] = base64.b64encode(result["stdout"]).decode()
         result["stderr"] = base64.b64encode(result["stderr"]).decode()
         result["output"] = base64.b64encode(result["output"]).decode()

@@ -103,6 +103,7 @@ class SandboxSpec:
     memory_mb: int = 512  # ceiling for the whole sandbox until a stage sets its own
     processes: int = 256
     cpus: int = 1
+    stages: int = 1  # how many stages a job will run in it (compile + run: 2)
 
 
 class Sandbox(ABC):
@@ -150,7 +151,9 @@ class Sandbox(ABC):
             raise AgentError(
                 f"agent speaks {hello!r}, expected protocol {protocol.PROTOCOL_VERSION}"
             )
-        await self.call({"type": "init", "uid": self.spec.uid, "gid": self.spec.uid})
+        await self.call(
+            {"type": "init", "uid": self.spec.uid, "gid": self.spec.uid, "stages": self.spec.stages}
+        )
         return hello
 
     async def ready(
