@@ -12,11 +12,10 @@ from tvm.config.settings import Settings
 
 
 def warm(server: Server) -> dict[str, Any]:
-    """The sandbox stats of the (single) worker behind the gateway."""
+    """The sandbox stats of the gateway's embedded worker."""
     with server.client() as client:
-        workers = client.get("/health").json()["workers"]
-        body: dict[str, Any] = client.get(f"{workers[0]['url']}/health").json()
-    return dict(body["sandboxes"])
+        body: dict[str, Any] = client.get("/health").json()
+    return dict(body["embedded"]["sandboxes"])
 
 
 def test_pools_warm_up_refill_and_leave_nothing_at_stop(tmp_path: Path, settings: Settings) -> None:

@@ -284,3 +284,31 @@ def test_metrics(tmp_path: Path) -> None:
                  "tvm_executions_total", "tvm_queue_depth", "tvm_worker_up"):  # fmt: skip
         assert name in text
     assert 'route="/api/v1/execute"' in text
+
+
+def test_the_embedded_worker_answers_as_a_worker_process_does(tmp_path: Path) -> None:
+    """``--workers 0``: the engine in the gateway's own process, no HTTP hop, same answers."""
+    from tvm.pyroshell.app import create_gateway_app
+    from tvm.pyroshell.embedded import EmbeddedWorker
+    from tvm.pyroshell.workers import WorkerPool
+
+    engine, worker_settings = make_engine(FakeDriver(fake_program))
+    worker = create_app(worker_settings, engine)
+    settings = gateway_settings(tmp_path, workers=[])
+    local_engine, _ = make_engine(FakeDriver(fake_program))
+    pool = WorkerPool(settings, embedded=EmbeddedWorker(settings, engine=local_engine))
+    with TestClient(worker) as direct, TestClient(create_gateway_app(settings, pool=pool)) as gw:
+        for path, body in (("/api/v1/execute", NATIVE), ("/api/v2/execute", PISTON)):
+            assert gw.post(path, json=body).json() == direct.post(path, json=body).json()
+        for path in ("/api/v2/runtimes", "/api/v1/languages"):
+            assert gw.get(path).json() == direct.get(path).json()
+        health = gw.get("/health").json()
+        assert [w["url"] for w in health["workers"]] == ["embedded"]
+        assert health["workers"][0]["healthy"] and health["workers"][0]["driver"] == "fake"
+        assert health["embedded"]["admitted"] == 0
+        assert "tvm_worker_executions_total" in gw.get("/metrics").text
+        # A full engine refuses like a worker's 429: the gateway answers 503, not a crash.
+        local_engine.settings.max_concurrent_requests = 0
+        refused = gw.post("/api/v1/execute", json=NATIVE)
+        assert refused.status_code == 503 and "retry-after" in refused.headers
+    assert local_engine.sandboxes.closed  # the gateway's stop closed the engine

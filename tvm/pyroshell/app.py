@@ -210,7 +210,7 @@ def create_gateway_app(
     install_gateway_errors(app)
     app.add_middleware(AssumeJSON)
     install_request_id(app)
-    metrics.instrument(app, "gateway", _engine_metrics if embedded else None)
+    metrics.instrument(app, "gateway", _engine_metrics)
     app.include_router(execution_router())
     app.include_router(judge0_router())
 
@@ -219,13 +219,15 @@ def create_gateway_app(
         gw = gateway(request)
         workers = [worker.describe() for worker in gw.pool.workers.values()]
         ready = any(worker["healthy"] for worker in workers)
-        body = {
+        body: dict[str, Any] = {
             "status": "ok" if ready else "no healthy worker",
             "version": __version__,
             "role": "gateway",
             "workers": workers,
             "queue_depth": await gw.store.count((QUEUED,)),
         }
+        if gw.pool.embedded is not None:  # what a worker's own /health says
+            body["embedded"] = gw.pool.embedded.health()
         return JSONResponse(body, status_code=200 if ready else 503)
 
     return app

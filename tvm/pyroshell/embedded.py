@@ -34,7 +34,7 @@ class EmbeddedWorker:
     ) -> None:
         self.settings = settings
         self.catalog = catalog or load_catalog()
-        self.images = ImageStore(settings)
+        self.images = engine.images if engine is not None else ImageStore(settings)
         self.engine = engine
 
     async def start(self) -> None:
@@ -50,7 +50,11 @@ class EmbeddedWorker:
 
     def health(self) -> dict[str, Any]:
         assert self.engine is not None
-        return {"admitted": self.engine.admitted, "sandboxes": self.engine.sandboxes.stats()}
+        return {
+            "admitted": self.engine.admitted,
+            "sandboxes": self.engine.sandboxes.stats(),
+            "driver": self.engine.driver.name,
+        }
 
     async def execute(self, payload: dict[str, Any], request_id: str) -> ExecutionResponse | None:
         """Run a native request; None when the engine is full (like a worker's 429)."""

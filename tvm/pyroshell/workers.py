@@ -62,14 +62,16 @@ class Worker:
     error: str = "not checked yet"
     checked_at: float = 0.0
     static: bool = True
+    driver: str = ""  # the isolation driver its health reported
 
     @property
     def load(self) -> int:
         return max(self.admitted, self.inflight)
 
     def describe(self) -> dict[str, Any]:
-        return {"url": self.url, "healthy": self.healthy, "admitted": self.admitted,
-                "sandboxes": self.sandboxes, "inflight": self.inflight,
+        return {"url": self.url, "healthy": self.healthy, "driver": self.driver or None,
+                "admitted": self.admitted, "sandboxes": self.sandboxes,
+                "inflight": self.inflight,
                 "error": None if self.healthy else self.error}  # fmt: skip
 
 
@@ -156,6 +158,7 @@ class WorkerPool:
             state = self.embedded.health()
             worker.healthy, worker.error = True, ""
             worker.admitted = state["admitted"]
+            worker.driver = state["driver"]
             worker.sandboxes = int(state["sandboxes"].get("sandboxes", 0))
             worker.checked_at = time.monotonic()
             return
@@ -166,6 +169,7 @@ class WorkerPool:
             worker.healthy = reply.status_code == 200
             worker.error = "" if worker.healthy else f"/health answered {reply.status_code}"
             worker.admitted = int(body.get("admitted", 0))
+            worker.driver = str(body.get("driver") or "")
             boxes = body.get("sandboxes", {})
             worker.sandboxes = int(boxes.get("sandboxes", 0)) if isinstance(boxes, dict) else 0
         except (httpx.HTTPError, ValueError) as exc:

@@ -1,0 +1,125 @@
+"""The namespace driver's zygotes: replaced in time, survivable, never shared state.
+
+Each image's sandboxes are forked from one zygote; these tests drive the real
+driver (real bubblewrap, namespaces and cgroups) through a zygote's life.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import pytest
+
+from tests.conftest import namespace_unavailable
+from tests.contract.test_drivers import LIMITS, _spec
+from tvm.config.settings import Settings
+from tvm.pyrovm.drivers import namespace
+from tvm.pyrovm.drivers.base import Sandbox
+from tvm.pyrovm.drivers.namespace import NamespaceDriver
+
+pytestmark = [pytest.mark.namespace]
+
+HASH = "print(hash('tvm'))"
+
+
+@pytest.fixture
+def driver(settings: Settings) -> NamespaceDriver:
+    reason = namespace_unavailable(settings)
+    if reason:
+        pytest.skip(reason)
+    return NamespaceDriver()
+
+
+async def run(box: Sandbox, code: str) -> str:
+    await box.write_files([("main.py", code.encode(), 0o644)])
+    reply = await box.run_stage("run", ["python3", "main.py"], b"", LIMITS, pyrun=True)
+    assert reply["status"] == "ok", reply
+    return str(reply["stdout"].decode()).strip()
+
+
+async def gone(pid: int, within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_a_zygote_is_replaced_after_its_age_and_its_sandboxes_live_on(
+    driver: NamespaceDriver, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(namespace, "ZYGOTE_MAX_AGE", 0.5)
+    spec = _spec(settings)
+    first = await driver.start(spec)
+    try:
+        old = driver._zygotes[spec.rootfs]
+        assert old.proc is not None
+        seed_before = await run(first, HASH)
+        await asyncio.sleep(0.6)
+        second = await driver.start(spec)
+        try:
+            new = driver._zygotes[spec.rootfs]
+            assert new is not old  # a fresh interpreter: a fresh hash secret
+            assert await run(second, HASH) != seed_before
+            # The old zygote waits for the sandboxes it made ...
+            await asyncio.sleep(0.3)
+            assert old.proc.returncode is None
+            assert await run(first, "print('still here')") == "still here"
+            await first.destroy()
+            # ... then goes, and so does its cgroup.
+            assert await gone(old.proc.pid)
+            deadline = time.monotonic() + 5
+            while any(d.exists() for d in old.cgroup.dirs.values()):
+                assert time.monotonic() < deadline, old.cgroup.dirs
+                await asyncio.sleep(0.05)
+        finally:
+            await second.destroy()
+    finally:
+        await first.destroy()
+        await driver.close()
+
+
+async def test_a_dead_zygote_is_started_again(driver: NamespaceDriver, settings: Settings) -> None:
+    spec = _spec(settings)
+    box = await driver.start(spec)
+    await box.destroy()
+    zygote = driver._zygotes[spec.rootfs]
+    assert zygote.proc is not None
+    os.kill(zygote.proc.pid, signal.SIGKILL)  # bwrap; the zygote dies with it
+    await zygote.proc.wait()
+    box = await driver.start(spec)
+    try:
+        assert driver._zygotes[spec.rootfs] is not zygote
+        assert await run(box, "print(6 * 7)") == "42"
+    finally:
+        await box.destroy()
+        await driver.close()
+    assert not any(d.exists() for d in zygote.cgroup.dirs.values())
+
+
+async def test_killing_a_sandbox_kills_everything_in_it(
+    driver: NamespaceDriver, settings: Settings
+) -> None:
+    spec = _spec(settings)
+    box = await driver.start(spec)
+    try:
+        code = (
+            "import os, time\n"
+            "if os.fork() == 0:\n"
+            "    os.setsid()\n"
+            "    time.sleep(300)\n"
+            "print('daemon left')\n"
+        )
+        assert await run(box, code) == "daemon left"
+        assert box.cgroup.pids()  # the agent (and its daemon, if the stage left it)
+    finally:
+        await box.destroy()
+    assert not box.cgroup.pids()
+    assert not any(d.exists() for d in box.cgroup.dirs.values())
+    await driver.close()
