@@ -41,9 +41,21 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _write(path: Path, value: str) -> None:
-    with open(path, "w") as fh:
-        fh.write(value)
+def _write(path: Path | str, value: str) -> None:
+    # os-level: this runs several times per execution (io.open costs 5x more).
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+
+
+def _read(path: Path | str) -> str:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 65536).decode()
+    finally:
+        os.close(fd)
 
 
 PROGRAM = "program"
@@ -62,7 +74,12 @@ class Cgroup:
         self.version = version
         self.dirs = dirs  # controller -> directory ("" for v2)
         for d in dirs.values():
-            (d / PROGRAM).mkdir(exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(f"{d}/{PROGRAM}")
+        mem, pids = self._dir("memory"), self._dir("pids")
+        # (memory dir, pids dir) as strings, for the sandbox and its program.
+        self._levels = ((f"{mem}", f"{pids}"), (f"{mem}/{PROGRAM}", f"{pids}/{PROGRAM}"))
+        self._written: dict[str, str] = {}  # file -> the value last written there
 
     @property
     def procs_files(self) -> list[Path]:
@@ -74,7 +91,8 @@ class Cgroup:
         return {(c or "unified"): d / PROGRAM / "cgroup.procs" for c, d in self.dirs.items()}
 
     def _dir(self, controller: str) -> Path:
-        return self.dirs["" if self.version == 2 else controller]
+        found = self.dirs.get("" if self.version == 2 else controller)
+        return found if found is not None else next(iter(self.dirs.values()))
 
     def set_limits(
         self,
@@ -84,39 +102,45 @@ class Cgroup:
         program_pids: int | None = None,
     ) -> None:
         """Limit the whole sandbox and, when given, the program inside it."""
-        self._set(self._dir("memory"), self._dir("pids"), memory_bytes, pids)
+        self._set(*self._levels[0], memory_bytes, pids)
         if program_memory_bytes is not None and program_pids is not None:
-            self._set(
-                self._dir("memory") / PROGRAM,
-                self._dir("pids") / PROGRAM,
-                program_memory_bytes,
-                program_pids,
-            )
+            self._set(*self._levels[1], program_memory_bytes, program_pids)
 
-    def _set(self, mem: Path, pids_dir: Path, memory_bytes: int, pids: int) -> None:
-        if self.version == 2:
-            d = mem
-            _write(d / "memory.max", str(memory_bytes))
-            with contextlib.suppress(OSError):
-                _write(d / "memory.swap.max", "0")
-            _write(d / "pids.max", str(pids))
+    def _put(self, path: str, value: str, optional: bool = False) -> None:
+        """Write ``value`` unless it is what this object last wrote there."""
+        if self._written.get(path) == value:
             return
-        memsw = mem / "memory.memsw.limit_in_bytes"
+        try:
+            _write(path, value)
+        except OSError:
+            if not optional:
+                raise
+            return
+        self._written[path] = value
+
+    def _set(self, mem: str, pids_dir: str, memory_bytes: int, pids: int) -> None:
+        if self.version == 2:
+            self._put(f"{mem}/memory.max", str(memory_bytes))
+            self._put(f"{mem}/memory.swap.max", "0", optional=True)
+            self._put(f"{pids_dir}/pids.max", str(pids))
+            return
+        limit, memsw = f"{mem}/memory.limit_in_bytes", f"{mem}/memory.memsw.limit_in_bytes"
         # memsw must stay >= limit: order the two writes accordingly.
         try:
-            current = int((mem / "memory.limit_in_bytes").read_text())
+            current = int(self._written.get(limit) or _read(limit))
         except (OSError, ValueError):
             current = 0
-        if memsw.exists() and memory_bytes > current:
-            _write(memsw, str(memory_bytes))
-        _write(mem / "memory.limit_in_bytes", str(memory_bytes))
-        if memsw.exists() and memory_bytes <= current:
-            _write(memsw, str(memory_bytes))
-        _write(pids_dir / "pids.max", str(pids))
+        has_memsw = self._written.get(memsw) is not None or os.path.exists(memsw)
+        if has_memsw and memory_bytes > current:
+            self._put(memsw, str(memory_bytes))
+        self._put(limit, str(memory_bytes))
+        if has_memsw and memory_bytes <= current:
+            self._put(memsw, str(memory_bytes))
+        self._put(f"{pids_dir}/pids.max", str(pids))
 
-    def _peak_file(self) -> Path:
+    def _peak_file(self) -> str:
         name = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"
-        return self._dir("memory") / PROGRAM / name
+        return f"{self._levels[1][0]}/{name}"
 
     def reset_program_peak(self) -> None:
         """Start measuring the program's peak memory afresh (v2: kernels >= 6.12)."""
@@ -126,23 +150,23 @@ class Cgroup:
     def program_peak_kb(self) -> int | None:
         """The most memory the program's cgroup has been charged since the reset."""
         try:
-            return int(self._peak_file().read_text()) // 1024
+            return int(_read(self._peak_file())) // 1024
         except (OSError, ValueError):
             return None
 
     def oom_kills(self) -> int:
         """OOM kills inside the sandbox (the program's child cgroup included)."""
-        return self._oom_kills(self._dir("memory")) + self._oom_kills(self._dir("memory") / PROGRAM)
+        return self._oom_kills(self._levels[0][0]) + self._oom_kills(self._levels[1][0])
 
-    def _oom_kills(self, d: Path) -> int:
+    def _oom_kills(self, d: str) -> int:
         name = "memory.events" if self.version == 2 else "memory.oom_control"
         try:
-            for line in (d / name).read_text().splitlines():
+            for line in _read(f"{d}/{name}").splitlines():
                 key, _, value = line.partition(" ")
                 if key == "oom_kill":
                     return int(value)
             if self.version == 1:
-                return int((d / "memory.failcnt").read_text())
+                return int(_read(f"{d}/memory.failcnt"))
         except (OSError, ValueError):
             pass
         return 0
@@ -151,7 +175,7 @@ class Cgroup:
         found: set[int] = set()
         for procs in self.procs_files + list(self.program_procs_files.values()):
             with contextlib.suppress(OSError, ValueError):
-                found.update(int(p) for p in procs.read_text().split())
+                found.update(int(p) for p in _read(procs).split())
         return sorted(found)
 
     def remove(self) -> None:
@@ -166,10 +190,10 @@ class Cgroup:
                     os.kill(pid, 9)
             for d in self.dirs.values():
                 with contextlib.suppress(OSError):  # gone already, or not empty yet
-                    (d / PROGRAM).rmdir()
+                    os.rmdir(f"{d}/{PROGRAM}")
                 with contextlib.suppress(OSError):
-                    d.rmdir()
-            if not any(d.exists() for d in self.dirs.values()):
+                    os.rmdir(d)
+            if not any(os.path.exists(d) for d in self.dirs.values()):
                 return
             time.sleep(0.01)
 
@@ -221,7 +245,8 @@ class CgroupManager:
         name = f"{os.getpid()}-{name}"
         dirs = {c: d / name for c, d in self.base.items()}
         for d in dirs.values():
-            d.mkdir(exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(d)
         return Cgroup(self.version, dirs)
 
     def remove_orphans(self) -> int:
