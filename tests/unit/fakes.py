@@ -62,6 +62,8 @@ class FakeSandbox(Sandbox):
                 self.files[item["path"]] = base64.b64decode(item["data"])
             reply: dict[str, Any] = {"type": "ok"}
         elif kind == "stage":
+            for item in message.get("files", []):
+                self.files[item["path"]] = base64.b64decode(item["data"])
             if self.gate is not None:
                 await self.gate.wait()
             reply = self.behaviour(message, self)

@@ -164,6 +164,7 @@ class Engine:
             b"",
             job.compile_limits,
             last=last,
+            files=job.files,
         )
         response.compile = stage_result(reply, job.output_encoding)
         if response.compile.status != "ok":
@@ -174,8 +175,8 @@ class Engine:
     async def _single(self, job: Job, response: ExecutionResponse) -> None:
         case = job.cases[0]
         async with self.sandboxes.sandbox(job.language) as sandbox:
-            await sandbox.write_files(job.files)
-            if job.language.compiled and not await self._compile(sandbox, job, response, False):
+            compiled = job.language.compiled
+            if compiled and not await self._compile(sandbox, job, response, False):
                 return
             reply = await sandbox.run_stage(
                 "run",
@@ -183,6 +184,7 @@ class Engine:
                 case.stdin,
                 job.run_limits,
                 pyrun=job.language.prestarted and self.settings.prestart,
+                files=None if compiled else job.files,
             )
         response.run = stage_result(reply, job.output_encoding)
         response.status = response.run.status
@@ -191,7 +193,6 @@ class Engine:
         archive: bytes | None = None
         if job.language.compiled:
             async with self.sandboxes.sandbox(job.language) as sandbox:
-                await sandbox.write_files(job.files)
                 if not await self._compile(sandbox, job, response, True):
                     return
                 archive = await sandbox.archive()
@@ -213,14 +214,13 @@ class Engine:
         async with self.sandboxes.sandbox(job.language) as sandbox:
             if archive is not None:
                 await sandbox.unpack(archive)
-            else:
-                await sandbox.write_files(job.files)
             reply = await sandbox.run_stage(
                 "run",
                 run_argv(job.language, case.args),
                 case.stdin,
                 job.run_limits,
                 pyrun=job.language.prestarted and self.settings.prestart,
+                files=None if archive is not None else job.files,
             )
         result = stage_result(reply, job.output_encoding)
         text = reply["stdout"].decode(errors="replace")

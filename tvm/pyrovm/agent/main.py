@@ -115,7 +115,7 @@ class Agent:
         while data:
             data = data[os.write(self.wfd, data) :]
 
-    def serve(self) -> None:
+    def serve(self, initialized: bool = False) -> None:
         self.send(
             {
                 "type": "hello",
@@ -123,6 +123,7 @@ class Agent:
                 "python": sys.version.split()[0],
                 "pyrun": self.baseline is not None,
                 "pid": os.getpid(),
+                "initialized": initialized,
             }
         )
         while True:
@@ -180,6 +181,8 @@ class Agent:
         argv = list(message["argv"])
         if not argv:
             raise ValueError("empty argv")
+        if message.get("files"):  # written first, in the same round trip
+            self.on_files(message)
         pyrun_args = None
         if message.get("pyrun") and self.baseline is not None:
             # argv is [python3, script, args...]: run the script in a forked child.
@@ -242,7 +245,9 @@ class _as_user:
         os.setresgid(-1, 0, -1)
 
 
-def main(baseline: set[str] | None = None) -> None:
+def main(baseline: set[str] | None = None, init: dict | None = None) -> None:
+    """Serve the channel on fds 0/1. ``init``: the ``init`` request, when the
+    driver could hand it over at start (the hello then says it is done)."""
     # Keep the channel on private descriptors; 0 and 1 become /dev/null.
     rfd = os.dup(0)
     wfd = os.dup(1)
@@ -258,7 +263,10 @@ def main(baseline: set[str] | None = None) -> None:
     try:
         if "/.tvm" in sys.path:
             sys.path.remove("/.tvm")
-        Agent(rfd, wfd, baseline).serve()
+        agent = Agent(rfd, wfd, baseline)
+        if init is not None:
+            agent.on_init(init)
+        agent.serve(initialized=init is not None)
     except protocol.ProtocolError as exc:
         print(f"tvm-agent: {exc}", file=sys.stderr)
         sys.exit(2)

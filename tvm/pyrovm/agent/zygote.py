@@ -242,7 +242,7 @@ class Zygote:
         _capset(AGENT_CAPS)
         _load_seccomp(self.seccomp)
         try:
-            agent_main.main(self.baseline)
+            agent_main.main(self.baseline, request.get("init"))
         finally:
             sys.stdout.flush()
 

@@ -151,10 +151,17 @@ class Sandbox(ABC):
             raise AgentError(
                 f"agent speaks {hello!r}, expected protocol {protocol.PROTOCOL_VERSION}"
             )
-        await self.call(
-            {"type": "init", "uid": self.spec.uid, "gid": self.spec.uid, "stages": self.spec.stages}
-        )
+        if not hello.get("initialized"):  # else the driver handed it over at start
+            await self.call(self.init_message())
         return hello
+
+    def init_message(self) -> dict[str, Any]:
+        return {
+            "type": "init",
+            "uid": self.spec.uid,
+            "gid": self.spec.uid,
+            "stages": self.spec.stages,
+        }
 
     async def ready(
         self, timeout: float, connect: Callable[[], Awaitable[None]] | None = None
@@ -176,11 +183,7 @@ class Sandbox(ABC):
         return self
 
     async def write_files(self, files: list[tuple[str, bytes, int]]) -> None:
-        payload = [
-            {"path": path, "data": base64.b64encode(data).decode(), "mode": mode}
-            for path, data, mode in files
-        ]
-        await self.call({"type": "files", "files": payload})
+        await self.call({"type": "files", "files": file_list(files)})
 
     async def run_stage(
         self,
@@ -190,26 +193,29 @@ class Sandbox(ABC):
         limits: StageLimits,
         pyrun: bool = False,
         last: bool = True,
+        files: list[tuple[str, bytes, int]] | None = None,
     ) -> dict[str, Any]:
         """Run one stage; returns the agent's measurements (outputs decoded to bytes).
 
         ``pyrun``: argv is ``[python3, script, *args]`` and the agent may run the
         script in a forked child of its own interpreter (no second start-up).
         ``last``: no stage follows, so the agent prepares no runner for one.
+        ``files``: written first, in the same round trip (as :meth:`write_files`).
         """
         await self.apply_limits(limits)
         oom_before = self.oom_kills()
-        reply = await self.call(
-            {
-                "type": "stage",
-                "name": name,
-                "argv": argv,
-                "stdin": base64.b64encode(stdin).decode(),
-                "limits": limit_dict(limits),
-                "pyrun": pyrun,
-                "last": last,
-            }
-        )
+        message = {
+            "type": "stage",
+            "name": name,
+            "argv": argv,
+            "stdin": base64.b64encode(stdin).decode(),
+            "limits": limit_dict(limits),
+            "pyrun": pyrun,
+            "last": last,
+        }
+        if files:
+            message["files"] = file_list(files)
+        reply = await self.call(message)
         reply["stdout"] = base64.b64decode(reply["stdout"])
         reply["stderr"] = base64.b64decode(reply["stderr"])
         reply["output"] = base64.b64decode(reply.get("output", ""))
@@ -333,6 +339,14 @@ class Driver(ABC):
 
     async def close(self) -> None:
         """Release driver-wide resources (called at service shutdown)."""
+
+
+def file_list(files: list[tuple[str, bytes, int]]) -> list[dict[str, Any]]:
+    """Files as the agent's ``files`` field carries them."""
+    return [
+        {"path": path, "data": base64.b64encode(data).decode(), "mode": mode}
+        for path, data, mode in files
+    ]
 
 
 def limit_dict(limits: StageLimits) -> dict[str, int]:

@@ -180,11 +180,12 @@ class GVisorSandbox(PipeSandbox):
         limits: StageLimits,
         pyrun: bool = False,
         last: bool = True,
+        files: list[tuple[str, bytes, int]] | None = None,
     ) -> dict[str, Any]:
         oom_before = self.oom_kills()
         started = time.monotonic()
         try:
-            return await super().run_stage(name, argv, stdin, limits, pyrun, last)
+            return await super().run_stage(name, argv, stdin, limits, pyrun, last, files)
         except AgentError:
             if self.oom_kills() <= oom_before:
                 raise

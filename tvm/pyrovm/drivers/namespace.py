@@ -382,6 +382,7 @@ class NamespaceDriver(Driver):
                 "tmp_bytes": spec.tmp_mb * mb,
                 "shm_bytes": SHM_MB * mb,
                 "cgroups": len(cgroup.procs_files),
+                "init": sandbox.init_message(),  # no round trip for it after the hello
             }
             _, pidfds = await zygote.request(request, fds)
             sandbox.pidfd = pidfds[0]
