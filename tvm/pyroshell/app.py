@@ -90,7 +90,8 @@ async def run_native(
     await gw.gate.admit(who)
     started = time.perf_counter()
     async with gw.gate.limiter.running(who):
-        outcome = await gw.pool.execute(body.model_dump(mode="json", exclude_none=True), request_id)
+        payload = body.model_dump(mode="json", exclude_none=True)
+        outcome = await gw.pool.execute(payload, request_id, job=job)
     metrics.EXECUTIONS.labels(job.language.name, outcome_of(outcome)).inc()
     metrics.EXECUTION_LATENCY.labels(job.language.name).observe(time.perf_counter() - started)
     if isinstance(outcome, Lost):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from tvm.api import CodeExecutionRequest, ExecutionResponse, build_job
+from tvm.api import CodeExecutionRequest, ExecutionResponse, Job, build_job
 from tvm.config.catalog import Catalog, load_catalog
 from tvm.config.settings import Settings
 from tvm.errors import CapacityError, NotFound
@@ -56,10 +56,15 @@ class EmbeddedWorker:
             "driver": self.engine.driver.name,
         }
 
-    async def execute(self, payload: dict[str, Any], request_id: str) -> ExecutionResponse | None:
-        """Run a native request; None when the engine is full (like a worker's 429)."""
+    async def execute(
+        self, payload: dict[str, Any], request_id: str, job: Job | None = None
+    ) -> ExecutionResponse | None:
+        """Run a native request (``job``: already validated from it); None when
+        the engine is full (like a worker's 429)."""
         assert self.engine is not None
-        job = build_job(CodeExecutionRequest.model_validate(payload), self.settings, self.catalog)
+        if job is None:
+            request = CodeExecutionRequest.model_validate(payload)
+            job = build_job(request, self.settings, self.catalog)
         job.request_id = request_id
         try:
             return await self.engine.execute(job)

@@ -33,7 +33,7 @@ from typing import Any
 
 import httpx
 
-from tvm.api import ExecutionResponse
+from tvm.api import ExecutionResponse, Job
 from tvm.config.settings import Settings
 from tvm.errors import CapacityError, ImageNotBuilt, RequestError, TVMError
 from tvm.pyroshell.embedded import URL as EMBEDDED
@@ -232,9 +232,14 @@ class WorkerPool:
         raise CapacityError("no healthy worker; retry later", retry_after=2, status_code=503)
 
     async def execute(
-        self, payload: dict[str, Any], request_id: str, on_send: OnSend | None = None
+        self,
+        payload: dict[str, Any],
+        request_id: str,
+        on_send: OnSend | None = None,
+        job: Job | None = None,
     ) -> ExecutionResponse | Lost:
-        """Run a native request on some worker (see the module docstring for the rules)."""
+        """Run a native request on some worker (see the module docstring for the rules).
+        ``job``: the payload already validated, which the embedded worker then uses."""
         deadline = time.monotonic() + self.settings.dispatch_wait_seconds
         refused: set[str] = set()
         pause = 0.05
@@ -256,30 +261,35 @@ class WorkerPool:
                 refused.clear()
                 continue
             worker = candidates[0]
-            outcome = await self._send(worker, payload, request_id, on_send)
+            outcome = await self._send(worker, payload, request_id, on_send, job)
             if outcome is None:
                 refused.add(worker.url)
                 continue
             return outcome
 
     async def _send(
-        self, worker: Worker, payload: dict[str, Any], request_id: str, on_send: OnSend | None
+        self,
+        worker: Worker,
+        payload: dict[str, Any],
+        request_id: str,
+        on_send: OnSend | None,
+        job: Job | None = None,
     ) -> ExecutionResponse | Lost | None:
         """One attempt; None when the worker refused before starting the job."""
         if on_send is not None:
             await on_send(worker.url, True)
-        refused = await self._post(worker, payload, request_id)
+        refused = await self._post(worker, payload, request_id, job)
         if refused is None and on_send is not None:
             await on_send(worker.url, False)
         return refused
 
     async def _post(
-        self, worker: Worker, payload: dict[str, Any], request_id: str
+        self, worker: Worker, payload: dict[str, Any], request_id: str, job: Job | None = None
     ) -> ExecutionResponse | Lost | None:
         if worker.url == EMBEDDED and self.embedded is not None:
             worker.inflight += 1
             try:
-                answer = await self.embedded.execute(payload, request_id)
+                answer = await self.embedded.execute(payload, request_id, job)
             finally:
                 worker.inflight -= 1
             if answer is None:  # full: as a worker's 429
