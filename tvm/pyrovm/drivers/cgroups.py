@@ -180,22 +180,30 @@ class Cgroup:
 
     def remove(self) -> None:
         """Kill what is left inside and remove the directories. Idempotent."""
+        for _ in range(100):
+            if self.try_remove():
+                return
+            time.sleep(0.01)
+
+    def try_remove(self) -> bool:
+        """One attempt of :meth:`remove`; True when the directories are gone."""
         if self.version == 2:
             with contextlib.suppress(OSError):
                 _write(self.dirs[""] / "cgroup.kill", "1")
-        for _ in range(100):
-            pids = self.pids()
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, 9)
-            for d in self.dirs.values():
-                with contextlib.suppress(OSError):  # gone already, or not empty yet
+        for pid in self.pids():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, 9)
+        gone = True
+        for d in self.dirs.values():
+            with contextlib.suppress(FileNotFoundError):
+                try:
                     os.rmdir(f"{d}/{PROGRAM}")
-                with contextlib.suppress(OSError):
                     os.rmdir(d)
-            if not any(os.path.exists(d) for d in self.dirs.values()):
-                return
-            time.sleep(0.01)
+                except FileNotFoundError:
+                    os.rmdir(d)
+                except OSError:  # not empty yet
+                    gone = False
+        return gone
 
 
 class CgroupManager:

@@ -121,20 +121,29 @@ class NamespaceSandbox(StreamSandbox):
         self.destroyed = True
         if self.writer is not None:
             self.writer.close()
-        if self.pidfd is not None:
-            # The agent (pid 1 of the sandbox) dies with its holder, and the
-            # kernel kills everything else in its pid namespace with it.
-            with contextlib.suppress(ProcessLookupError):
-                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
-            os.close(self.pidfd)
-            self.pidfd = None
         if self.stderr_fd is not None:
             os.close(self.stderr_fd)
             self.stderr_fd = None
+        if self.pidfd is not None:
+            # The agent is pid 1 of the sandbox: the kernel kills everything
+            # else in its pid namespace, and waits for it, before the agent
+            # itself is gone (its pidfd then reads as ready).
+            pidfd, self.pidfd = self.pidfd, None
+            try:
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(_readable(asyncio.get_running_loop(), pidfd), 2.0)
+            finally:
+                os.close(pidfd)
+            for _ in range(3):  # usually empty at once: no thread needed
+                if self.cgroup.try_remove():
+                    return
+                await asyncio.sleep(0.002)
         await asyncio.to_thread(self.cgroup.remove)
 
 
-async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket | int) -> None:
     ready = loop.create_future()
 
     def wake() -> None:
