@@ -123,3 +123,22 @@ async def test_killing_a_sandbox_kills_everything_in_it(
     assert not box.cgroup.pids()
     assert not any(d.exists() for d in box.cgroup.dirs.values())
     await driver.close()
+
+
+async def test_sandboxes_of_one_zygote_draw_different_random_numbers(
+    driver: NamespaceDriver, settings: Settings
+) -> None:
+    """Forked from one interpreter, yet no shared random state: `random` seeds
+    itself in each program (it is not among the pre-started modules)."""
+    spec = _spec(settings)
+    code = "import random, os, uuid\nprint(random.random(), os.urandom(8).hex(), uuid.uuid4())"
+    boxes = [await driver.start(spec) for _ in range(3)]
+    try:
+        assert len({id(driver._zygotes[spec.rootfs])}) == 1
+        draws = [await run(box, code) for box in boxes]
+        for i, words in enumerate(zip(*(d.split() for d in draws), strict=True)):
+            assert len(set(words)) == 3, (i, draws)
+    finally:
+        for box in boxes:
+            await box.destroy()
+        await driver.close()
