@@ -85,6 +85,32 @@ async def test_a_zygote_is_replaced_after_its_age_and_its_sandboxes_live_on(
         await driver.close()
 
 
+async def test_a_successor_is_ready_before_a_zygote_is_too_old(
+    driver: NamespaceDriver, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(namespace, "ZYGOTE_MAX_AGE", 1.0)
+    spec = _spec(settings)
+    first = await driver.start(spec)
+    old = driver._zygotes[spec.rootfs]
+    await asyncio.sleep(0.85)  # past 80% of its age: the next start begins a successor
+    second = await driver.start(spec)
+    try:
+        assert driver._zygotes[spec.rootfs] is old or spec.rootfs in driver._renewing
+        deadline = time.monotonic() + 10
+        while spec.rootfs in driver._renewing:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        new = driver._zygotes[spec.rootfs]
+        assert new is not old and new.usable
+        # Both sandboxes of the old zygote still work; then it goes.
+        assert await run(first, "print(1)") == "1" and await run(second, "print(2)") == "2"
+    finally:
+        await first.destroy()
+        await second.destroy()
+    assert old.proc is not None and await gone(old.proc.pid)
+    await driver.close()
+
+
 async def test_a_dead_zygote_is_started_again(driver: NamespaceDriver, settings: Settings) -> None:
     spec = _spec(settings)
     box = await driver.start(spec)

@@ -171,12 +171,16 @@ class Zygote:
         self._log_task: asyncio.Task[None] | None = None
 
     @property
+    def age(self) -> float:
+        return time.monotonic() - self.started
+
+    @property
     def usable(self) -> bool:
         return (
             self.sock is not None
             and self.proc is not None
             and self.proc.returncode is None
-            and time.monotonic() - self.started < ZYGOTE_MAX_AGE
+            and self.age < ZYGOTE_MAX_AGE
         )
 
     async def launch(self, argv: list[str], seccomp_filter: bytes) -> None:
@@ -277,6 +281,7 @@ class NamespaceDriver(Driver):
         self._zygotes: dict[Path, Zygote] = {}
         self._retired: set[asyncio.Task[None]] = set()
         self._launching: dict[Path, asyncio.Lock] = {}
+        self._renewing: dict[Path, asyncio.Task[None]] = {}
 
     @classmethod
     def probe(cls) -> Availability:
@@ -335,32 +340,52 @@ class NamespaceDriver(Driver):
         ]  # fmt: skip
 
     async def zygote(self, rootfs: Path) -> Zygote:
-        """This image's zygote, started (or replaced) if need be."""
+        """This image's zygote, started (or replaced) if need be. A successor
+        is started in the background as a zygote nears its age, so that no
+        sandbox waits for one."""
         current = self._zygotes.get(rootfs)
         if current is not None and current.usable:
+            if current.age > ZYGOTE_MAX_AGE * 0.8 and rootfs not in self._renewing:
+                self._renewing[rootfs] = asyncio.create_task(self._renew(rootfs))
             return current
         async with self._launching.setdefault(rootfs, asyncio.Lock()):
             current = self._zygotes.get(rootfs)
             if current is not None and current.usable:
                 return current
-            if current is not None:
-                self._retire(current)
-                del self._zygotes[rootfs]
-            if rootfs not in self._agent_dirs:
-                await asyncio.to_thread(self.agent_dir, rootfs)
-            cgroup = await asyncio.to_thread(self.cgroups.create, f"zygote-{uuid.uuid4().hex[:8]}")
-            cgroup.set_limits(ZYGOTE_MEMORY_MB << 20, ZYGOTE_PIDS)
-            zygote = Zygote(rootfs, cgroup)
-            argv = ["/bin/sh", "-c", ENTER, "sh", *map(str, cgroup.procs_files), "--"]
-            try:
-                await asyncio.wait_for(
-                    zygote.launch(argv + self.zygote_args(rootfs), self.filter), HANDSHAKE_TIMEOUT
-                )
-            except BaseException:
-                await zygote.close(0)
-                raise
-            self._zygotes[rootfs] = zygote
+            zygote = await self._launch(rootfs)
+            self._install(rootfs, zygote)
             return zygote
+
+    async def _renew(self, rootfs: Path) -> None:
+        try:
+            async with self._launching.setdefault(rootfs, asyncio.Lock()):
+                self._install(rootfs, await self._launch(rootfs))
+        except Exception as exc:  # the current one serves on; the next request retries
+            log.warning("cannot start a new zygote for %s: %s", rootfs.parent.name, exc)
+        finally:
+            self._renewing.pop(rootfs, None)
+
+    def _install(self, rootfs: Path, zygote: Zygote) -> None:
+        old = self._zygotes.get(rootfs)
+        self._zygotes[rootfs] = zygote
+        if old is not None:
+            self._retire(old)
+
+    async def _launch(self, rootfs: Path) -> Zygote:
+        if rootfs not in self._agent_dirs:
+            await asyncio.to_thread(self.agent_dir, rootfs)
+        cgroup = await asyncio.to_thread(self.cgroups.create, f"zygote-{uuid.uuid4().hex[:8]}")
+        cgroup.set_limits(ZYGOTE_MEMORY_MB << 20, ZYGOTE_PIDS)
+        zygote = Zygote(rootfs, cgroup)
+        argv = ["/bin/sh", "-c", ENTER, "sh", *map(str, cgroup.procs_files), "--"]
+        try:
+            await asyncio.wait_for(
+                zygote.launch(argv + self.zygote_args(rootfs), self.filter), HANDSHAKE_TIMEOUT
+            )
+        except BaseException:
+            await zygote.close(0)
+            raise
+        return zygote
 
     def _retire(self, zygote: Zygote) -> None:
         zygote.retire()
@@ -407,6 +432,10 @@ class NamespaceDriver(Driver):
         return await sandbox.ready(HANDSHAKE_TIMEOUT)
 
     async def close(self) -> None:
+        for task in list(self._renewing.values()):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         zygotes = list(self._zygotes.values())
         self._zygotes.clear()
         await asyncio.gather(*(z.close(2.0) for z in zygotes), *self._retired)
