@@ -13,11 +13,14 @@ into ``<own>/service`` so that controllers can be enabled for ``<own>``.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 from pathlib import Path
 
 from tvm.errors import DriverUnavailable
+
+log = logging.getLogger("tvm.pyrovm.cgroups")
 
 V1_CONTROLLERS = ("memory", "pids")
 
@@ -178,12 +181,20 @@ class Cgroup:
                 found.update(int(p) for p in _read(procs).split())
         return sorted(found)
 
-    def remove(self) -> None:
-        """Kill what is left inside and remove the directories. Idempotent."""
-        for _ in range(100):
-            if self.try_remove():
+    def remove(self, patience: float = 20.0) -> None:
+        """Kill what is left inside and remove the directories. Idempotent.
+
+        Blocks (run it in a thread) until the processes inside are gone: under
+        load, a killed sandbox (a gVisor Sentry above all) can take seconds."""
+        deadline = time.monotonic() + patience
+        pause = 0.005
+        while not self.try_remove():
+            if time.monotonic() > deadline:
+                log.warning("cgroup %s still busy after %gs: left for the next start",
+                            next(iter(self.dirs.values())), patience)  # fmt: skip
                 return
-            time.sleep(0.01)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.25)
 
     def try_remove(self) -> bool:
         """One attempt of :meth:`remove`; True when the directories are gone."""
