@@ -245,3 +245,35 @@ async def test_a_silent_agent_is_an_agent_error_and_the_sandbox_is_destroyed() -
     with pytest.raises(AgentError, match="did not answer within 0.05 s"):
         await sandbox.ready(0.05)  # the fake never says hello
     assert sandbox.destroyed
+
+
+@pytest.mark.parametrize(
+    "names",
+    [["main.c"], ["b.c", "a.c", "x.h"], ["main.cpp", "lib/util.cpp", ".hidden.c"], ["My Prog.rs"]],
+)
+def test_compile_commands_without_a_shell_expand_as_sh_does(
+    names: list[str], tmp_path: Path
+) -> None:
+    """Every catalog compile command the engine runs without ``sh`` gets the
+    argv that ``sh -c COMMAND compile NAMES...`` would give it."""
+    import subprocess
+
+    from tvm.pyrovm.engine import plain_argv
+
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("")
+    commands = {lang.compile for lang in load_catalog() if lang.compile}
+    commands |= {"cc -o a.out *.zz", "cc [ab].c", "cc *", "cc .*.c", 'cc "$@" "$1"'}
+    direct = 0
+    for command in sorted(commands):
+        argv = plain_argv(command, names)
+        if argv is None:
+            continue
+        direct += 1
+        shell = subprocess.run(
+            ["/bin/sh", "-c", f"printf '%s\\n' {command}", "compile", *names],
+            cwd=tmp_path, capture_output=True, text=True, check=True,
+        ).stdout.splitlines()  # fmt: skip
+        assert argv == shell, command
+    assert direct >= 10  # most commands need no shell
