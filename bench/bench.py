@@ -8,7 +8,8 @@ Measured, interleaved run by run so that machine noise hits every method alike:
 * http       ``POST /api/v2/execute`` on a real ``tvm start`` service
 
 then throughput with 1, 2, 4 and 8 concurrent clients, C compile+run against
-bare ``gcc`` + run, the service's own overhead per request, and every other
+the catalog's C compile command (``gcc ... *.c -lm``, through sh) + run as bare
+processes, the service's own overhead per request, and every other
 usable driver. Prints a table, saves JSON under bench/results/.
 """
 
@@ -44,6 +45,7 @@ from tvm.pyrovm.engine import Engine  # noqa: E402
 from tvm.pyrovm.images import ImageStore  # noqa: E402
 
 PRINT1 = "print(1)"
+C_VERSION = "12"  # bookworm's gcc, the host's own
 C_HELLO = '#include <stdio.h>\nint main(void) { puts("hello"); return 0; }\n'
 
 Probe = Callable[[], Awaitable[None]]
@@ -162,12 +164,17 @@ class Bench:
         with tempfile.TemporaryDirectory(prefix="tvmbench") as tmp:
             Path(tmp, "main.c").write_text(C_HELLO)
 
+            # The bare side runs the very command the catalog compiles C with,
+            # through sh as it is written (globs, -lm and all): the same work.
+            command = self.catalog.resolve("c", C_VERSION).compile
+            assert command is not None
+
             async def bare() -> None:
-                await run_process("gcc", "-O2", "-pipe", "-o", "a.out", "main.c", cwd=tmp)
+                await run_process("/bin/sh", "-c", command, "compile", "main.c", cwd=tmp)
                 await run_process("./a.out", cwd=tmp)
 
             files = [{"name": "main.c", "content": C_HELLO}]
-            body = {"language": "c", "version": "12", "files": files}
+            body = {"language": "c", "version": C_VERSION, "files": files}
 
             async def http() -> None:
                 reply = await engine_client.post("/api/v2/execute", json=body)
