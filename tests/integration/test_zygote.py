@@ -168,3 +168,54 @@ async def test_sandboxes_of_one_zygote_draw_different_random_numbers(
         for box in boxes:
             await box.destroy()
         await driver.close()
+
+
+async def test_sandboxes_asked_for_while_their_zygote_is_replaced_are_all_whole(
+    driver: NamespaceDriver, settings: Settings
+) -> None:
+    """A request in flight when its zygote is replaced is still answered; the
+    ones queued behind it go to the successor: none fails, none gets another
+    request's sandbox."""
+    spec = _spec(settings)
+    await (await driver.start(spec)).destroy()
+    zygote = driver._zygotes[spec.rootfs]
+    tasks = [asyncio.create_task(driver.start(spec)) for _ in range(5)]
+    while not zygote.lock.locked():  # one request out, four queued behind it
+        await asyncio.sleep(0)
+    zygote.retire()  # what a successor's arrival does
+    boxes = await asyncio.wait_for(asyncio.gather(*tasks), 30)
+    try:
+        assert driver._zygotes[spec.rootfs] is not zygote
+        for i, box in enumerate(boxes):
+            await run(box, f"open('/tmp/mine', 'w').write('{i}')")
+        for i, box in enumerate(boxes):
+            assert await run(box, "print(open('/tmp/mine').read())") == str(i)
+    finally:
+        for box in boxes:
+            await box.destroy()
+        await driver.close()
+    assert zygote.proc is not None and await gone(zygote.proc.pid)
+
+
+async def test_a_cancelled_request_retires_its_zygote(
+    driver: NamespaceDriver, settings: Settings
+) -> None:
+    """A reply nobody waits for must never be read as the next request's."""
+    spec = _spec(settings)
+    box = await driver.start(spec)
+    await box.destroy()
+    zygote = driver._zygotes[spec.rootfs]
+    task = asyncio.create_task(driver.start(spec))
+    while not zygote.lock.locked():  # the request is out, its reply not read yet
+        await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert zygote.retiring and zygote.sock is None
+    box = await driver.start(spec)
+    try:
+        assert driver._zygotes[spec.rootfs] is not zygote
+        assert await run(box, "print(7)") == "7"
+    finally:
+        await box.destroy()
+        await driver.close()

@@ -157,6 +157,10 @@ async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket | int) 
         loop.remove_reader(sock)
 
 
+class ZygoteGone(SandboxError):
+    """The zygote asked takes no more requests (replaced, or out of step)."""
+
+
 class Zygote:
     """One image's zygote process, as the worker sees it."""
 
@@ -167,6 +171,7 @@ class Zygote:
         self.sock: socket.socket | None = None
         self.started = time.monotonic()
         self.lock = asyncio.Lock()
+        self.retiring = False
         self.stderr = bytearray()
         self._log_task: asyncio.Task[None] | None = None
 
@@ -178,6 +183,7 @@ class Zygote:
     def usable(self) -> bool:
         return (
             self.sock is not None
+            and not self.retiring
             and self.proc is not None
             and self.proc.returncode is None
             and self.age < ZYGOTE_MAX_AGE
@@ -220,21 +226,31 @@ class Zygote:
     async def request(
         self, message: dict[str, object], fds: list[int] | None = None
     ) -> tuple[dict[str, object], list[int]]:
-        """One request and its reply (with the descriptors it carries)."""
-        if self.sock is None:
-            raise SandboxError(f"zygote for {self.rootfs} is closed")
+        """One request and its reply (with the descriptors it carries).
+        :class:`ZygoteGone` if this zygote takes no more requests."""
         loop = asyncio.get_running_loop()
         async with self.lock:
+            sock = self.sock
+            if sock is None or (self.retiring and message["type"] == "fork"):
+                raise ZygoteGone(f"zygote for {self.rootfs} is retired")
+            answered = False
             try:
-                socket.send_fds(self.sock, [json.dumps(message).encode()], fds or [])
+                socket.send_fds(sock, [json.dumps(message).encode()], fds or [])
                 while True:
                     try:
-                        data, rfds, _, _ = socket.recv_fds(self.sock, 65536, 1)
+                        data, rfds, _, _ = socket.recv_fds(sock, 65536, 1)
                         break
                     except BlockingIOError:
-                        await _readable(loop, self.sock)
+                        await _readable(loop, sock)
+                answered = True
             except OSError as exc:
                 raise SandboxError(f"zygote for {self.rootfs} failed: {exc}; {self.why()}") from exc
+            finally:
+                # Unanswered (cancelled, failed): its reply must never be read
+                # as the next request's, so this zygote takes no more.
+                if not answered or self.retiring:
+                    self.retiring = True
+                    self._close_socket()
         if not data:
             raise SandboxError(f"zygote for {self.rootfs} exited; {self.why()}")
         reply = json.loads(data)
@@ -250,7 +266,13 @@ class Zygote:
         return f"bwrap exited {code}: {text}" if code is not None or text else "no diagnostics"
 
     def retire(self) -> None:
-        """Take no more sandboxes; the zygote exits once its sandboxes are gone."""
+        """Take no more sandboxes; the zygote exits once its sandboxes are gone.
+        A request in flight still gets its answer (its socket closes after)."""
+        self.retiring = True
+        if not self.lock.locked():
+            self._close_socket()
+
+    def _close_socket(self) -> None:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
@@ -397,7 +419,6 @@ class NamespaceDriver(Driver):
     async def start(self, spec: SandboxSpec) -> Sandbox:
         if not (spec.rootfs / "usr/bin/python3").exists():
             raise SandboxError(f"image {spec.rootfs} has no /usr/bin/python3 for the agent")
-        zygote = await self.zygote(spec.rootfs)
         cgroup = self.cgroups.create(f"sb-{uuid.uuid4().hex[:12]}")
         sandbox = NamespaceSandbox(spec, cgroup)
         cgroup.set_limits(spec.memory_mb << 20, spec.processes)
@@ -418,7 +439,14 @@ class NamespaceDriver(Driver):
                 "cgroups": len(cgroup.procs_files),
                 "init": sandbox.init_message(),  # no round trip for it after the hello
             }
-            _, pidfds = await zygote.request(request, fds)
+            for attempt in range(3):
+                zygote = await self.zygote(spec.rootfs)
+                try:
+                    _, pidfds = await zygote.request(request, fds)
+                    break
+                except ZygoteGone:  # replaced meanwhile: ask its successor
+                    if attempt == 2:
+                        raise
             sandbox.pidfd = pidfds[0]
             sandbox.reader, sandbox.writer = await asyncio.open_unix_connection(sock=ours)
         except BaseException:
