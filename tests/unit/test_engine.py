@@ -226,6 +226,27 @@ async def test_a_burst_grows_the_pool_at_once_and_it_shrinks_slowly() -> None:
     await engine.close()
 
 
+async def test_under_a_tight_budget_demand_outranks_idle_pinned_languages() -> None:
+    engine, settings = make_engine(
+        FakeDriver(), pool_size=1, pool_max=4, pool_languages=["bash", "c", "c++"],
+        max_concurrent_vms=5, pool_memory_mb=1000,
+    )  # fmt: skip
+    await engine.start()
+    catalog = load_catalog()
+    python, ruby = catalog.resolve("python"), catalog.resolve("ruby")
+    await run(engine, settings, language="ruby", code="x")  # used once: rarely
+    for _ in range(20):
+        await run(engine, settings, language="python", code="x")
+    engine.sandboxes.demand[python.key].start_seconds = 0.1
+    engine.sandboxes.retune(interval=1.0)
+    targets = engine.sandboxes.targets
+    # 5 slots: the rare language keeps its one, the busy one gets 4 - nothing left
+    # for the pinned languages nobody uses.
+    assert targets[ruby.key] == 1 and targets[python.key] == 4, targets
+    assert sum(targets.values()) == 5
+    await engine.close()
+
+
 async def test_pinned_languages_are_warm_from_the_start() -> None:
     engine, _ = make_engine(FakeDriver(), pool_size=2, pool_languages=["python"])
     await engine.start()

@@ -256,15 +256,17 @@ class SandboxManager:
             settings.pool_memory_mb // settings.pool_sandbox_mb,
             self.capacity - len(self.active),
         )
-        # Every wanted language gets one first (most recently used first), then the
-        # busiest get the rest: a rarely used language is never starved.
-        order = sorted(wanted, key=lambda k: (k not in self.pinned, -self.demand[k].last_used))
+        # Every language in use gets one first (most recently used first): a rarely
+        # used language is never starved. Then the busiest get their extra ones,
+        # and what is left keeps the pinned languages nobody is using warm.
+        in_use = [k for k in wanted if now - self.demand[k].last_used < settings.pool_idle_seconds]
         targets = dict.fromkeys(wanted, 0)
-        for key in order:
+        for key in sorted(in_use, key=lambda k: -self.demand[k].last_used):
             if wanted[key] and budget > 0:
                 targets[key] = 1
                 budget -= 1
-        for key in sorted(wanted, key=lambda k: -self.demand[k].rate):
+        idle_pinned = [k for k in self.pinned if k in wanted and k not in in_use]
+        for key in [*sorted(in_use, key=lambda k: -self.demand[k].rate), *idle_pinned]:
             extra = min(wanted[key] - targets[key], max(budget, 0))
             targets[key] += extra
             budget -= extra
