@@ -40,6 +40,27 @@ async def run(box: Sandbox, code: str) -> str:
     return str(reply["stdout"].decode()).strip()
 
 
+class HeldReplies:
+    """Holds the driver's reading of zygote replies until released, so that a
+    test can act while a request is out (a zygote answers in a millisecond)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.release = asyncio.Event()
+        self.waiting = asyncio.Event()
+        real = namespace._reply
+
+        async def held(loop: asyncio.AbstractEventLoop, sock: object) -> tuple[bytes, list[int]]:
+            self.waiting.set()
+            await self.release.wait()
+            return await real(loop, sock)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(namespace, "_reply", held)
+
+    async def out(self) -> None:
+        """Until a request is out and its reply held."""
+        await asyncio.wait_for(self.waiting.wait(), 10)
+
+
 async def gone(pid: int, within: float = 10.0) -> bool:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -171,7 +192,7 @@ async def test_sandboxes_of_one_zygote_draw_different_random_numbers(
 
 
 async def test_sandboxes_asked_for_while_their_zygote_is_replaced_are_all_whole(
-    driver: NamespaceDriver, settings: Settings
+    driver: NamespaceDriver, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A request in flight when its zygote is replaced is still answered; the
     ones queued behind it go to the successor: none fails, none gets another
@@ -179,10 +200,12 @@ async def test_sandboxes_asked_for_while_their_zygote_is_replaced_are_all_whole(
     spec = _spec(settings)
     await (await driver.start(spec)).destroy()
     zygote = driver._zygotes[spec.rootfs]
+    replies = HeldReplies(monkeypatch)
     tasks = [asyncio.create_task(driver.start(spec)) for _ in range(5)]
-    while not zygote.lock.locked():  # one request out, four queued behind it
-        await asyncio.sleep(0)
+    await replies.out()  # one request out, four queued behind it
+    assert zygote.lock.locked()
     zygote.retire()  # what a successor's arrival does
+    replies.release.set()
     boxes = await asyncio.wait_for(asyncio.gather(*tasks), 30)
     try:
         assert driver._zygotes[spec.rootfs] is not zygote
@@ -198,20 +221,21 @@ async def test_sandboxes_asked_for_while_their_zygote_is_replaced_are_all_whole(
 
 
 async def test_a_cancelled_request_retires_its_zygote(
-    driver: NamespaceDriver, settings: Settings
+    driver: NamespaceDriver, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A reply nobody waits for must never be read as the next request's."""
     spec = _spec(settings)
     box = await driver.start(spec)
     await box.destroy()
     zygote = driver._zygotes[spec.rootfs]
+    replies = HeldReplies(monkeypatch)
     task = asyncio.create_task(driver.start(spec))
-    while not zygote.lock.locked():  # the request is out, its reply not read yet
-        await asyncio.sleep(0)
+    await replies.out()  # the request is out, its reply not read yet
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert zygote.retiring and zygote.sock is None
+    replies.release.set()
     box = await driver.start(spec)
     try:
         assert driver._zygotes[spec.rootfs] is not zygote

@@ -161,6 +161,8 @@ class Zygote:
             try:
                 passed = [pidfd] if pidfd is not None else []
                 socket.send_fds(self.control, [json.dumps(reply).encode()], passed)
+            except OSError:
+                break  # the worker gave up on this zygote (it stopped reading)
             finally:
                 if pidfd is not None:
                     os.close(pidfd)

@@ -157,6 +157,16 @@ async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket | int) 
         loop.remove_reader(sock)
 
 
+async def _reply(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> tuple[bytes, list[int]]:
+    """A zygote's next reply and the descriptors it carries."""
+    while True:
+        try:
+            data, fds, _, _ = socket.recv_fds(sock, 65536, 1)
+            return data, fds
+        except BlockingIOError:
+            await _readable(loop, sock)
+
+
 class ZygoteGone(SandboxError):
     """The zygote asked takes no more requests (replaced, or out of step)."""
 
@@ -236,12 +246,7 @@ class Zygote:
             answered = False
             try:
                 socket.send_fds(sock, [json.dumps(message).encode()], fds or [])
-                while True:
-                    try:
-                        data, rfds, _, _ = socket.recv_fds(sock, 65536, 1)
-                        break
-                    except BlockingIOError:
-                        await _readable(loop, sock)
+                data, rfds = await _reply(loop, sock)
                 answered = True
             except OSError as exc:
                 raise SandboxError(f"zygote for {self.rootfs} failed: {exc}; {self.why()}") from exc
