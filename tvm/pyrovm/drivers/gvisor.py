@@ -165,9 +165,11 @@ class GVisorSandbox(PipeSandbox):
         return self.workdir / "state"
 
     async def apply_limits(self, limits: StageLimits) -> None:
-        self.cgroup.set_limits(
-            (limits.memory_mb + SENTRY_OVERHEAD_MB) << 20, host_pids(limits.processes)
-        )
+        # The host pids cap must hold whatever the guest may reach: its own cap
+        # is the sandbox's (the OCI pids limit), the stage's is only RLIMIT_NPROC,
+        # which a fork bomb can outrun for a moment.
+        guest = max(limits.processes, self.spec.processes + 8)
+        self.cgroup.set_limits((limits.memory_mb + SENTRY_OVERHEAD_MB) << 20, host_pids(guest))
 
     def oom_kills(self) -> int:
         return self.cgroup.oom_kills()
