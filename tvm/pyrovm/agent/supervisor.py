@@ -26,9 +26,8 @@ TIMEOUT = "timeout"
 OUTPUT_LIMIT = "output_limit"
 
 CPU_POLL_SECONDS = 0.02
-# Where a driver with host cgroups mounts the program cgroup's procs files ...
-PROGRAM_CGROUP_DIR = "/.tvm/cg"
-# ... or the agent's descriptors for them (set by the zygote).
+# The program cgroup's procs files, open in the agent (set by the zygote of a
+# driver with host cgroups).
 PROGRAM_CGROUP_FDS: list[int] = []
 _READ_CHUNK = 65536
 
@@ -112,18 +111,9 @@ def kill_uid(uid: int, reaper: _Reaper) -> None:
 
 def _enter_program_cgroup() -> None:  # pragma: no cover - runs in the forked child
     """Move this (still privileged) child into the program cgroup, if the
-    driver gave one (as descriptors, or as files mounted in the sandbox)."""
-    if PROGRAM_CGROUP_FDS:
-        for fd in PROGRAM_CGROUP_FDS:
-            os.write(fd, b"0")
-        return
-    try:
-        names = os.listdir(PROGRAM_CGROUP_DIR)
-    except OSError:
-        return
-    for name in names:
-        with open(os.path.join(PROGRAM_CGROUP_DIR, name), "w") as fh:
-            fh.write("0")
+    driver gave one."""
+    for fd in PROGRAM_CGROUP_FDS:
+        os.write(fd, b"0")
 
 
 class Runner:
