@@ -240,6 +240,7 @@ class SandboxManager:
         settings = self.settings
         now = time.monotonic()
         wanted: dict[str, int] = {}
+        in_use: list[str] = []  # used within pool_idle_seconds
         for key in self.languages:
             demand = self.demand[key]
             arrivals = demand.uses - demand.uses_seen
@@ -248,7 +249,10 @@ class SandboxManager:
             now_rate = arrivals / interval
             demand.rate = max(now_rate, 0.7 * demand.rate + 0.3 * now_rate)
             floor = self.pinned.get(key, 0)
-            if settings.pool_size and now - demand.last_used < settings.pool_idle_seconds:
+            used = now - demand.last_used < settings.pool_idle_seconds
+            if used:
+                in_use.append(key)
+            if settings.pool_size and used:
                 busy = math.ceil(demand.rate * demand.start_seconds * 2)
                 floor = max(floor, settings.pool_size + busy)
             wanted[key] = min(settings.pool_max, floor)
@@ -259,7 +263,6 @@ class SandboxManager:
         # Every language in use gets one first (most recently used first): a rarely
         # used language is never starved. Then the busiest get their extra ones,
         # and what is left keeps the pinned languages nobody is using warm.
-        in_use = [k for k in wanted if now - self.demand[k].last_used < settings.pool_idle_seconds]
         targets = dict.fromkeys(wanted, 0)
         for key in sorted(in_use, key=lambda k: -self.demand[k].last_used):
             if wanted[key] and budget > 0:
