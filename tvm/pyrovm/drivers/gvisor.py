@@ -65,6 +65,11 @@ def host_pids(processes: int) -> int:
     return 8 * processes + SENTRY_THREADS
 
 
+def guest_pids(spec: SandboxSpec) -> int:
+    """The sandbox's own cap inside the Sentry (the agent's processes included)."""
+    return spec.processes + 8
+
+
 # CAP_SETPCAP only so that the agent can empty the bounding set; it drops it at once.
 CAPS = ["CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP"]
 
@@ -129,7 +134,7 @@ def oci_config(spec: SandboxSpec, memory_mb: int | None = None) -> dict[str, Any
             "seccomp": seccomp.oci_profile(),
             "resources": {
                 "memory": {"limit": memory * mb},
-                "pids": {"limit": spec.processes + 8},
+                "pids": {"limit": guest_pids(spec)},
             },
             "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"],
             "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus"],
@@ -168,7 +173,7 @@ class GVisorSandbox(PipeSandbox):
         # The host pids cap must hold whatever the guest may reach: its own cap
         # is the sandbox's (the OCI pids limit), the stage's is only RLIMIT_NPROC,
         # which a fork bomb can outrun for a moment.
-        guest = max(limits.processes, self.spec.processes + 8)
+        guest = max(limits.processes, guest_pids(self.spec))
         self.cgroup.set_limits((limits.memory_mb + SENTRY_OVERHEAD_MB) << 20, host_pids(guest))
 
     def oom_kills(self) -> int:
