@@ -12,7 +12,9 @@ import pytest
 from tvm.config.catalog import ImageRecipe
 from tvm.config.settings import Settings
 from tvm.errors import ConfigError
-from tvm.pyrovm.images import ImageBuilder, ImageStore, debian_mirror
+from tvm.pyrovm.images import ImageStore
+from tvm.pyrovm.images.build import ImageBuilder
+from tvm.pyrovm.images.mirror import debian_mirror
 
 pytestmark = pytest.mark.slow
 

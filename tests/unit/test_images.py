@@ -16,7 +16,8 @@ from tvm.cli import main
 from tvm.config.catalog import ImageRecipe, load_catalog
 from tvm.config.settings import Settings
 from tvm.errors import ConfigError, ImageBuildFailed, ImageError, ImageNotBuilt
-from tvm.pyrovm import images as im
+from tvm.pyrovm.images import build, contents, customise, mirror
+from tvm.pyrovm.images import store as image_store
 
 MIRROR = "http://mirror.example/debian"
 
@@ -72,7 +73,7 @@ def fake_rootfs(rootfs: Path) -> None:
     (rootfs / "usr/bin/tool").write_bytes(b"same bytes in every image\n" * 100)
 
 
-class FakeBuilder(im.ImageBuilder):
+class FakeBuilder(build.ImageBuilder):
     """mmdebstrap replaced by a few files; counts the bootstraps."""
 
     calls = 0
@@ -104,13 +105,13 @@ def test_digest_is_stable_and_order_free() -> None:
 
 
 def test_python3_is_always_included() -> None:
-    assert im.image_packages(recipe(packages=("nodejs",))) == ["nodejs", "python3"]
-    assert im.image_packages(recipe(packages=("python3-minimal",))) == ["python3-minimal"]
-    assert "libstdc++6" in im.image_packages(recipe(packages=("python3",), pip=("numpy",)))
+    assert build.image_packages(recipe(packages=("nodejs",))) == ["nodejs", "python3"]
+    assert build.image_packages(recipe(packages=("python3-minimal",))) == ["python3-minimal"]
+    assert "libstdc++6" in build.image_packages(recipe(packages=("python3",), pip=("numpy",)))
 
 
 def test_mmdebstrap_command(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    argv = im.mmdebstrap_argv(recipe(pip=("six",)), Path("/x/rootfs"), MIRROR, settings)
+    argv = build.mmdebstrap_argv(recipe(pip=("six",)), Path("/x/rootfs"), MIRROR, settings)
     assert "--variant=essential" in argv
     assert "--include=bash,python3,libstdc++6,libgcc-s1" in argv
     assert "--dpkgopt=path-exclude=/usr/share/doc/*" in argv
@@ -123,25 +124,28 @@ def test_mmdebstrap_command(settings: Settings, monkeypatch: pytest.MonkeyPatch)
 
 # ------------------------------------------------------------------ mirror ----
 def test_parse_deb822() -> None:
-    sources = im.parse_deb822_sources(DEB822)
+    sources = mirror.parse_deb822_sources(DEB822)
     assert [s.uri for s in sources] == [
         MIRROR,
         "http://mirror.example/debian-security",
         "https://vendor.example/node_20.x",
     ]
     assert sources[0].suites == ("bookworm", "bookworm-updates")
-    assert im.pick_debian_mirror(sources) == MIRROR
-    assert im.parse_deb822_sources("Types: deb\nURIs: http://a.example/debian\nEnabled: no\n") == []
+    assert mirror.pick_debian_mirror(sources) == MIRROR
+    assert (
+        mirror.parse_deb822_sources("Types: deb\nURIs: http://a.example/debian\nEnabled: no\n")
+        == []
+    )
 
 
 def test_parse_one_line() -> None:
-    sources = im.parse_one_line_sources(ONE_LINE)
+    sources = mirror.parse_one_line_sources(ONE_LINE)
     assert [s.uri for s in sources] == [
         "https://vendor.example/apt",
         "http://security.example/debian-security",
         "http://mirror.example/debian/",
     ]
-    assert im.pick_debian_mirror(sources) == MIRROR
+    assert mirror.pick_debian_mirror(sources) == MIRROR
 
 
 def test_mirror_from_host_apt_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -152,25 +156,25 @@ def test_mirror_from_host_apt_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         "Types: deb\nURIs: http://wrong.example/debian\nSuites: bookworm\n"
     )
     (tmp_path / "sources.list.d/debian.sources").write_text(DEB822)
-    assert im.debian_mirror(Settings(), tmp_path) == MIRROR
-    assert im.debian_mirror(Settings(debian_mirror="http://x.example/d/"), tmp_path) == (
+    assert mirror.debian_mirror(Settings(), tmp_path) == MIRROR
+    assert mirror.debian_mirror(Settings(debian_mirror="http://x.example/d/"), tmp_path) == (
         "http://x.example/d"
     )
     (tmp_path / "sources.list.d/debian.sources").unlink()
     with pytest.raises(ConfigError, match="TVM_DEBIAN_MIRROR"):
-        im.debian_mirror(Settings(), tmp_path)
+        mirror.debian_mirror(Settings(), tmp_path)
 
 
 # ------------------------------------------------------------------- store ----
 def test_rootfs_of_unbuilt_image_says_how_to_build(settings: Settings) -> None:
-    store = im.ImageStore(settings)
+    store = image_store.ImageStore(settings)
     with pytest.raises(ImageNotBuilt, match="tvm images build --image tiny"):
         store.rootfs(recipe())
     assert store.size_mb(recipe()) is None and not store.is_built(recipe())
 
 
 def test_leftovers_are_cleaned(settings: Settings) -> None:
-    store = im.ImageStore(settings)
+    store = image_store.ImageStore(settings)
     partial = store.root / f".tiny-{recipe().digest}.partial-12345"
     old = store.root / f".tiny-{recipe().digest}.old-99"
     for path in (partial / "rootfs/etc", old / "rootfs"):
@@ -183,7 +187,7 @@ def test_leftovers_are_cleaned(settings: Settings) -> None:
 
 
 def test_lock_is_exclusive(settings: Settings) -> None:
-    store = im.ImageStore(settings)
+    store = image_store.ImageStore(settings)
     with store.lock(), pytest.raises(ImageError, match="another 'tvm images'"), store.lock():
         pass
 
@@ -194,13 +198,13 @@ def test_remove_tree_never_follows_a_symlinked_rootfs(tmp_path: Path) -> None:
     image = tmp_path / "images/x-0123456789abcdef"
     image.mkdir(parents=True)
     (image / "rootfs").symlink_to(target)
-    im.remove_tree(image)
+    image_store.remove_tree(image)
     assert not image.exists() and (target / "etc").is_dir()
 
 
 # ----------------------------------------------------------------- builder ----
 def test_build_then_skip_then_force(settings: Settings, fake_builder: type[FakeBuilder]) -> None:
-    store = im.ImageStore(settings)
+    store = image_store.ImageStore(settings)
     builder = fake_builder(settings, store)
     first = builder.build(recipe())
     assert first.built and fake_builder.calls == 1
@@ -221,7 +225,7 @@ def test_build_then_skip_then_force(settings: Settings, fake_builder: type[FakeB
 def test_force_replaces_a_hand_made_image(
     settings: Settings, fake_builder: type[FakeBuilder], tmp_path: Path
 ) -> None:
-    store = im.ImageStore(settings)
+    store = image_store.ImageStore(settings)
     elsewhere = tmp_path / "rootfs-by-hand"
     elsewhere.mkdir()
     final = store.image_dir(recipe())
@@ -237,7 +241,7 @@ def test_force_replaces_a_hand_made_image(
 def test_failed_build_leaves_nothing(
     settings: Settings, fake_builder: type[FakeBuilder], error: BaseException
 ) -> None:
-    store = im.ImageStore(settings)
+    store = image_store.ImageStore(settings)
     fake_builder.fail_with = error
     with pytest.raises(type(error)):
         fake_builder(settings, store).build(recipe())
@@ -254,14 +258,14 @@ def test_one_failure_does_not_stop_the_others(
                 raise ImageBuildFailed("image 'bad' failed")
             super()._bootstrap(recipe, rootfs, mirror, log)
 
-    store = im.ImageStore(settings)
+    store = image_store.ImageStore(settings)
     with pytest.raises(ImageBuildFailed, match="image 'bad' failed"):
         Picky(settings, store).build_many([recipe("bad"), recipe("good")])
     assert store.is_built(recipe("good")) and not store.is_built(recipe("bad"))
 
 
 def test_identical_files_are_shared(settings: Settings, fake_builder: type[FakeBuilder]) -> None:
-    store = im.ImageStore(settings)
+    store = image_store.ImageStore(settings)
     fake_builder(settings, store).build_many([recipe("one"), recipe("two")])
     one = store.rootfs(recipe("one")) / "usr/bin/tool"
     two = store.rootfs(recipe("two")) / "usr/bin/tool"
@@ -273,17 +277,17 @@ def test_python_hardlink_fallback(tmp_path: Path) -> None:
         (tmp_path / top).mkdir()
         (tmp_path / top / "big").write_bytes(b"x" * 100_000)
         (tmp_path / top / "own").write_text(top)
-    before = im.disk_usage_mb([tmp_path / "a", tmp_path / "b"])
-    assert im._hardlink_python([tmp_path / "a", tmp_path / "b"]) == 1
+    before = image_store.disk_usage_mb([tmp_path / "a", tmp_path / "b"])
+    assert build._hardlink_python([tmp_path / "a", tmp_path / "b"]) == 1
     assert os.path.samefile(tmp_path / "a/big", tmp_path / "b/big")
     assert not os.path.samefile(tmp_path / "a/own", tmp_path / "b/own")
-    assert im.disk_usage_mb([tmp_path / "a", tmp_path / "b"]) <= before
+    assert image_store.disk_usage_mb([tmp_path / "a", tmp_path / "b"]) <= before
 
 
 def test_stream_has_no_stdin_and_logs_every_line() -> None:
     log = io.StringIO()
     seen: list[str] = []
-    code = im._stream(["sh", "-c", "cat; echo I: one; echo two; exit 3"], dict(os.environ),
+    code = build._stream(["sh", "-c", "cat; echo I: one; echo two; exit 3"], dict(os.environ),
                       log, seen.append)  # fmt: skip
     assert code == 3 and seen == ["I: one\n", "two\n"] and log.getvalue() == "I: one\ntwo\n"
 
@@ -292,10 +296,10 @@ def test_failure_names_the_log_and_next_step(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lines = "; ".join(f"echo line{i}" for i in range(40))
-    monkeypatch.setattr(im, "mmdebstrap_argv", lambda *a: ["sh", "-c", f"{lines}; exit 2"])
-    monkeypatch.setattr(im.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(build, "mmdebstrap_argv", lambda *a: ["sh", "-c", f"{lines}; exit 2"])
+    monkeypatch.setattr(build.shutil, "which", lambda name: f"/usr/bin/{name}")
     with pytest.raises(ImageBuildFailed) as info:
-        im.ImageBuilder(settings).build(recipe())
+        build.ImageBuilder(settings).build(recipe())
     message = info.value.message
     log = settings.logs_dir / f"image-tiny-{recipe().digest}.log"
     assert "exited 2" in message and str(log) in message
@@ -306,9 +310,9 @@ def test_failure_names_the_log_and_next_step(
 def test_missing_mmdebstrap_says_how_to_install(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(im.shutil, "which", lambda name: None)
+    monkeypatch.setattr(build.shutil, "which", lambda name: None)
     with pytest.raises(ImageBuildFailed, match="apt-get install mmdebstrap"):
-        im.ImageBuilder(settings).build(recipe())
+        build.ImageBuilder(settings).build(recipe())
 
 
 # -------------------------------------------------------- customize hook ----
@@ -321,7 +325,9 @@ def test_customize_hook(tmp_path: Path) -> None:
                 "usr/share/locale/locale.alias"):  # fmt: skip
         (rootfs / rel).parent.mkdir(parents=True, exist_ok=True)
         (rootfs / rel).write_text("x")
-    assert im.main(["customize", str(rootfs), "--uid-base", "60000", "--uid-count", "3"]) == 0
+    assert (
+        customise.main(["customize", str(rootfs), "--uid-base", "60000", "--uid-count", "3"]) == 0
+    )
     passwd = (rootfs / "etc/passwd").read_text()
     assert "runner60000:x:60000:60000:tvm sandbox:/tmp:/usr/sbin/nologin" in passwd
     assert "runner60001" not in passwd and "runner60002" in passwd
@@ -331,20 +337,20 @@ def test_customize_hook(tmp_path: Path) -> None:
     assert not (rootfs / "usr/share/doc/bash/README").exists()
     assert not (rootfs / "usr/share/man/man1").exists()
     assert sorted(p.name for p in (rootfs / "usr/share/locale").iterdir()) == ["locale.alias"]
-    assert im.add_sandbox_users(rootfs, 60000, 3) == 0  # idempotent
+    assert customise.add_sandbox_users(rootfs, 60000, 3) == 0  # idempotent
 
 
 def test_python_version_and_wheel_tags(tmp_path: Path) -> None:
     (tmp_path / "usr/bin").mkdir(parents=True)
-    assert im.python_version(tmp_path) is None
+    assert contents.python_version(tmp_path) is None
     (tmp_path / "usr/bin/python3").symlink_to("python3.13")
-    assert im.python_version(tmp_path) == "3.13"
-    tags = im.pip_platforms((2, 36), "x86_64")
+    assert contents.python_version(tmp_path) == "3.13"
+    tags = customise.pip_platforms((2, 36), "x86_64")
     assert tags[0] == "manylinux_2_36_x86_64" and "manylinux_2_17_x86_64" in tags
     assert "manylinux2014_x86_64" in tags
     info = tmp_path / "usr/local/lib/python3.13/dist-packages/six-1.17.0.dist-info"
     info.mkdir(parents=True)
-    assert im.pip_packages(tmp_path) == {"six": "1.17.0"}
+    assert contents.pip_packages(tmp_path) == {"six": "1.17.0"}
 
 
 # --------------------------------------------------------------------- CLI ----
@@ -354,12 +360,12 @@ def built_recipes(monkeypatch: pytest.MonkeyPatch) -> list[ImageRecipe]:
     asked: list[ImageRecipe] = []
 
     def build_many(
-        self: im.ImageBuilder, recipes: Sequence[ImageRecipe], force: bool = False
-    ) -> list[im.BuildResult]:
+        self: build.ImageBuilder, recipes: Sequence[ImageRecipe], force: bool = False
+    ) -> list[build.BuildResult]:
         asked.extend(recipes)
-        return [im.BuildResult(r, False, 1.0, 10, self.store.image_dir(r)) for r in recipes]
+        return [build.BuildResult(r, False, 1.0, 10, self.store.image_dir(r)) for r in recipes]
 
-    monkeypatch.setattr(im.ImageBuilder, "build_many", build_many)
+    monkeypatch.setattr(build.ImageBuilder, "build_many", build_many)
     return asked
 
 
@@ -388,7 +394,7 @@ def test_cli_build_rejects_unknown_names(home: Path, built_recipes: list[ImageRe
 
 def test_cli_list_rm_prune(home: Path, fake_builder: type[FakeBuilder]) -> None:
     settings = Settings()
-    store = im.ImageStore(settings)
+    store = image_store.ImageStore(settings)
     catalog = load_catalog()
     base = catalog.images["bookworm-base"]
     fake_builder(settings, store).build(base)

@@ -16,14 +16,8 @@ from rich.table import Table
 
 from tvm.config.catalog import Catalog, ImageRecipe, load_catalog
 from tvm.config.settings import Settings
-from tvm.pyrovm.images import (
-    BuildResult,
-    ImageBuilder,
-    ImageEntry,
-    ImageStore,
-    disk_usage_mb,
-    remove_tree,
-)
+from tvm.pyrovm.images import ImageEntry, ImageStore, disk_usage_mb, remove_tree
+from tvm.pyrovm.images.build import BuildResult, ImageBuilder
 
 
 def _console() -> Console:
