@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tvm.config.catalog import Catalog, Language, StageLimits, load_catalog
 from tvm.config.settings import Settings
-from tvm.errors import InvalidRequest, UnknownLanguage
+from tvm.errors import InvalidRequest
 
 Status = Literal[
     "ok",
@@ -158,17 +158,6 @@ def check_file_name(name: str, field_name: str) -> str:
     if any(part in ("", ".", "..") for part in parts):
         raise InvalidRequest(field_name, "must not contain '..', '.' or empty path components")
     return name
-
-
-def _is_supported_language(
-    language: str, version: str | None = None, catalog: Catalog | None = None
-) -> bool:
-    """The seed's check: is there a catalog entry for this language/version?"""
-    try:
-        (catalog or load_catalog()).resolve(language, version)
-    except UnknownLanguage:
-        return False
-    return True
 
 
 def _validate_resource_limits(

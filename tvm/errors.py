@@ -6,6 +6,7 @@ service itself and for bad requests::
 
     TVMError
     ├── ConfigError                 bad settings or catalog (operator must fix)
+    ├── NotUtf8                     Judge0: a text attribute is not UTF-8 and base64 was not asked
     ├── RequestError                the client's fault, HTTP 4xx
     │   ├── InvalidRequest          400: a field is wrong; names the field and allowed range
     │   ├── UnknownLanguage         400: no such language / version in the catalog
@@ -17,6 +18,7 @@ service itself and for bad requests::
     │   └── ImageBuildFailed        an image build failed
     └── SandboxError                the sandbox or its agent misbehaved: internal_error
         ├── DriverUnavailable       the isolation driver cannot run on this host
+        ├── ZygoteGone              a namespace zygote takes no more requests (ask its successor)
         └── AgentError              the agent died, or broke the protocol
 
 Backend failures (OSError from a subprocess, a broken pipe...) are mapped onto
@@ -41,6 +43,11 @@ class TVMError(Exception):
 
 class ConfigError(TVMError):
     """Settings or the language catalog are invalid."""
+
+
+class NotUtf8(TVMError):
+    """A Judge0 text attribute is not UTF-8 and ``base64_encoded`` was not asked for
+    (Judge0 answers with a message in the submission's place, not an HTTP error)."""
 
 
 class RequestError(TVMError):
@@ -108,3 +115,7 @@ class DriverUnavailable(SandboxError):
 
 class AgentError(SandboxError):
     """The in-sandbox agent died or sent something that is not the protocol."""
+
+
+class ZygoteGone(SandboxError):
+    """The zygote asked takes no more requests (replaced, or out of step)."""

@@ -4,7 +4,7 @@ import base64
 
 import pytest
 
-from tvm.api import CodeExecutionRequest, _is_supported_language, build_job
+from tvm.api import CodeExecutionRequest, build_job
 from tvm.config.settings import Settings
 from tvm.errors import InvalidRequest, UnknownLanguage
 
@@ -87,5 +87,5 @@ def test_stdin_args_and_tests_are_capped(settings: Settings) -> None:
 def test_unknown_language(settings: Settings) -> None:
     with pytest.raises(UnknownLanguage):
         build_job(req(language="nope"), settings)
-    assert _is_supported_language("python", "3")
-    assert not _is_supported_language("python", "2")
+    with pytest.raises(UnknownLanguage, match="python"):
+        build_job(req(language="python", version="2"), settings)

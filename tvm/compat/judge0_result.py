@@ -29,7 +29,7 @@ from tvm.compat.judge0 import (
     unb64,
 )
 from tvm.config.catalog import Catalog
-from tvm.errors import InvalidRequest
+from tvm.errors import InvalidRequest, NotUtf8
 
 # Attributes whose values are text (base64 when base64_encoded=true).
 TEXT_FIELDS = ("source_code", "stdin", "expected_output", "stdout", "stderr", "compile_output",
@@ -46,10 +46,6 @@ ALL_FIELDS = (
     "command_line_arguments", "redirect_stderr_to_stdout", "callback_url", "additional_files",
     "enable_network", "started_at", "queued_at", "execution_host", "status", "language",
 )  # fmt: skip
-
-
-class NotUtf8(Exception):
-    """A text attribute is not UTF-8 and base64_encoded was not asked for."""
 
 
 def _b64(data: bytes | None) -> str | None:
