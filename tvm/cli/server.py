@@ -106,7 +106,7 @@ def _exit_on_sigterm() -> None:
 
 
 def _run_worker(settings: Settings, debug: bool) -> None:
-    from tvm.pyroshell.supervisor import SUPERVISED_ENV
+    from tvm.pyroshell.worker_processes import SUPERVISED_ENV
     from tvm.pyrovm.api import create_app
 
     configure_logging(settings, component="tvm")
@@ -120,7 +120,7 @@ def _run_worker(settings: Settings, debug: bool) -> None:
 
 def _run_gateway(settings: Settings, role: str, driver: str | None, debug: bool) -> None:
     from tvm.pyroshell.app import create_gateway_app
-    from tvm.pyroshell.supervisor import Supervisor
+    from tvm.pyroshell.worker_processes import WorkerProcesses
 
     configure_logging(settings, component="api")
     _exit_on_sigterm()
@@ -130,7 +130,7 @@ def _run_gateway(settings: Settings, role: str, driver: str | None, debug: bool)
         settings = settings.model_copy(update={"workers": [], "workers_dns": ""})
     elif role == "all":
         extra = (["--driver", driver] if driver else []) + (["--debug"] if debug else [])
-        supervisor = Supervisor(settings, settings.worker_count, extra)
+        supervisor = WorkerProcesses(settings, settings.worker_count, extra)
         settings = settings.model_copy(update={"workers": supervisor.urls, "workers_dns": ""})
     elif not settings.workers and not settings.workers_dns:
         raise click.UsageError("--role gateway needs TVM_WORKERS or TVM_WORKERS_DNS")

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from tvm.config.settings import Settings
 
-log = logging.getLogger("tvm.supervisor")
+log = logging.getLogger("tvm.worker_processes")
 
 SUPERVISED_ENV = "TVM_SUPERVISED"
 STOP_GRACE_SECONDS = 15.0
@@ -66,7 +66,7 @@ class WorkerProcess:
 
 
 @dataclass
-class Supervisor:
+class WorkerProcesses:
     settings: Settings
     count: int
     extra_args: list[str] = field(default_factory=list)
