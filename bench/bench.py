@@ -41,6 +41,7 @@ from tvm.api import CodeExecutionRequest, build_job  # noqa: E402
 from tvm.config.catalog import load_catalog  # noqa: E402
 from tvm.config.settings import Settings  # noqa: E402
 from tvm.pyrovm import drivers  # noqa: E402
+from tvm.pyrovm.drivers.namespace import NamespaceDriver  # noqa: E402
 from tvm.pyrovm.engine import Engine  # noqa: E402
 from tvm.pyrovm.images import ImageStore  # noqa: E402
 
@@ -195,14 +196,14 @@ class Bench:
             }
 
     async def other_drivers(self) -> None:
-        for name, availability in drivers.probe_all().items():
+        for name, availability in drivers.probe_all(self.settings).items():
             if name == "namespace" or not availability.usable:
                 self.results.setdefault("drivers", {})[name] = {
                     "usable": availability.usable,
                     "reason": availability.reason,
                 }
                 continue
-            engine = Engine(self.settings, self.catalog, drivers.driver_class(name)())
+            engine = Engine(self.settings, self.catalog, drivers.driver_class(name)(self.settings))
             try:
                 probe = self.engine_probe(engine, PRINT1)
                 await probe()
@@ -223,7 +224,7 @@ class Bench:
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     settings = Settings()
     bench = Bench(args.runs, settings)
-    engine = Engine(settings, bench.catalog, drivers.choose("namespace")())
+    engine = Engine(settings, bench.catalog, NamespaceDriver(settings))
     await engine.start()
     tmp = Path(tempfile.mkdtemp(prefix="tvmbench"))
     defaults = Settings.model_fields  # the service as shipped: warm pools on

@@ -44,7 +44,7 @@ def namespace_unavailable(settings: Settings, languages: list[Language] | None =
     """Why the namespace driver cannot run the given languages here ('' if it can)."""
     from tvm.pyrovm.drivers.namespace import NamespaceDriver
 
-    availability = NamespaceDriver.probe()
+    availability = NamespaceDriver.probe(settings)
     if not availability.usable:
         return availability.reason
     images = ImageStore(settings)
@@ -73,7 +73,7 @@ async def engine(settings: Settings, catalog: Catalog) -> AsyncIterator[object]:
     reason = namespace_unavailable(settings)
     if reason:
         pytest.skip(reason)
-    eng = Engine(settings, catalog, NamespaceDriver())
+    eng = Engine(settings, catalog, NamespaceDriver(settings))
     await eng.start()
     try:
         yield eng

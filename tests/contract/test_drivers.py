@@ -37,11 +37,11 @@ UID = 60999
 DRIVER_NAMES = list(drivers.DRIVERS)
 
 
-def _make_driver(name: str) -> Driver:
-    availability = drivers.probe_all()[name]
+def _make_driver(name: str, settings: Settings) -> Driver:
+    availability = drivers.probe_all(settings)[name]
     if not availability.usable:
         pytest.skip(f"driver {name} unusable here: {availability.reason}")
-    return drivers.driver_class(name)()
+    return drivers.driver_class(name)(settings)
 
 
 def _spec(settings: Settings, memory_mb: int = 384) -> SandboxSpec:
@@ -61,13 +61,13 @@ def _spec(settings: Settings, memory_mb: int = 384) -> SandboxSpec:
 @pytest.fixture(scope="module", params=DRIVER_NAMES)
 def driver_name(request: pytest.FixtureRequest) -> str:
     name: str = request.param
-    _make_driver(name)  # skips with the reason
+    _make_driver(name, Settings())  # skips with the reason
     return name
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def sandbox(driver_name: str) -> AsyncIterator[Sandbox]:
-    driver = _make_driver(driver_name)
+    driver = _make_driver(driver_name, Settings())
     box = await driver.start(_spec(Settings()))
     try:
         yield box
@@ -208,7 +208,7 @@ async def test_processes_are_cleaned_up_between_stages(sandbox: Sandbox) -> None
 
 
 async def test_memory_limit(driver_name: str, leak_guard: list[Sandbox]) -> None:
-    driver = _make_driver(driver_name)
+    driver = _make_driver(driver_name, Settings())
     box = await driver.start(_spec(Settings()))
     leak_guard.append(box)
     try:
@@ -224,7 +224,7 @@ async def test_memory_limit(driver_name: str, leak_guard: list[Sandbox]) -> None
 
 
 async def test_destroy_leaves_nothing(driver_name: str, leak_guard: list[Sandbox]) -> None:
-    driver = _make_driver(driver_name)
+    driver = _make_driver(driver_name, Settings())
     box = await driver.start(_spec(Settings()))
     leak_guard.append(box)
     result = await box.run_stage("run", ["sh", "-c", "sleep 300 & echo up"], b"", LIMITS)

@@ -32,7 +32,7 @@ def _qemu_processes() -> list[str]:
 def test_execute_python_with_stdin_in_a_vm(tmp_path: Path) -> None:
     from tvm.pyrovm.drivers.qemu import QemuDriver
 
-    availability = QemuDriver.probe()
+    availability = QemuDriver.probe(Settings())
     if not availability.usable:
         pytest.skip(f"qemu driver unusable: {availability.reason}")
     language = load_catalog().get("python@3.11.2")

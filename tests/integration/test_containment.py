@@ -155,7 +155,7 @@ def driver(request: pytest.FixtureRequest, settings: Settings) -> str:
 
     name = str(request.param)
     try:
-        availability = driver_class(name).probe()
+        availability = driver_class(name).probe(settings)
     except Exception as exc:
         pytest.skip(f"driver {name}: {exc}")
     if not availability.usable:

@@ -61,7 +61,7 @@ async def run_both(settings: Settings, program: str) -> tuple[dict[str, Any], di
     results = []
     for prestart in (False, True):
         own = settings.model_copy(update={"prestart": prestart})
-        engine = Engine(own, load_catalog(), NamespaceDriver())
+        engine = Engine(own, load_catalog(), NamespaceDriver(own))
         request = CodeExecutionRequest(
             language="python", version="3.11", code=program, stdin="line one\nrest\n",
             args=["a", "b c"],

@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import namespace_unavailable
 from tests.contract.test_drivers import LIMITS, _spec
 from tvm.config.settings import Settings
-from tvm.pyrovm.drivers import namespace
+from tvm.pyrovm.drivers import namespace, zygote_client
 from tvm.pyrovm.drivers.base import Sandbox
 from tvm.pyrovm.drivers.namespace import NamespaceDriver
 
@@ -30,7 +30,7 @@ def driver(settings: Settings) -> NamespaceDriver:
     reason = namespace_unavailable(settings)
     if reason:
         pytest.skip(reason)
-    return NamespaceDriver()
+    return NamespaceDriver(settings)
 
 
 async def run(box: Sandbox, code: str) -> str:
@@ -47,14 +47,14 @@ class HeldReplies:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.release = asyncio.Event()
         self.waiting = asyncio.Event()
-        real = namespace._reply
+        real = zygote_client._reply
 
         async def held(loop: asyncio.AbstractEventLoop, sock: object) -> tuple[bytes, list[int]]:
             self.waiting.set()
             await self.release.wait()
             return await real(loop, sock)  # type: ignore[arg-type]
 
-        monkeypatch.setattr(namespace, "_reply", held)
+        monkeypatch.setattr(zygote_client, "_reply", held)
 
     async def out(self) -> None:
         """Until a request is out and its reply held."""

@@ -19,9 +19,9 @@ import httpx
 import pytest
 
 from tvm.errors import SandboxError
-from tvm.pyrovm import fcapi
 from tvm.pyrovm.agent import protocol
-from tvm.pyrovm.firecracker import (
+from tvm.pyrovm.drivers import fcapi
+from tvm.pyrovm.drivers.firecracker import (
     API_SOCK,
     SNAP_MEM,
     SNAP_STATE,

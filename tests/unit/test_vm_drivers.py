@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tvm.config.settings import Settings
 from tvm.pyrovm import drivers
 from tvm.pyrovm.agent import vminit
 from tvm.pyrovm.drivers.base import Availability, SandboxSpec
@@ -97,10 +98,11 @@ def test_auto_never_picks_a_driver_marked_not_for_auto(monkeypatch: pytest.Monke
         "gvisor": Availability(False, "no runsc"),
         "namespace": Availability(True, "ok"),
     }
-    monkeypatch.setattr(drivers, "probe_all", lambda: probes)
-    assert drivers.choose("auto").name == "namespace"
+    monkeypatch.setattr(drivers, "probe_all", lambda settings: probes)
+    settings = Settings(driver="auto")
+    assert drivers.choose_class(settings).name == "namespace"
     probes["namespace"] = Availability(False, "not root")
-    assert drivers.choose("auto").name == "qemu"  # the only usable one
+    assert drivers.choose_class(settings).name == "qemu"  # the only usable one
 
 
 def test_vminit_reads_tvm_settings_from_the_kernel_command_line(tmp_path: Path) -> None:

@@ -52,14 +52,14 @@ def status() -> None:
 
     settings = Settings()
     table = Table("driver", "usable", "reason")
-    for name, availability in drivers.probe_all().items():
+    for name, availability in drivers.probe_all(settings).items():
         table.add_row(
             name, "[green]yes[/]" if availability.usable else "[red]no[/]", availability.reason
         )
     console = Console()
     console.print(table)
     try:
-        chosen = drivers.choose(settings.driver).name
+        chosen = drivers.choose_class(settings).name
         console.print(f"TVM_DRIVER={settings.driver} -> [bold]{chosen}[/]")
     except Exception as exc:
         console.print(f"[red]TVM_DRIVER={settings.driver}: {exc}[/]")

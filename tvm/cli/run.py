@@ -27,7 +27,7 @@ async def _run_local(request: CodeExecutionRequest, settings: Settings) -> Execu
 
     catalog = load_catalog()
     job = build_job(request, settings, catalog)
-    engine = Engine(settings, catalog, drivers.choose(settings.driver)())
+    engine = Engine(settings, catalog, drivers.choose(settings))
     await engine.start()
     try:
         return await engine.execute(job)

@@ -12,9 +12,9 @@ import os
 import tomllib
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,8 +22,17 @@ from pydantic_settings import (
 )
 
 from tvm.errors import ConfigError
+from tvm.pyrovm.drivers import AUTO, DRIVERS
 
-DriverName = Literal["auto", "namespace", "gvisor", "qemu", "firecracker"]
+
+def _known_driver(name: str) -> str:
+    if name != AUTO and name not in DRIVERS:
+        raise ValueError(f"unknown driver {name!r}; choose one of: {AUTO}, {', '.join(DRIVERS)}")
+    return name
+
+
+# The names the driver registry knows, and ``auto``.
+DriverName = Annotated[str, AfterValidator(_known_driver)]
 
 
 def default_home() -> Path:

@@ -39,7 +39,7 @@ class EmbeddedWorker:
 
     async def start(self) -> None:
         if self.engine is None:
-            driver = drivers.choose(self.settings.driver)()
+            driver = drivers.choose(self.settings)
             self.engine = Engine(self.settings, self.catalog, driver, self.images)
         await self.engine.start()
         log.info("embedded worker ready: driver=%s", self.engine.driver.name)

@@ -23,20 +23,9 @@ from tvm.pyrovm import drivers
 from tvm.pyrovm.engine import Engine
 from tvm.pyrovm.images import ImageStore
 from tvm.utils import metrics
-from tvm.utils.web import (  # noqa: F401 - re-exported: the worker's error handling
-    AssumeJSON,
-    error_response,
-    install_error_handlers,
-    install_request_id,
-    validation_message,
-)
+from tvm.utils.web import AssumeJSON, install_error_handlers, install_request_id
 
 log = logging.getLogger("tvm.api")
-
-# The seed's worker constants (defaults of the settings of the same name).
-MAX_CONCURRENT_VMS = 10
-MAX_CONCURRENT_REQUESTS = 20
-MAX_VM_LIFETIME_SECONDS = 60
 
 
 def languages_table(catalog: Catalog, images: ImageStore) -> list[dict[str, Any]]:
@@ -78,8 +67,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         nonlocal engine
         if engine is None:
-            driver_cls = drivers.choose(settings.driver)
-            engine = Engine(settings, catalog, driver_cls(), images)
+            engine = Engine(settings, catalog, drivers.choose(settings), images)
         app.state.engine = engine
         await engine.start()
         log.info("worker ready: driver=%s", engine.driver.name)

@@ -21,12 +21,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from tvm.config.catalog import StageLimits
 from tvm.errors import AgentError
 from tvm.pyrovm.agent import protocol
 from tvm.pyrovm.agent.main import DEFAULT_ENV
+
+if TYPE_CHECKING:
+    from tvm.config.settings import Settings
 
 AGENT_DIR = Path(__file__).resolve().parent.parent / "agent"
 # How long a sandbox without a VM to boot may take to answer its first frame.
@@ -321,17 +324,18 @@ class StreamSandbox(Sandbox):
 
 
 class Driver(ABC):
-    """A way to make sandboxes. Capability flags say what it can do."""
+    """A way to make sandboxes, built with the settings it obeys (and keeps)."""
 
     name: ClassVar[str]
-    needs_kvm: ClassVar[bool] = False
-    supports_snapshot: ClassVar[bool] = False
     strength: ClassVar[int] = 0  # auto picks the strongest usable driver
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
 
     @classmethod
     @abstractmethod
-    def probe(cls) -> Availability:
-        """Can this driver run on this host? If not, say exactly why."""
+    def probe(cls, settings: Settings) -> Availability:
+        """Can this driver run on this host with ``settings``? If not, say exactly why."""
 
     @abstractmethod
     async def start(self, spec: SandboxSpec) -> Sandbox:
@@ -351,12 +355,3 @@ def file_list(files: list[tuple[str, bytes, int]]) -> list[dict[str, Any]]:
 
 def limit_dict(limits: StageLimits) -> dict[str, int]:
     return {name: getattr(limits, name) for name in StageLimits.names()}
-
-
-async def kill_process(proc: asyncio.subprocess.Process, grace: float = 2.0) -> None:
-    """SIGKILL a child process and reap it; safe if it is already gone."""
-    if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(proc.wait(), grace)

@@ -21,7 +21,6 @@ the whole sandbox dies with it: that stage is reported as ``memory_limit``
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import os
@@ -31,10 +30,9 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tvm.config.catalog import StageLimits
-from tvm.config.settings import get_settings
 from tvm.errors import AgentError, DriverUnavailable, SandboxError
 from tvm.pyrovm.drivers import seccomp
 from tvm.pyrovm.drivers.base import (
@@ -47,10 +45,12 @@ from tvm.pyrovm.drivers.base import (
     PipeSandbox,
     Sandbox,
     SandboxSpec,
-    kill_process,
 )
 from tvm.pyrovm.drivers.cgroups import Cgroup, CgroupManager
-from tvm.pyrovm.drivers.namespace import ENTER
+from tvm.pyrovm.drivers.hostproc import enter_argv, kill_process, run_quietly
+
+if TYPE_CHECKING:
+    from tvm.config.settings import Settings
 
 # Host memory the Sentry, the Gofer and the agent need on top of a stage's limit.
 SENTRY_OVERHEAD_MB = 96
@@ -212,17 +212,7 @@ class GVisorSandbox(PipeSandbox):
         }
 
     async def _runsc(self, *args: str) -> None:
-        with contextlib.suppress(OSError, asyncio.TimeoutError):
-            proc = await asyncio.create_subprocess_exec(
-                self.runsc, *runsc_flags(self.state_dir, self.platform), *args,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
-            )  # fmt: skip
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            finally:
-                await kill_process(proc)
+        await run_quietly([self.runsc, *runsc_flags(self.state_dir, self.platform), *args], 10)
 
     async def destroy(self) -> None:
         if self.destroyed:
@@ -244,13 +234,14 @@ class GVisorDriver(Driver):
     name = "gvisor"
     strength = 20
 
-    def __init__(self, platform: str | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
         self.runsc = shutil.which("runsc") or "runsc"
-        self.platform = platform or get_settings().gvisor_platform
+        self.platform = settings.gvisor_platform
         self.cgroups = CgroupManager()
 
     @classmethod
-    def probe(cls) -> Availability:
+    def probe(cls, settings: Settings) -> Availability:
         runsc = shutil.which("runsc")
         if not runsc:
             return Availability(False, "runsc not found: apt-get install runsc")
@@ -260,7 +251,7 @@ class GVisorDriver(Driver):
             CgroupManager()
         except (DriverUnavailable, OSError) as exc:
             return Availability(False, str(exc))
-        return _probe_run(runsc, get_settings().gvisor_platform)
+        return _probe_run(runsc, settings.gvisor_platform)
 
     async def start(self, spec: SandboxSpec) -> Sandbox:
         if not (spec.rootfs / "usr/bin/python3").exists():
@@ -275,10 +266,10 @@ class GVisorDriver(Driver):
             bundle.mkdir()
             sandbox.state_dir.mkdir()
             (bundle / "config.json").write_text(json.dumps(oci_config(spec), indent=1))
-            argv = ["/bin/sh", "-c", ENTER, "sh"]
-            argv += [str(p) for p in cgroup.procs_files] + ["--"]
-            argv += [self.runsc, *runsc_flags(sandbox.state_dir, self.platform)]
-            argv += ["run", f"--bundle={bundle}", sandbox.container_id]
+            argv = enter_argv(cgroup.procs_files, [
+                self.runsc, *runsc_flags(sandbox.state_dir, self.platform),
+                "run", f"--bundle={bundle}", sandbox.container_id,
+            ])  # fmt: skip
             sandbox.proc = await asyncio.create_subprocess_exec(
                 *argv,
                 stdin=asyncio.subprocess.PIPE,

@@ -28,19 +28,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import shutil
 import signal
 import socket
-import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tvm.config.catalog import StageLimits
-from tvm.config.settings import get_settings
-from tvm.errors import DriverUnavailable, SandboxError
+from tvm.errors import DriverUnavailable, SandboxError, ZygoteGone
 from tvm.pyrovm.drivers import seccomp
 from tvm.pyrovm.drivers.base import (
     AGENT_ENV,
@@ -52,19 +50,18 @@ from tvm.pyrovm.drivers.base import (
     StreamSandbox,
     agent_source_digest,
     compiled_agent,
-    kill_process,
 )
 from tvm.pyrovm.drivers.cgroups import Cgroup, CgroupManager
+from tvm.pyrovm.drivers.hostproc import enter_argv
+from tvm.pyrovm.drivers.zygote_client import ZygoteClient, readable
+
+if TYPE_CHECKING:
+    from tvm.config.settings import Settings
 
 log = logging.getLogger("tvm.pyrovm.namespace")
 
 # Memory the agent itself needs on top of a stage's own limit.
 AGENT_OVERHEAD_MB = 24
-# Enter the cgroups, shield the agent from the OOM killer, then become bwrap.
-ENTER = (
-    'for f in "$@"; do case "$f" in --) shift; break;; esac; echo $$ > "$f"; shift; done;'
-    ' { echo -1000 > /proc/self/oom_score_adj; } 2>/dev/null; exec "$@"'
-)
 # The zygote starts as a plain `python3` would for a script, like the agent
 # (see base.AGENT_BOOT): its sandboxes run Python programs in forked children.
 ZYGOTE_BOOT = (
@@ -133,7 +130,7 @@ class NamespaceSandbox(StreamSandbox):
                 with contextlib.suppress(ProcessLookupError):
                     signal.pidfd_send_signal(pidfd, signal.SIGKILL)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(_readable(asyncio.get_running_loop(), pidfd), 2.0)
+                    await asyncio.wait_for(readable(asyncio.get_running_loop(), pidfd), 2.0)
             finally:
                 os.close(pidfd)
             for _ in range(3):  # usually empty at once: no thread needed
@@ -143,175 +140,24 @@ class NamespaceSandbox(StreamSandbox):
         await asyncio.to_thread(self.cgroup.remove)
 
 
-async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket | int) -> None:
-    ready = loop.create_future()
-
-    def wake() -> None:
-        if not ready.done():
-            ready.set_result(None)
-
-    loop.add_reader(sock, wake)
-    try:
-        await ready
-    finally:
-        loop.remove_reader(sock)
-
-
-async def _reply(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> tuple[bytes, list[int]]:
-    """A zygote's next reply and the descriptors it carries."""
-    while True:
-        try:
-            data, fds, _, _ = socket.recv_fds(sock, 65536, 1)
-            return data, fds
-        except BlockingIOError:
-            await _readable(loop, sock)
-
-
-class ZygoteGone(SandboxError):
-    """The zygote asked takes no more requests (replaced, or out of step)."""
-
-
-class Zygote:
-    """One image's zygote process, as the worker sees it."""
-
-    def __init__(self, rootfs: Path, cgroup: Cgroup) -> None:
-        self.rootfs = rootfs
-        self.cgroup = cgroup
-        self.proc: asyncio.subprocess.Process | None = None
-        self.sock: socket.socket | None = None
-        self.started = time.monotonic()
-        self.lock = asyncio.Lock()
-        self.retiring = False
-        self.stderr = bytearray()
-        self._log_task: asyncio.Task[None] | None = None
-
-    @property
-    def age(self) -> float:
-        return time.monotonic() - self.started
-
-    @property
-    def usable(self) -> bool:
-        return (
-            self.sock is not None
-            and not self.retiring
-            and self.proc is not None
-            and self.proc.returncode is None
-            and self.age < ZYGOTE_MAX_AGE
-        )
-
-    async def launch(self, argv: list[str], seccomp_filter: bytes) -> None:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            self.proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=theirs.fileno(),
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
-                env={"PATH": "/usr/bin:/bin"},
-            )
-        except OSError as exc:
-            ours.close()
-            raise SandboxError(f"cannot start bwrap: {exc}") from exc
-        finally:
-            theirs.close()
-        ours.setblocking(False)
-        self.sock = ours
-        self._log_task = asyncio.create_task(self._log_stderr())
-        # The zygote forks each sandbox into a new pid namespace, then returns
-        # to this one (the service's: pidfds and cgroups are read here).
-        pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            await self.request({"type": "config", "seccomp": seccomp_filter.hex()}, [pidns])
-        finally:
-            os.close(pidns)
-
-    async def _log_stderr(self) -> None:
-        assert self.proc and self.proc.stderr
-        while line := await self.proc.stderr.readline():
-            self.stderr.extend(line)
-            del self.stderr[:-8192]
-            text = line.decode(errors="replace").rstrip()
-            log.warning("zygote for %s: %s", self.rootfs.parent.name, text)
-
-    async def request(
-        self, message: dict[str, object], fds: list[int] | None = None
-    ) -> tuple[dict[str, object], list[int]]:
-        """One request and its reply (with the descriptors it carries).
-        :class:`ZygoteGone` if this zygote takes no more requests."""
-        loop = asyncio.get_running_loop()
-        async with self.lock:
-            sock = self.sock
-            if sock is None or (self.retiring and message["type"] == "fork"):
-                raise ZygoteGone(f"zygote for {self.rootfs} is retired")
-            answered = False
-            try:
-                socket.send_fds(sock, [json.dumps(message).encode()], fds or [])
-                data, rfds = await _reply(loop, sock)
-                answered = True
-            except OSError as exc:
-                raise SandboxError(f"zygote for {self.rootfs} failed: {exc}; {self.why()}") from exc
-            finally:
-                # Unanswered (cancelled, failed): its reply must never be read
-                # as the next request's, so this zygote takes no more.
-                if not answered or self.retiring:
-                    self.retiring = True
-                    self._close_socket()
-        if not data:
-            raise SandboxError(f"zygote for {self.rootfs} exited; {self.why()}")
-        reply = json.loads(data)
-        if "error" in reply:
-            for fd in rfds:
-                os.close(fd)
-            raise SandboxError(f"zygote could not make a sandbox: {reply['error']}")
-        return reply, rfds
-
-    def why(self) -> str:
-        code = self.proc.returncode if self.proc else None
-        text = self.stderr.decode(errors="replace").strip()[-2000:]
-        return f"bwrap exited {code}: {text}" if code is not None or text else "no diagnostics"
-
-    def retire(self) -> None:
-        """Take no more sandboxes; the zygote exits once its sandboxes are gone.
-        A request in flight still gets its answer (its socket closes after)."""
-        self.retiring = True
-        if not self.lock.locked():
-            self._close_socket()
-
-    def _close_socket(self) -> None:
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
-
-    async def close(self, grace: float) -> None:
-        self.retire()
-        if self.proc is not None:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.proc.wait(), grace)
-            await kill_process(self.proc)
-        if self._log_task is not None:
-            self._log_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._log_task
-        await asyncio.to_thread(self.cgroup.remove)
-
-
 class NamespaceDriver(Driver):
     name = "namespace"
     strength = 10
 
-    def __init__(self) -> None:
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
         self.bwrap = shutil.which("bwrap") or "bwrap"
         self.cgroups = CgroupManager()
         self.cgroups.remove_orphans()
         self.filter = seccomp.build_filter()
         self._agent_dirs: dict[Path, Path] = {}
-        self._zygotes: dict[Path, Zygote] = {}
+        self._zygotes: dict[Path, ZygoteClient] = {}
         self._retired: set[asyncio.Task[None]] = set()
         self._launching: dict[Path, asyncio.Lock] = {}
         self._renewing: dict[Path, asyncio.Task[None]] = {}
 
     @classmethod
-    def probe(cls) -> Availability:
+    def probe(cls, settings: Settings) -> Availability:
         if not shutil.which("bwrap"):
             return Availability(False, "bwrap not found: apt-get install bubblewrap")
         if os.geteuid() != 0:
@@ -329,7 +175,7 @@ class NamespaceDriver(Driver):
         """The agent, byte-compiled for this image's Python (cached)."""
         cached = self._agent_dirs.get(rootfs)
         if cached is None:
-            cache = get_settings().home / "agent"
+            cache = self.settings.home / "agent"
             target = cache / agent_source_digest() / "tvm_agent"
             compile_argv = [
                 self.bwrap, "--ro-bind", str(rootfs), "/", "--tmpfs", "/.tvm",
@@ -366,7 +212,7 @@ class NamespaceDriver(Driver):
             "python3", "-c", ZYGOTE_BOOT,
         ]  # fmt: skip
 
-    async def zygote(self, rootfs: Path) -> Zygote:
+    async def zygote(self, rootfs: Path) -> ZygoteClient:
         """This image's zygote, started (or replaced) if need be. A successor
         is started in the background as a zygote nears its age, so that no
         sandbox waits for one."""
@@ -392,31 +238,29 @@ class NamespaceDriver(Driver):
         finally:
             self._renewing.pop(rootfs, None)
 
-    def _install(self, rootfs: Path, zygote: Zygote) -> None:
+    def _install(self, rootfs: Path, zygote: ZygoteClient) -> None:
         old = self._zygotes.get(rootfs)
         self._zygotes[rootfs] = zygote
         if old is not None:
             self._retire(old)
 
-    async def _launch(self, rootfs: Path) -> Zygote:
+    async def _launch(self, rootfs: Path) -> ZygoteClient:
         if rootfs not in self._agent_dirs:
             await asyncio.to_thread(self.agent_dir, rootfs)
         cgroup = await asyncio.to_thread(self.cgroups.create, f"zygote-{uuid.uuid4().hex[:8]}")
         cgroup.set_limits(ZYGOTE_MEMORY_MB << 20, ZYGOTE_PIDS)
-        zygote = Zygote(rootfs, cgroup)
-        argv = ["/bin/sh", "-c", ENTER, "sh", *map(str, cgroup.procs_files), "--"]
+        zygote = ZygoteClient(rootfs, cgroup, ZYGOTE_MAX_AGE)
+        argv = enter_argv(cgroup.procs_files, self.zygote_args(rootfs))
         try:
-            await asyncio.wait_for(
-                zygote.launch(argv + self.zygote_args(rootfs), self.filter), HANDSHAKE_TIMEOUT
-            )
+            await asyncio.wait_for(zygote.launch(argv, self.filter), HANDSHAKE_TIMEOUT)
         except BaseException:
             await zygote.close(0)
             raise
         return zygote
 
-    def _retire(self, zygote: Zygote) -> None:
+    def _retire(self, zygote: ZygoteClient) -> None:
         zygote.retire()
-        lifetime = get_settings().max_vm_lifetime_seconds + 5
+        lifetime = self.settings.max_vm_lifetime_seconds + 5
         task = asyncio.create_task(zygote.close(lifetime))
         self._retired.add(task)
         task.add_done_callback(self._retired.discard)

@@ -17,14 +17,15 @@ import asyncio
 import contextlib
 import functools
 import json
+import os
 import shutil
 import subprocess
 import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tvm.config.settings import get_settings
 from tvm.errors import DriverUnavailable, ImageError, SandboxError
 from tvm.pyrovm.agent import protocol
 from tvm.pyrovm.drivers.base import (
@@ -33,13 +34,15 @@ from tvm.pyrovm.drivers.base import (
     Sandbox,
     SandboxSpec,
     StreamSandbox,
-    kill_process,
 )
 from tvm.pyrovm.drivers.cgroups import Cgroup, CgroupManager
-from tvm.pyrovm.drivers.namespace import ENTER
+from tvm.pyrovm.drivers.hostproc import enter_argv, kill_process
 from tvm.pyrovm.vm import hostinfo
 from tvm.pyrovm.vm.disks import build_disk
 from tvm.pyrovm.vm.guest import GuestKernel, guest_kernel
+
+if TYPE_CHECKING:
+    from tvm.config.settings import Settings
 
 QEMU = "qemu-system-x86_64"
 GUEST_OVERHEAD_MB = 128  # guest kernel + page cache on top of the sandbox's memory
@@ -162,30 +165,28 @@ class QemuSandbox(StreamSandbox):
 
 class QemuDriver(Driver):
     name = "qemu"
-    needs_kvm = False  # uses KVM when it works, TCG otherwise
-    strength = 30
+    strength = 30  # uses KVM when it works, TCG otherwise
 
-    def __init__(self, accel: str | None = None) -> None:
-        settings = get_settings()
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
         self.qemu = shutil.which(QEMU) or QEMU
         self.kernel = guest_kernel(settings.home)
-        self.accel = accel or _choose_accel(self.qemu, self.kernel, settings.qemu_accel)[0]
+        self.accel = _choose_accel(self.qemu, self.kernel, settings)[0]
         try:
             self.cgroups: CgroupManager | None = CgroupManager()
         except (DriverUnavailable, OSError):
             self.cgroups = None  # the VM size is still the hard cap
 
     @classmethod
-    def probe(cls) -> Availability:
+    def probe(cls, settings: Settings) -> Availability:
         qemu = shutil.which(QEMU)
         if not qemu:
             return Availability(False, f"{QEMU} not found: apt-get install qemu-system-x86")
-        settings = get_settings()
         try:
             kernel = guest_kernel(settings.home)
         except ImageError as exc:
             return Availability(False, exc.message)
-        accel, why = _choose_accel(qemu, kernel, settings.qemu_accel)
+        accel, why = _choose_accel(qemu, kernel, settings)
         if accel == "tcg" and hostinfo.tsc_khz() is None:
             return Availability(False, f"TCG needs the host TSC frequency (no dmesg); {why}")
         where = f"kernel: {kernel.description}"
@@ -213,8 +214,7 @@ class QemuDriver(Driver):
             if cgroup is not None:
                 vmm_mb = max(256, spec.memory_mb + GUEST_OVERHEAD_MB) + TB_SIZE_MB + 256
                 cgroup.set_limits(vmm_mb << 20, 256)
-                enter = ["/bin/sh", "-c", ENTER, "sh", *map(str, cgroup.procs_files), "--"]
-                argv = enter + argv
+                argv = enter_argv(cgroup.procs_files, argv)
             sandbox.proc = await asyncio.create_subprocess_exec(
                 *argv,
                 stdin=asyncio.subprocess.DEVNULL,
@@ -230,11 +230,12 @@ class QemuDriver(Driver):
         return await sandbox.ready(BOOT_TIMEOUT[self.accel], lambda: sandbox.connect(10))
 
 
-def _choose_accel(qemu: str, kernel: GuestKernel, wanted: str) -> tuple[str, str]:
+def _choose_accel(qemu: str, kernel: GuestKernel, settings: Settings) -> tuple[str, str]:
     """("kvm" | "tcg", why)."""
+    wanted = settings.qemu_accel
     if wanted == "tcg":
         return "tcg", "TVM_QEMU_ACCEL=tcg"
-    problem = hostinfo.kvm_device() or _kvm_probe_boot(qemu, str(kernel.vmlinux))
+    problem = hostinfo.kvm_device() or _kvm_probe_boot(qemu, str(kernel.vmlinux), settings.run_dir)
     if problem is None:
         return "kvm", "a probe boot under KVM succeeded"
     if wanted == "kvm":
@@ -243,12 +244,12 @@ def _choose_accel(qemu: str, kernel: GuestKernel, wanted: str) -> tuple[str, str
 
 
 @functools.lru_cache(maxsize=4)
-def _kvm_probe_boot(qemu: str, vmlinux: str) -> str | None:
+def _kvm_probe_boot(qemu: str, vmlinux: str, run_dir: Path) -> str | None:
     """Boot the kernel under KVM with no disk: reaching the root-mount panic proves
     the CPU works (a broken nested KVM stops with "KVM internal error").
     The verdict is cached per process and on disk per (qemu, kernel, host kernel)."""
-    cache = get_settings().run_dir / "qemu-kvm-probe.json"
-    key = f"{qemu}|{vmlinux}|{Path(vmlinux).stat().st_mtime}|{_host_release()}"
+    cache = run_dir / "qemu-kvm-probe.json"
+    key = f"{qemu}|{vmlinux}|{Path(vmlinux).stat().st_mtime}|{os.uname().release}"
     with contextlib.suppress(OSError, ValueError):
         data = json.loads(cache.read_text())
         if data.get("key") == key:
@@ -280,9 +281,3 @@ def _boot_once(qemu: str, vmlinux: str) -> str | None:
         return None
     tail = " | ".join(output.strip().splitlines()[-3:]) or f"exit status {result.returncode}"
     return f"probe boot under KVM failed: {tail}"
-
-
-def _host_release() -> str:
-    import os
-
-    return os.uname().release

@@ -9,7 +9,7 @@ Per VM (``start_vm``):
 * the guest kernel (built by ``tvm images kernel``: an uncompressed ``vmlinux``),
   the language image's ext4 disk read-only, and a per-VM ext4 scratch disk
   for ``/work`` and ``/tmp`` are hard-linked (or created) inside the jail;
-* the VM is configured over the API socket (:mod:`tvm.pyrovm.fcapi`):
+* the VM is configured over the API socket (:mod:`tvm.pyrovm.drivers.fcapi`):
   machine-config from the request's memory and CPUs, boot-source, drives,
   vsock, then ``InstanceStart``;
 * the agent (the guest's init) listens on vsock port 52; the host connects to
@@ -28,27 +28,29 @@ import contextlib
 import hashlib
 import os
 import shutil
-import subprocess
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tvm.config.settings import get_settings
 from tvm.errors import AgentError, ImageError, SandboxError
-from tvm.pyrovm import fcapi
 from tvm.pyrovm.agent import protocol
+from tvm.pyrovm.drivers import fcapi
 from tvm.pyrovm.drivers.base import (
     Availability,
     Driver,
     Sandbox,
     SandboxSpec,
     StreamSandbox,
-    kill_process,
 )
+from tvm.pyrovm.drivers.hostproc import kill_process, run_quietly
 from tvm.pyrovm.vm import hostinfo
 from tvm.pyrovm.vm.disks import build_disk
 from tvm.pyrovm.vm.guest import guest_kernel
+
+if TYPE_CHECKING:
+    from tvm.config.settings import Settings
 
 AGENT_PORT = 52
 GUEST_CID = 3
@@ -197,9 +199,7 @@ class FirecrackerVM:
         await asyncio.to_thread(_remove_cgroups, self.jail.vm_id)
         await asyncio.to_thread(shutil.rmtree, self.jail.base, True)
         if self.netns:
-            await asyncio.to_thread(
-                subprocess.run, ["ip", "netns", "del", self.netns], capture_output=True, check=False
-            )
+            await run_quietly(["ip", "netns", "del", self.netns])
             self.netns = None
 
 
@@ -223,11 +223,21 @@ def _link(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def make_scratch(path: Path, size_mb: int) -> None:
+async def make_scratch(path: Path, size_mb: int) -> None:
+    """An empty ext4 disk of ``size_mb`` for the guest's /work and /tmp."""
     with open(path, "wb") as fh:
         fh.truncate(size_mb << 20)
     argv = ["mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-m", "0", "-E", "root_owner=0:0"]
-    subprocess.run([*argv, str(path)], check=True, capture_output=True)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, str(path), stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+    except OSError as exc:
+        raise SandboxError(f"cannot run mkfs.ext4: {exc}") from exc
+    output, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise SandboxError(f"mkfs.ext4 of the scratch disk failed: {output.decode()[-500:]}")
 
 
 class FirecrackerSandbox(StreamSandbox):
@@ -273,12 +283,10 @@ class Snapshot:
 
 class FirecrackerDriver(Driver):
     name = "firecracker"
-    needs_kvm = True
-    supports_snapshot = True
     strength = 40
 
-    def __init__(self, snapshots: bool = True) -> None:
-        settings = get_settings()
+    def __init__(self, settings: Settings, snapshots: bool = True) -> None:
+        super().__init__(settings)
         self.home = settings.home
         self.firecracker = shutil.which("firecracker") or "firecracker"
         self.jailer = shutil.which("jailer") or "jailer"
@@ -287,7 +295,7 @@ class FirecrackerDriver(Driver):
         self._snapshot_locks: dict[str, asyncio.Lock] = {}
 
     @classmethod
-    def probe(cls) -> Availability:
+    def probe(cls, settings: Settings) -> Availability:
         for binary in ("firecracker", "jailer"):
             if not shutil.which(binary):
                 return Availability(False, f"{binary} not found on PATH (see docs/isolation.md)")
@@ -297,7 +305,7 @@ class FirecrackerDriver(Driver):
         if os.geteuid() != 0:
             return Availability(False, "the jailer must start as root")
         try:
-            guest_kernel(get_settings().home, allow_debian=False)
+            guest_kernel(settings.home, allow_debian=False)
         except ImageError as exc:
             return Availability(False, exc.message)
         return Availability(True, "firecracker + jailer, /dev/kvm and the built guest kernel")
@@ -306,12 +314,21 @@ class FirecrackerDriver(Driver):
     async def start_vm(self, vm_dir: Path, memory_mb: int, cpu_count: int,
                        language_image: Path, uid: int = 60000, processes: int = 256,
                        snapshot: Snapshot | None = None) -> FirecrackerVM:  # fmt: skip
-        """Jail and start one VM: cold boot, or restore ``snapshot`` when given."""
+        """The seed's call, kept: a VM of that size for the image whose root
+        filesystem is ``language_image`` (see :meth:`boot`)."""
+        spec = SandboxSpec(image=language_image.parent.name, rootfs=language_image, uid=uid,
+                           memory_mb=memory_mb, processes=processes, cpus=cpu_count)  # fmt: skip
+        return await self.boot(spec, vm_dir, snapshot)
+
+    async def boot(self, spec: SandboxSpec, vm_dir: Path,
+                   snapshot: Snapshot | None = None) -> FirecrackerVM:  # fmt: skip
+        """Jail and start one VM for ``spec``: cold boot, or restore ``snapshot``."""
+        uid = spec.uid
         vm_id = f"tvm-{uuid.uuid4().hex[:16]}"
         jail = JailPaths(vm_dir / "firecracker" / vm_id, vm_id)
         jail.host("/run").mkdir(parents=True)
         os.chown(jail.host("/run"), uid, uid)
-        disk = await asyncio.to_thread(build_disk, language_image)
+        disk = await asyncio.to_thread(build_disk, spec.rootfs)
         _link(disk, jail.host("/rootfs.ext4"))
         scratch = jail.host("/scratch.ext4")
         if snapshot is not None:
@@ -320,15 +337,15 @@ class FirecrackerDriver(Driver):
             _link(snapshot.memory, jail.host(SNAP_MEM))
         else:
             _link(self.kernel, jail.host("/vmlinux"))
-            await asyncio.to_thread(make_scratch, scratch, 128)
+            await make_scratch(scratch, spec.workdir_mb + spec.tmp_mb)
         os.chown(scratch, uid, uid)
         netns = f"tvm-{vm_id[4:16]}"
-        made = subprocess.run(["ip", "netns", "add", netns], capture_output=True, check=False)
+        made = await run_quietly(["ip", "netns", "add", netns])
         vm = FirecrackerVM(jail, fcapi.FirecrackerAPI(jail.host(API_SOCK)),
-                           netns if made.returncode == 0 else None)  # fmt: skip
+                           netns if made == 0 else None)  # fmt: skip
         netns_path = f"/var/run/netns/{netns}" if vm.netns else None
-        argv = jailer_argv(self.jailer, self.firecracker, jail, uid, memory_mb, processes,
-                           netns_path, cgroup_version())  # fmt: skip
+        argv = jailer_argv(self.jailer, self.firecracker, jail, uid, spec.memory_mb,
+                           spec.processes, netns_path, cgroup_version())  # fmt: skip
         try:
             vm.proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
@@ -339,8 +356,8 @@ class FirecrackerDriver(Driver):
             if snapshot is not None:
                 await vm.load(SNAP_STATE, SNAP_MEM)
             else:
-                memory = memory_mb + GUEST_OVERHEAD_MB
-                await vm.run(boot_calls(memory, cpu_count, boot_args(64, 64)))
+                memory = spec.memory_mb + GUEST_OVERHEAD_MB
+                await vm.run(boot_calls(memory, spec.cpus, boot_args(spec.workdir_mb, spec.tmp_mb)))
         except BaseException:
             await vm.kill()
             raise
@@ -351,7 +368,10 @@ class FirecrackerDriver(Driver):
         if not self.snapshots:
             return None
         disk = await asyncio.to_thread(build_disk, spec.rootfs)
-        recipe = f"{disk}|{self.kernel}|{self.kernel.stat().st_mtime}|{spec.memory_mb}|{spec.cpus}"
+        recipe = (
+            f"{disk}|{self.kernel}|{self.kernel.stat().st_mtime}|{spec.memory_mb}|{spec.cpus}"
+            f"|{spec.workdir_mb}|{spec.tmp_mb}"
+        )
         key = hashlib.sha256(recipe.encode()).hexdigest()[:16]
         snap = Snapshot(self.home / "snapshots" / key)
         lock = self._snapshot_locks.setdefault(key, asyncio.Lock())
@@ -359,8 +379,7 @@ class FirecrackerDriver(Driver):
             if snap.ready():
                 return snap
             snap.directory.mkdir(parents=True, exist_ok=True)
-            vm = await self.start_vm(self.home / "jail", spec.memory_mb, spec.cpus, spec.rootfs,
-                                     uid=spec.uid, processes=spec.processes)  # fmt: skip
+            vm = await self.boot(spec, self.home / "jail")
             try:
                 reader, writer = await vm.connect_agent()
                 hello = protocol.decode_body(await reader.readexactly(
@@ -379,8 +398,7 @@ class FirecrackerDriver(Driver):
 
     async def start(self, spec: SandboxSpec) -> Sandbox:
         snap = await self._snapshot_for(spec)
-        vm = await self.start_vm(self.home / "jail", spec.memory_mb, spec.cpus, spec.rootfs,
-                                 uid=spec.uid, processes=spec.processes, snapshot=snap)  # fmt: skip
+        vm = await self.boot(spec, self.home / "jail", snap)
         sandbox = FirecrackerSandbox(spec, vm)
 
         async def connect() -> None:
