@@ -79,3 +79,17 @@ def test_image_digest_changes_with_the_recipe_only() -> None:
     data = _minimal()
     data["images"]["img"]["packages"] = ["python3", "bash"]  # type: ignore[index]
     assert parse_catalog(data).images["img"].digest != a.digest
+
+
+def test_a_source_file_names_its_language_through_the_catalog() -> None:
+    catalog = load_catalog()
+    # every extension a single entry's source file has is that language's
+    assert catalog.for_file("hello.py") == "python"
+    assert catalog.for_file("prog.rs") == "rust"
+    assert catalog.for_file("x.zsh") == "zsh"
+    # an extension several share goes to the entry that claims it, else to nobody
+    assert catalog.for_file("run.sh") == "bash"
+    assert catalog.for_file("a.pl") == "perl"
+    assert catalog.for_file("b.cc") == "c++"
+    assert catalog.for_file("c.m") is None  # objective-c and octave
+    assert catalog.for_file("Makefile") is None

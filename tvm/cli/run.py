@@ -13,13 +13,6 @@ from tvm.api import CodeExecutionRequest, ExecutionResponse, FileSpec, build_job
 from tvm.config.catalog import load_catalog
 from tvm.config.settings import Settings
 
-# File extension -> language, for `tvm run FILE` without --language.
-EXTENSIONS = {
-    ".py": "python", ".js": "javascript", ".c": "c", ".cpp": "c++", ".cc": "c++",
-    ".sh": "bash", ".ts": "typescript", ".go": "go", ".rs": "rust", ".java": "java",
-    ".rb": "ruby", ".php": "php", ".pl": "perl", ".lua": "lua",
-}  # fmt: skip
-
 
 async def _run_local(request: CodeExecutionRequest, settings: Settings) -> ExecutionResponse:
     from tvm.pyrovm import drivers
@@ -73,7 +66,7 @@ def run(
 
     Arguments after `--` are passed to the program.
     """
-    language = language or EXTENSIONS.get(file.suffix)
+    language = language or load_catalog().for_file(file.name)
     if not language:
         raise click.UsageError(f"cannot tell the language of {file.name}; pass --language")
     stdin = stdin_file.read().decode(errors="replace") if stdin_file else ""

@@ -20,7 +20,7 @@ import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import nodesemver
@@ -105,6 +105,7 @@ class Language:
     aliases: tuple[str, ...] = ()
     runtime: str | None = None
     judge0_ids: tuple[int, ...] = ()  # Judge0 CE language ids; the first is the canonical one
+    extensions: tuple[str, ...] = ()  # claimed for `tvm run FILE` beyond source_file's
     run_limits: LimitSpec = field(repr=False, default=None)  # type: ignore[assignment]
     compile_limits: LimitSpec = field(repr=False, default=None)  # type: ignore[assignment]
 
@@ -170,6 +171,18 @@ class Catalog:
                 f"{language}-{selector} runtime is unknown; versions of {language}: {have}"
             )
         return matching[-1]
+
+    def for_file(self, filename: str) -> str | None:
+        """The language of a source file named ``filename`` (``tvm run FILE``): the one
+        that claims its extension, else the only one whose source file has it."""
+        suffix = PurePath(filename).suffix.lower()
+        if not suffix:
+            return None
+        claims = {lang.name for lang in self.languages if suffix in lang.extensions}
+        claims = claims or {
+            lang.name for lang in self.languages if PurePath(lang.source_file).suffix == suffix
+        }
+        return claims.pop() if len(claims) == 1 else None
 
     def get(self, key: str) -> Language:
         name, _, version = key.partition("@")
@@ -240,6 +253,7 @@ def parse_catalog(data: Mapping[str, Any]) -> Catalog:
                 aliases=tuple(a.lower() for a in entry.get("aliases", ())),
                 runtime=entry.get("runtime"),
                 judge0_ids=_int_tuple(entry.get("judge0_id", ())),
+                extensions=tuple(entry.get("extensions", ())),
                 run_limits=_limit_spec(data["limits"], "run", entry),
                 compile_limits=_limit_spec(data["limits"], "compile", entry),
             )
