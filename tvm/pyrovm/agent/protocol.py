@@ -2,20 +2,47 @@
 
 A frame is a 4-byte big-endian unsigned length followed by that many bytes of
 UTF-8 JSON encoding one object with a ``type`` key. Binary payloads (file
-contents, stdin, output, archives) are base64 strings. The conversation::
+contents, stdin, output, archives) are base64 strings. The agent speaks first
+(``hello``); then the host sends one request at a time and reads its reply.
+Any request may instead be answered with ``error``. The messages, with their
+fields (the typed host side is ``tvm/pyrovm/drivers/messages.py``; a unit test
+keeps this list equal to it)::
 
-    agent -> host   {"type": "hello", "protocol": 1, "python": "3.11.2"}
-    host  -> agent  {"type": "init", "uid": 60001, "gid": 60001, "workdir": "/work",
-                     "env": {...}}                                  -> {"type": "ok"}
-    host  -> agent  {"type": "files", "files": [{"path", "data", "mode"}]}
-                                                                    -> {"type": "ok"}
-    host  -> agent  {"type": "stage", "name": "run", "argv": [...], "shell": null,
-                     "stdin": "<b64>", "limits": {...}}            -> {"type": "stage_result", ...}
-    host  -> agent  {"type": "archive"}                             -> {"type": "archive", "data"}
-    host  -> agent  {"type": "unpack", "data": "<b64 tar>"}          -> {"type": "ok"}
-    host  -> agent  {"type": "shutdown"}                            -> (agent exits)
+    agent -> host:
+        hello        {protocol, python, pyrun, pid, initialized}
+        ok           {}
+        pong         {}
+        error        {message}
+        stage_result {status, exit_code, signal, stdout, stderr, output, stdout_truncated,
+                      stderr_truncated, cpu_ms, wall_ms, memory_kb}
+        archive      {data}
+        event        {event, ...}
+    host -> agent:
+        init         {uid, gid, stages} -> ok
+        files        {files} -> ok
+        stage        {name, argv, stdin, limits, pyrun, last, files} -> stage_result
+        archive      {} -> archive
+        unpack       {data} -> ok
+        ping         {} -> pong
+        shutdown     {}
+        stdin        {data, eof}
+        signal       {signal}
 
-Any request may instead be answered with ``{"type": "error", "message": ...}``.
+Streaming. A request may be answered by any number of ``event`` frames
+before its reply: ``{"type": "event", "event": NAME, ...}`` (e.g. output as a
+stage writes it). While such a request is open the host may send ``stdin``
+and ``signal`` frames for it; they get no reply of their own. Anything that
+is not an ``event`` ends the request. The host's side of this is
+``AgentSession.stream`` (``tvm/pyrovm/drivers/session.py``)::
+
+    async with session.stream(request, StageReply) as exchange:
+        async for event in exchange:        # until the reply arrives
+            await exchange.send(Stdin(b"more input"))
+    reply = exchange.reply
+
+An agent that streams nothing answers every request with its reply alone,
+which is all a host that never asks for events reads.
+
 This module is stdlib-only: the agent imports it inside the sandbox.
 """
 
