@@ -22,6 +22,7 @@ from tvm.config.catalog import StageLimits, load_catalog
 from tvm.config.settings import Settings
 from tvm.pyrovm import drivers
 from tvm.pyrovm.drivers.base import Driver, Sandbox, SandboxSpec
+from tvm.pyrovm.drivers.messages import StageReply
 from tvm.pyrovm.images import ImageStore
 
 LIMITS = StageLimits(
@@ -77,7 +78,7 @@ async def sandbox(driver_name: str) -> AsyncIterator[Sandbox]:
 
 
 async def py(box: Sandbox, code: str, stdin: bytes = b"", limits: StageLimits = LIMITS,
-             args: tuple[str, ...] = ()) -> dict:  # fmt: skip
+             args: tuple[str, ...] = ()) -> StageReply:  # fmt: skip
     return await box.run_stage("run", ["python3", "-c", code, *args], stdin, limits)
 
 
@@ -129,43 +130,43 @@ def leak_guard() -> Iterator[list[Sandbox]]:
 
 async def test_hello_world(sandbox: Sandbox) -> None:
     result = await py(sandbox, "print('hello, world')")
-    assert result["status"] == "ok", result
-    assert result["stdout"] == b"hello, world\n"
-    assert result["exit_code"] == 0
+    assert result.status == "ok", result
+    assert result.stdout == b"hello, world\n"
+    assert result.exit_code == 0
 
 
 async def test_stdin_and_args(sandbox: Sandbox) -> None:
     code = "import sys; print(sys.stdin.read().upper(), sys.argv[1:])"
     result = await py(sandbox, code, b"abc", args=("x", "y z"))
-    assert result["stdout"] == b"ABC ['x', 'y z']\n", result
+    assert result.stdout == b"ABC ['x', 'y z']\n", result
 
 
 async def test_files_are_written_for_the_program(sandbox: Sandbox) -> None:
     await sandbox.write_files([("main.py", b"print(open('data.txt').read())", 0o644),
                                ("data.txt", b"from a file", 0o644)])  # fmt: skip
     result = await sandbox.run_stage("run", ["python3", "main.py"], b"", LIMITS)
-    assert result["stdout"] == b"from a file\n", result
+    assert result.stdout == b"from a file\n", result
 
 
 async def test_runtime_error(sandbox: Sandbox) -> None:
     result = await py(sandbox, "import sys; print('oops', file=sys.stderr); sys.exit(3)")
-    assert result["status"] == "runtime_error"
-    assert result["exit_code"] == 3
-    assert b"oops" in result["stderr"]
+    assert result.status == "runtime_error"
+    assert result.exit_code == 3
+    assert b"oops" in result.stderr
 
 
 async def test_timeout(sandbox: Sandbox) -> None:
     limits = replace(LIMITS, timeout_ms=1500, cpu_time_ms=1000)
     result = await py(sandbox, "while True: pass", limits=limits)
-    assert result["status"] == "timeout", result
+    assert result.status == "timeout", result
 
 
 async def test_output_limit(sandbox: Sandbox) -> None:
     limits = replace(LIMITS, output_bytes=1000)
     result = await py(sandbox, "print('x' * 100000)", limits=limits)
-    assert result["status"] == "output_limit"
-    assert len(result["stdout"]) <= 1000
-    assert result["stdout_truncated"]
+    assert result.status == "output_limit"
+    assert len(result.stdout) <= 1000
+    assert result.stdout_truncated
 
 
 async def test_program_has_own_uid_and_no_capabilities(sandbox: Sandbox) -> None:
@@ -174,7 +175,7 @@ async def test_program_has_own_uid_and_no_capabilities(sandbox: Sandbox) -> None
         "print(os.getuid(), [l for l in s.splitlines() if l.startswith('CapEff')][0].split()[1])"
     )
     result = await py(sandbox, code)
-    assert result["stdout"].split() == [str(UID).encode(), b"0000000000000000"], result
+    assert result.stdout.split() == [str(UID).encode(), b"0000000000000000"], result
 
 
 async def test_image_is_read_only_and_no_network(sandbox: Sandbox) -> None:
@@ -187,15 +188,15 @@ async def test_image_is_read_only_and_no_network(sandbox: Sandbox) -> None:
         "except OSError: print('offline')\n"
     )
     result = await py(sandbox, code)
-    assert b"WRITABLE" not in result["stdout"] and b"ONLINE" not in result["stdout"], result
-    assert b"offline" in result["stdout"]
+    assert b"WRITABLE" not in result.stdout and b"ONLINE" not in result.stdout, result
+    assert b"offline" in result.stdout
 
 
 async def test_processes_are_cleaned_up_between_stages(sandbox: Sandbox) -> None:
     started = await sandbox.run_stage(
         "run", ["sh", "-c", "sleep 300 & sleep 300 & echo started"], b"", LIMITS
     )
-    assert started["stdout"] == b"started\n"
+    assert started.stdout == b"started\n"
     code = (
         "import os\n"
         "me = os.getpid()\n"
@@ -204,7 +205,7 @@ async def test_processes_are_cleaned_up_between_stages(sandbox: Sandbox) -> None
         "print(len(left))"
     )
     result = await py(sandbox, code)
-    assert result["stdout"] == b"0\n", result
+    assert result.stdout == b"0\n", result
 
 
 async def test_memory_limit(driver_name: str, leak_guard: list[Sandbox]) -> None:
@@ -215,8 +216,8 @@ async def test_memory_limit(driver_name: str, leak_guard: list[Sandbox]) -> None
         limits = replace(LIMITS, memory_mb=64)
         code = "b = []\nfor i in range(60): b.append(bytearray(8 << 20))\nprint('survived')"
         result = await py(box, code, limits=limits)
-        assert result["status"] == "memory_limit", result
-        assert b"survived" not in result["stdout"]
+        assert result.status == "memory_limit", result
+        assert b"survived" not in result.stdout
     finally:
         await box.destroy()
         await box.destroy()  # safe twice
@@ -228,7 +229,7 @@ async def test_destroy_leaves_nothing(driver_name: str, leak_guard: list[Sandbox
     box = await driver.start(_spec(Settings()))
     leak_guard.append(box)
     result = await box.run_stage("run", ["sh", "-c", "sleep 300 & echo up"], b"", LIMITS)
-    assert result["stdout"] == b"up\n"
+    assert result.stdout == b"up\n"
     await asyncio.gather(box.destroy(), box.destroy())
     assert box.destroyed
     await driver.close()

@@ -36,8 +36,8 @@ def driver(settings: Settings) -> NamespaceDriver:
 async def run(box: Sandbox, code: str) -> str:
     await box.write_files([("main.py", code.encode(), 0o644)])
     reply = await box.run_stage("run", ["python3", "main.py"], b"", LIMITS, pyrun=True)
-    assert reply["status"] == "ok", reply
-    return str(reply["stdout"].decode()).strip()
+    assert reply.status == "ok", reply
+    return str(reply.stdout.decode()).strip()
 
 
 class HeldReplies:

@@ -7,7 +7,9 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
+from tvm.config.settings import Settings
 from tvm.pyrovm.drivers.base import Availability, Driver, Sandbox, SandboxSpec
+from tvm.pyrovm.drivers.channel import Channel
 
 Behaviour = Callable[[dict[str, Any], "FakeSandbox"], dict[str, Any]]
 
@@ -40,6 +42,48 @@ def echo_behaviour(message: dict[str, Any], sandbox: FakeSandbox) -> dict[str, A
     return stage_reply(stdin + " ".join(message["argv"][2:]).encode())
 
 
+class FakeAgent(Channel):
+    """A channel whose far end is a fake agent: it decodes each request frame
+    and answers with the behaviour's reply (as the real agent would, in wire form)."""
+
+    def __init__(self, sandbox: FakeSandbox) -> None:
+        self.sandbox = sandbox
+        self.replies: asyncio.Queue[bytes] = asyncio.Queue()
+        self._buf = b""
+
+    async def send(self, data: bytes) -> None:
+        from tvm.pyrovm.agent import protocol
+
+        box = self.sandbox
+        message = protocol.decode_body(data[4:])
+        box.requests.append(message)
+        kind = message["type"]
+        if kind == "files":
+            for item in message["files"]:
+                box.files[item["path"]] = base64.b64decode(item["data"])
+            reply: dict[str, Any] = {"type": "ok"}
+        elif kind == "stage":
+            for item in message.get("files", []):
+                box.files[item["path"]] = base64.b64decode(item["data"])
+            if box.gate is not None:
+                await box.gate.wait()
+            reply = box.behaviour(message, box)
+        elif kind == "archive":
+            reply = {"type": "archive", "data": base64.b64encode(b"tar").decode()}
+        else:
+            reply = {"type": "ok"}
+        await self.replies.put(protocol.encode(reply))
+
+    async def recv(self, n: int) -> bytes:
+        while len(self._buf) < n:
+            self._buf += await self.replies.get()
+        out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+    async def close(self) -> None:
+        pass
+
+
 class FakeSandbox(Sandbox):
     driver = "fake"
 
@@ -48,41 +92,12 @@ class FakeSandbox(Sandbox):
         self.behaviour = behaviour
         self.gate = gate
         self.files: dict[str, bytes] = {}
-        self.replies: asyncio.Queue[bytes] = asyncio.Queue()
         self.requests: list[dict[str, Any]] = []
+        self.teardowns = 0
+        self.attach(FakeAgent(self))
 
-    async def _send(self, data: bytes) -> None:
-        from tvm.pyrovm.agent import protocol
-
-        message = protocol.decode_body(data[4:])
-        self.requests.append(message)
-        kind = message["type"]
-        if kind == "files":
-            for item in message["files"]:
-                self.files[item["path"]] = base64.b64decode(item["data"])
-            reply: dict[str, Any] = {"type": "ok"}
-        elif kind == "stage":
-            for item in message.get("files", []):
-                self.files[item["path"]] = base64.b64decode(item["data"])
-            if self.gate is not None:
-                await self.gate.wait()
-            reply = self.behaviour(message, self)
-        elif kind == "archive":
-            reply = {"type": "archive", "data": base64.b64encode(b"tar").decode()}
-        else:
-            reply = {"type": "ok"}
-        await self.replies.put(protocol.encode(reply))
-
-    async def _recv(self, n: int) -> bytes:
-        if not hasattr(self, "_buf"):
-            self._buf = b""
-        while len(self._buf) < n:
-            self._buf += await self.replies.get()
-        out, self._buf = self._buf[:n], self._buf[n:]
-        return out
-
-    async def destroy(self) -> None:
-        self.destroyed = True
+    async def _teardown(self) -> None:
+        self.teardowns += 1
 
 
 class FakeDriver(Driver):
@@ -91,12 +106,13 @@ class FakeDriver(Driver):
     def __init__(
         self, behaviour: Behaviour = echo_behaviour, gate: asyncio.Event | None = None
     ) -> None:
+        super().__init__(Settings())
         self.behaviour = behaviour
         self.gate = gate
         self.started: list[FakeSandbox] = []
 
     @classmethod
-    def probe(cls) -> Availability:
+    def probe(cls, settings: Settings) -> Availability:
         return Availability(True, "fake")
 
     async def start(self, spec: SandboxSpec) -> Sandbox:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,8 @@ from tvm.api import CodeExecutionRequest, build_job
 from tvm.config.catalog import load_catalog
 from tvm.config.settings import Settings
 from tvm.errors import AgentError, CapacityError
-from tvm.pyrovm.engine import Engine, verdict
+from tvm.pyrovm.drivers.messages import StageReply, from_wire
+from tvm.pyrovm.engine import Engine, stage_result, verdict
 from tvm.pyrovm.images import ImageStore
 
 
@@ -127,7 +129,17 @@ async def test_warm_pool_hands_over_and_refills() -> None:
     assert len(engine.sandboxes.warm[python.key]) == 2
     result = await run(engine, settings, language="python", code="x")
     assert result.status == "ok"
-    assert len(driver.started) == 2 or len(driver.started) == 3  # handed over, then refilled
+    # The job ran in a warm sandbox (handed over, then destroyed) ...
+    used = [sb for sb in driver.started[:2] if any(r["type"] == "stage" for r in sb.requests)]
+    assert len(used) == 1
+    # ... and the pool refills to its target with a new one.
+    for _ in range(50):
+        if len(engine.sandboxes.warm[python.key]) == 2 and used[0].destroyed:
+            break
+        await asyncio.sleep(0.01)
+    assert used[0].destroyed
+    assert len(engine.sandboxes.warm[python.key]) == 2 and len(driver.started) == 3
+    assert used[0] not in engine.sandboxes.warm[python.key]
     # A job for another language evicts an idle warm sandbox when the worker is full.
     engine.sandboxes.capacity = engine.sandboxes.count
     result = await run(engine, settings, language="bash", code="x")
@@ -159,7 +171,18 @@ def test_verdict_ignores_trailing_whitespace() -> None:
     assert verdict("1\r\n2", "1\n2\n") == "accepted"
     assert verdict("1\n3", "1\n2") == "wrong_answer"
     assert verdict("x", None) is None
-    assert stage_reply()["status"] == "ok"
+
+
+def test_a_stage_result_carries_the_agents_measurements() -> None:
+    reply = from_wire(stage_reply(b"\xffout", "signal", None, "SIGSEGV", b"err"))
+    assert isinstance(reply, StageReply)
+    reply = replace(reply, cpu_ms=17, wall_ms=29, memory_kb=4242, stderr_truncated=True)
+    text = stage_result(reply)
+    assert (text.status, text.exit_code, text.signal) == ("signal", None, "SIGSEGV")
+    assert text.stdout == "\ufffdout" and text.stderr == "err" and text.output == "\ufffdouterr"
+    assert (text.cpu_ms, text.wall_ms, text.memory_kb, text.truncated) == (17, 29, 4242, True)
+    b64 = stage_result(reply, "base64")
+    assert b64.stdout == "/291dA==" and b64.output == "/291dGVycg=="
 
 
 async def settle(engine: Engine) -> None:

@@ -202,13 +202,12 @@ async def test_hybrid_vsock_connect_retries_and_keeps_guest_bytes(tmp_path: Path
     server = await asyncio.start_unix_server(serve, path=str(uds))
     vm = FirecrackerVM(jail, fcapi.FirecrackerAPI(jail.host(API_SOCK)))
     try:
-        reader, writer = await vm.connect_agent(timeout=5)
-        header = await reader.readexactly(4)
-        frame = protocol.decode_body(await reader.readexactly(protocol.decode_header(header)))
+        channel = await vm.connect_agent(timeout=5)
+        header = await channel.recv(4)
+        frame = protocol.decode_body(await channel.recv(protocol.decode_header(header)))
         assert frame["type"] == "hello"
         assert attempts == 3
-        writer.close()
-        await writer.wait_closed()
+        await channel.close()
     finally:
         server.close()
         await server.wait_closed()

@@ -17,13 +17,13 @@ import logging
 import re
 import shlex
 from collections.abc import Iterator
-from typing import Any
 
 from tvm.api import Case, ExecutionResponse, Job, StageResult, TestResult
 from tvm.config.catalog import Catalog, Language
 from tvm.config.settings import Settings
 from tvm.errors import CapacityError, SandboxError
 from tvm.pyrovm.drivers.base import Driver, Sandbox
+from tvm.pyrovm.drivers.messages import StageReply
 from tvm.pyrovm.images import ImageStore
 from tvm.pyrovm.pool import SandboxManager
 
@@ -112,18 +112,18 @@ def _text(data: bytes, encoding: str) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-def stage_result(reply: dict[str, Any], encoding: str = "utf8") -> StageResult:
+def stage_result(reply: StageReply, encoding: str = "utf8") -> StageResult:
     return StageResult(
-        status=reply["status"],
-        stdout=_text(reply["stdout"], encoding),
-        stderr=_text(reply["stderr"], encoding),
-        output=_text(reply["output"], encoding),
-        exit_code=reply["exit_code"],
-        signal=reply["signal"],
-        cpu_ms=reply["cpu_ms"],
-        wall_ms=reply["wall_ms"],
-        memory_kb=reply["memory_kb"],
-        truncated=bool(reply["stdout_truncated"] or reply["stderr_truncated"]),
+        status=reply.status,
+        stdout=_text(reply.stdout, encoding),
+        stderr=_text(reply.stderr, encoding),
+        output=_text(reply.output, encoding),
+        exit_code=reply.exit_code,
+        signal=reply.signal,
+        cpu_ms=reply.cpu_ms,
+        wall_ms=reply.wall_ms,
+        memory_kb=reply.memory_kb,
+        truncated=reply.stdout_truncated or reply.stderr_truncated,
     )
 
 
@@ -264,7 +264,7 @@ class Engine:
                 files=None if archive is not None else job.files,
             )
         result = stage_result(reply, job.output_encoding)
-        text = reply["stdout"].decode(errors="replace")
+        text = reply.stdout.decode(errors="replace")
         return TestResult(
             **result.model_dump(),
             verdict=verdict(text, case.expected_output) if result.status == "ok" else None,

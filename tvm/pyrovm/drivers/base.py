@@ -1,15 +1,19 @@
 """The driver interface: how a sandbox is created and how bytes reach its agent.
 
 Every driver runs the same agent (``tvm/pyrovm/agent``) and speaks the same
-protocol; a driver only decides what isolates the sandbox and what the channel
-is. A driver is small: :meth:`Driver.probe` says whether it can run here and
-why not, :meth:`Driver.start` returns a running :class:`Sandbox`.
+protocol; a driver only decides what isolates the sandbox and what the
+:class:`~.channel.Channel` is. Three parts:
+
+* the channel (:mod:`.channel`): bytes to and from the agent;
+* the session (:mod:`.session`): the protocol over it, typed (:mod:`.messages`);
+* the driver's surface: :meth:`Driver.probe` says whether it can run here and
+  why not, :meth:`Driver.start` returns a running :class:`Sandbox`, whose
+  subclass enforces limits, measures and tears down.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import hashlib
 import os
@@ -18,15 +22,31 @@ import subprocess
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from tvm.config.catalog import StageLimits
 from tvm.errors import AgentError
-from tvm.pyrovm.agent import protocol
 from tvm.pyrovm.agent.main import DEFAULT_ENV
+from tvm.pyrovm.drivers.channel import Channel
+from tvm.pyrovm.drivers.messages import (
+    Archive,
+    ArchiveRequest,
+    Event,
+    File,
+    Files,
+    Hello,
+    Init,
+    Ok,
+    Signal,
+    Stage,
+    StageReply,
+    Stdin,
+    Unpack,
+)
+from tvm.pyrovm.drivers.session import AgentSession, Exchange
 
 if TYPE_CHECKING:
     from tvm.config.settings import Settings
@@ -110,72 +130,49 @@ class SandboxSpec:
 
 
 class Sandbox(ABC):
-    """A running sandbox with its agent up. Destroy it exactly once (idempotent)."""
+    """A running sandbox with its agent up.
 
-    driver: str = "?"
+    What the engine and the pool use: :meth:`run_stage` (or :meth:`stage`, to
+    stream), :meth:`write_files`, :meth:`archive`, :meth:`unpack` and
+    :meth:`destroy`. The protocol is the :class:`~.session.AgentSession`'s;
+    the one host-side memory-limit rule is here (:meth:`_judge`). A driver's
+    sandbox supplies only what differs: how its limits are enforced
+    (:meth:`apply_limits`), what its host can measure (:meth:`oom_kills`,
+    :meth:`peak_memory_kb`), what it can tell about a failure
+    (:meth:`diagnostics`) and how it is torn down (:meth:`_teardown`).
+    """
+
+    driver: ClassVar[str] = "?"
 
     def __init__(self, spec: SandboxSpec) -> None:
         self.spec = spec
         self.created = time.monotonic()
         self.started: float | None = None  # when a job took it
-        self._lock = asyncio.Lock()
-        self.destroyed = False
+        self.session: AgentSession | None = None
+        self._destroyed = False
 
-    # -- the channel --------------------------------------------------------
-    @abstractmethod
-    async def _send(self, data: bytes) -> None: ...
+    @property
+    def destroyed(self) -> bool:
+        return self._destroyed
 
-    @abstractmethod
-    async def _recv(self, n: int) -> bytes: ...
+    # -- bringing the agent up ----------------------------------------------
+    def attach(self, channel: Channel) -> None:
+        """Talk to the agent over ``channel`` (once the driver has one)."""
+        self.session = AgentSession(channel)
 
-    async def read_frame(self) -> dict[str, Any]:
-        header = await self._recv(4)
-        body = await self._recv(protocol.decode_header(header))
-        return protocol.decode_body(body)
-
-    async def call(self, message: dict[str, Any]) -> dict[str, Any]:
-        """Send one request and wait for its reply; errors become :class:`AgentError`."""
-        async with self._lock:
-            try:
-                await self._send(protocol.encode(message))
-                reply = await self.read_frame()
-            except (OSError, EOFError, asyncio.IncompleteReadError, protocol.ProtocolError) as exc:
-                raise AgentError(f"agent channel failed during {message['type']}: {exc}") from exc
-        if reply.get("type") == "error":
-            raise AgentError(f"agent refused {message['type']}: {reply.get('message')}")
-        return reply
-
-    async def handshake(self) -> dict[str, Any]:
-        try:
-            hello = await self.read_frame()
-        except (OSError, asyncio.IncompleteReadError, protocol.ProtocolError) as exc:
-            raise AgentError(f"agent did not start: {exc}; {await self.diagnostics()}") from exc
-        if hello.get("type") != "hello" or hello.get("protocol") != protocol.PROTOCOL_VERSION:
-            raise AgentError(
-                f"agent speaks {hello!r}, expected protocol {protocol.PROTOCOL_VERSION}"
-            )
-        if not hello.get("initialized"):  # else the driver handed it over at start
-            await self.call(self.init_message())
-        return hello
-
-    def init_message(self) -> dict[str, Any]:
-        return {
-            "type": "init",
-            "uid": self.spec.uid,
-            "gid": self.spec.uid,
-            "stages": self.spec.stages,
-        }
+    def init_message(self) -> Init:
+        return Init(uid=self.spec.uid, gid=self.spec.uid, stages=self.spec.stages)
 
     async def ready(
-        self, timeout: float, connect: Callable[[], Awaitable[None]] | None = None
+        self, timeout: float, connect: Callable[[], Awaitable[Channel]] | None = None
     ) -> Sandbox:
         """Connect to the agent (for drivers that must) and handshake within
         ``timeout``. On any failure the sandbox is destroyed; running out of time
         is an :class:`AgentError` with the driver's diagnostics, like any other."""
         try:
             if connect is not None:
-                await connect()
-            await asyncio.wait_for(self.handshake(), timeout)
+                self.attach(await connect())
+            await asyncio.wait_for(self._handshake(), timeout)
         except TimeoutError as exc:
             why = await self.diagnostics()
             await self.destroy()
@@ -185,8 +182,24 @@ class Sandbox(ABC):
             raise
         return self
 
+    async def _handshake(self) -> Hello:
+        session = self._session()
+        try:
+            hello = await session.hello()
+        except AgentError as exc:
+            raise AgentError(f"{exc.message}; {await self.diagnostics()}") from exc
+        if not hello.initialized:  # else the driver handed it over at start
+            await session.call(self.init_message(), Ok)
+        return hello
+
+    def _session(self) -> AgentSession:
+        if self.session is None:
+            raise AgentError(f"{self.driver} sandbox has no agent channel")
+        return self.session
+
+    # -- the work ------------------------------------------------------------
     async def write_files(self, files: list[tuple[str, bytes, int]]) -> None:
-        await self.call({"type": "files", "files": file_list(files)})
+        await self._session().call(Files(file_list(files)), Ok)
 
     async def run_stage(
         self,
@@ -197,8 +210,26 @@ class Sandbox(ABC):
         pyrun: bool = False,
         last: bool = True,
         files: list[tuple[str, bytes, int]] | None = None,
-    ) -> dict[str, Any]:
-        """Run one stage; returns the agent's measurements (outputs decoded to bytes).
+    ) -> StageReply:
+        """Run one stage; its measurements, judged by the host (see :meth:`stage`)."""
+        async with self.stage(name, argv, stdin, limits, pyrun, last, files) as run:
+            pass  # nothing to stream: the reply comes next
+        return run.result
+
+    @contextlib.asynccontextmanager
+    async def stage(
+        self,
+        name: str,
+        argv: list[str],
+        stdin: bytes,
+        limits: StageLimits,
+        pyrun: bool = False,
+        last: bool = True,
+        files: list[tuple[str, bytes, int]] | None = None,
+    ) -> AsyncIterator[StageRun]:
+        """Run one stage, open while the block runs: ``async for event in run``
+        reads what the agent streams, ``await run.send(Stdin(...))`` feeds it;
+        ``run.result`` is set when the block ends.
 
         ``pyrun``: argv is ``[python3, script, *args]`` and the agent may run the
         script in a forked child of its own interpreter (no second start-up).
@@ -207,38 +238,48 @@ class Sandbox(ABC):
         """
         await self.apply_limits(limits)
         oom_before = self.oom_kills()
-        message = {
-            "type": "stage",
-            "name": name,
-            "argv": argv,
-            "stdin": base64.b64encode(stdin).decode(),
-            "limits": limit_dict(limits),
-            "pyrun": pyrun,
-            "last": last,
-        }
-        if files:
-            message["files"] = file_list(files)
-        reply = await self.call(message)
-        reply["stdout"] = base64.b64decode(reply["stdout"])
-        reply["stderr"] = base64.b64decode(reply["stderr"])
-        reply["output"] = base64.b64decode(reply.get("output", ""))
-        if self.oom_kills() > oom_before and reply["signal"] == "SIGKILL":
-            reply["status"] = "memory_limit"
+        started = time.monotonic()
+        request = Stage(
+            name=name, argv=argv, stdin=stdin, limits=limit_dict(limits), pyrun=pyrun,
+            last=last, files=file_list(files or []),
+        )  # fmt: skip
+        run = StageRun()
+        try:
+            async with self._session().stream(request, StageReply) as exchange:
+                run.exchange = exchange
+                yield run
+                async for _ in exchange:  # events the block left unread, up to the reply
+                    pass
+            reply = exchange.reply
+        except AgentError:
+            if self.oom_kills() <= oom_before:
+                raise
+            # The sandbox's memory limit killed what carried the channel (gVisor's
+            # Sentry): the program outgrew its memory, and its output is lost.
+            wall_ms = int((time.monotonic() - started) * 1000)
+            run.result = memory_killed(limits, wall_ms)
+            return
+        run.result = self._judge(reply, oom_before)
+
+    def _judge(self, reply: StageReply, oom_before: int) -> StageReply:
+        """The host's view of a stage: a SIGKILL that the memory limit dealt is
+        ``memory_limit``; peak memory is what the limit counted, where known."""
+        if self.oom_kills() > oom_before and reply.signal == "SIGKILL":
+            reply = replace(reply, status="memory_limit")
         peak = self.peak_memory_kb()
         if peak:  # what the memory limit is measured against, not ru_maxrss
-            reply["memory_kb"] = peak
+            reply = replace(reply, memory_kb=peak)
         return reply
 
     async def archive(self) -> bytes:
-        reply = await self.call({"type": "archive"})
-        return base64.b64decode(reply["data"])
+        return (await self._session().call(ArchiveRequest(), Archive)).data
 
     async def unpack(self, data: bytes) -> None:
-        await self.call({"type": "unpack", "data": base64.b64encode(data).decode()})
+        await self._session().call(Unpack(data), Ok)
 
-    # -- host-side enforcement (drivers with host cgroups override) ---------
+    # -- the driver's part ---------------------------------------------------
     async def apply_limits(self, limits: StageLimits) -> None:
-        """Set the sandbox-wide memory/pids ceiling for the next stage."""
+        """Set the sandbox-wide memory/pids ceiling for the next stage (host cgroups)."""
 
     def oom_kills(self) -> int:
         """How many processes the sandbox's memory limit has killed so far."""
@@ -253,74 +294,47 @@ class Sandbox(ABC):
         """Anything the driver can tell about why the sandbox failed (stderr, console)."""
         return ""
 
-    @abstractmethod
     async def destroy(self) -> None:
-        """Kill everything and free every resource. Safe to call twice."""
+        """Kill everything and free every resource. Safe to call twice, or from
+        two tasks at once: the driver's :meth:`_teardown` runs exactly once."""
+        if self._destroyed:
+            return
+        self._destroyed = True
+        try:
+            await self._teardown()
+        finally:
+            if self.session is not None:
+                self.session.broken = "the sandbox is destroyed"
+                await self.session.channel.close()
+
+    @abstractmethod
+    async def _teardown(self) -> None:
+        """Kill the sandbox's processes and free what it holds on the host."""
 
 
-class PipeSandbox(Sandbox):
-    """A sandbox whose agent talks over a child process's stdin/stdout (bwrap,
-    runsc); its stderr is kept (the last 8 KiB) for diagnostics."""
+class StageRun:
+    """A stage in progress (:meth:`Sandbox.stage`)."""
 
-    launcher = "sandbox"  # the child's name in diagnostics
+    def __init__(self) -> None:
+        self.exchange: Exchange[StageReply] | None = None
+        self.result: StageReply  # set when the stage's block ends
 
-    def __init__(self, spec: SandboxSpec) -> None:
-        super().__init__(spec)
-        self.proc: asyncio.subprocess.Process | None = None
-        self._stderr = bytearray()
-        self._stderr_task: asyncio.Task[None] | None = None
+    def __aiter__(self) -> AsyncIterator[Event]:
+        assert self.exchange is not None
+        return aiter(self.exchange)
 
-    async def _send(self, data: bytes) -> None:
-        assert self.proc and self.proc.stdin
-        self.proc.stdin.write(data)
-        await self.proc.stdin.drain()
-
-    async def _recv(self, n: int) -> bytes:
-        assert self.proc and self.proc.stdout
-        return await self.proc.stdout.readexactly(n)
-
-    def collect_stderr(self) -> None:
-        """Start keeping the child's stderr (call once the child runs)."""
-        self._stderr_task = asyncio.create_task(self._collect_stderr())
-
-    async def _collect_stderr(self) -> None:
-        assert self.proc and self.proc.stderr
-        while chunk := await self.proc.stderr.read(4096):
-            self._stderr.extend(chunk)
-            del self._stderr[:-8192]
-
-    async def diagnostics(self) -> str:
-        if self.proc and self.proc.returncode is None:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.proc.wait(), 0.5)
-        text = self._stderr.decode(errors="replace").strip()
-        code = self.proc.returncode if self.proc else None
-        return f"{self.launcher} exited {code}: {text[-2000:]}" if text or code else ""
-
-    async def _stop_collecting(self) -> None:
-        if self._stderr_task:
-            self._stderr_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._stderr_task
+    async def send(self, message: Stdin | Signal) -> None:
+        assert self.exchange is not None
+        await self.exchange.send(message)
 
 
-class StreamSandbox(Sandbox):
-    """A sandbox whose agent talks over a connected stream (a VM's serial port
-    or vsock, reached through a Unix socket)."""
-
-    def __init__(self, spec: SandboxSpec) -> None:
-        super().__init__(spec)
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def _send(self, data: bytes) -> None:
-        assert self.writer
-        self.writer.write(data)
-        await self.writer.drain()
-
-    async def _recv(self, n: int) -> bytes:
-        assert self.reader
-        return await self.reader.readexactly(n)
+def memory_killed(limits: StageLimits, wall_ms: int) -> StageReply:
+    """A stage whose sandbox the memory limit ended, agent and all."""
+    return StageReply(
+        status="memory_limit", exit_code=None, signal="SIGKILL", stdout=b"", stderr=b"",
+        output=b"", stdout_truncated=False, stderr_truncated=False, cpu_ms=0, wall_ms=wall_ms,
+        memory_kb=limits.memory_mb << 10,
+    )  # fmt: skip
 
 
 class Driver(ABC):
@@ -345,12 +359,8 @@ class Driver(ABC):
         """Release driver-wide resources (called at service shutdown)."""
 
 
-def file_list(files: list[tuple[str, bytes, int]]) -> list[dict[str, Any]]:
-    """Files as the agent's ``files`` field carries them."""
-    return [
-        {"path": path, "data": base64.b64encode(data).decode(), "mode": mode}
-        for path, data, mode in files
-    ]
+def file_list(files: list[tuple[str, bytes, int]]) -> list[File]:
+    return [File(path, data, mode) for path, data, mode in files]
 
 
 def limit_dict(limits: StageLimits) -> dict[str, int]:

@@ -34,18 +34,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tvm.errors import AgentError, ImageError, SandboxError
-from tvm.pyrovm.agent import protocol
+from tvm.errors import ImageError, SandboxError
 from tvm.pyrovm.drivers import fcapi
 from tvm.pyrovm.drivers.base import (
     Availability,
     Driver,
     Sandbox,
     SandboxSpec,
-    StreamSandbox,
 )
+from tvm.pyrovm.drivers.channel import StreamChannel
 from tvm.pyrovm.drivers.hostproc import kill_process, run_quietly
+from tvm.pyrovm.drivers.session import AgentSession
 from tvm.pyrovm.vm import hostinfo
+from tvm.pyrovm.vm.connect import connect_with_retry, hybrid_vsock
 from tvm.pyrovm.vm.disks import build_disk
 from tvm.pyrovm.vm.guest import guest_kernel
 
@@ -152,34 +153,19 @@ class FirecrackerVM:
     async def load(self, state: str, memory: str) -> None:
         await self.api.send(fcapi.snapshot_load(state, memory, resume_vm=True))
 
-    async def connect_agent(self, timeout: float = BOOT_TIMEOUT) -> tuple[
-            asyncio.StreamReader, asyncio.StreamWriter]:  # fmt: skip
-        """Hybrid vsock: connect to the Unix socket, ``CONNECT 52``, expect ``OK <port>``.
-        Until the guest listens, Firecracker closes the connection: retry."""
-        path = str(self.jail.host(VSOCK))
-        deadline = time.monotonic() + timeout
-        delay = 0.005
-        while True:
-            if self.proc is not None and self.proc.returncode is not None:
-                raise SandboxError(f"firecracker exited {self.proc.returncode}: {self.tail()}")
-            writer = None
-            try:
-                reader, writer = await asyncio.open_unix_connection(path, limit=protocol.MAX_FRAME)
-                writer.write(f"CONNECT {AGENT_PORT}\n".encode())
-                await writer.drain()
-                line = await asyncio.wait_for(reader.readline(), 2)
-                if line.startswith(b"OK "):
-                    return reader, writer
-            except (TimeoutError, OSError):
-                pass
-            if writer is not None:
-                writer.close()
-                with contextlib.suppress(OSError):
-                    await writer.wait_closed()
-            if time.monotonic() > deadline:
-                raise SandboxError(f"agent not reachable over vsock: {self.tail()}")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.1)
+    async def connect_agent(self, timeout: float = BOOT_TIMEOUT) -> StreamChannel:
+        """The agent's vsock port over hybrid vsock; until the guest listens,
+        Firecracker closes the connection: retried."""
+
+        async def exited() -> str | None:
+            if self.proc is None or self.proc.returncode is None:
+                return None
+            return f"firecracker exited {self.proc.returncode}: {self.tail()}"
+
+        return await connect_with_retry(
+            lambda: hybrid_vsock(self.jail.host(VSOCK), AGENT_PORT), timeout=timeout,
+            exited=exited, what="the agent's vsock port",
+        )  # fmt: skip
 
     def tail(self) -> str:
         return self.console.decode(errors="replace").strip()[-2000:]
@@ -240,7 +226,7 @@ async def make_scratch(path: Path, size_mb: int) -> None:
         raise SandboxError(f"mkfs.ext4 of the scratch disk failed: {output.decode()[-500:]}")
 
 
-class FirecrackerSandbox(StreamSandbox):
+class FirecrackerSandbox(Sandbox):
     driver = "firecracker"
 
     def __init__(self, spec: SandboxSpec, vm: FirecrackerVM) -> None:
@@ -252,12 +238,7 @@ class FirecrackerSandbox(StreamSandbox):
     async def diagnostics(self) -> str:
         return f"firecracker console: {self.vm.tail()}"
 
-    async def destroy(self) -> None:
-        if self.destroyed:
-            return
-        self.destroyed = True
-        if self.writer is not None:
-            self.writer.close()
+    async def _teardown(self) -> None:
         await self.vm.kill()
 
 
@@ -381,12 +362,9 @@ class FirecrackerDriver(Driver):
             snap.directory.mkdir(parents=True, exist_ok=True)
             vm = await self.boot(spec, self.home / "jail")
             try:
-                reader, writer = await vm.connect_agent()
-                hello = protocol.decode_body(await reader.readexactly(
-                    protocol.decode_header(await reader.readexactly(4))))  # fmt: skip
-                if hello.get("type") != "hello":
-                    raise AgentError(f"unexpected first frame {hello!r}")
-                writer.close()  # no request: the agent keeps listening
+                channel = await vm.connect_agent()
+                await AgentSession(channel).hello()
+                await channel.close()  # no request: the agent keeps listening
                 await vm.snapshot(SNAP_STATE, SNAP_MEM)
                 for inside, target in ((SNAP_STATE, snap.state), (SNAP_MEM, snap.memory),
                                        ("/scratch.ext4", snap.scratch)):  # fmt: skip
@@ -401,10 +379,7 @@ class FirecrackerDriver(Driver):
         vm = await self.boot(spec, self.home / "jail", snap)
         sandbox = FirecrackerSandbox(spec, vm)
 
-        async def connect() -> None:
-            sandbox.reader, sandbox.writer = await vm.connect_agent()
-
-        return await sandbox.ready(BOOT_TIMEOUT, connect)
+        return await sandbox.ready(BOOT_TIMEOUT, vm.connect_agent)
 
 
 async def _collect(vm: FirecrackerVM) -> None:

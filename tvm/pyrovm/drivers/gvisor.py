@@ -14,26 +14,26 @@ the host kernel directly. On top of that, per sandbox:
 * the agent's channel is runsc's stdin/stdout.
 
 When a program exceeds the memory cap the host OOM killer ends the Sentry, so
-the whole sandbox dies with it: that stage is reported as ``memory_limit``
-(its output is lost) instead of as an agent failure.
+the whole sandbox dies with it: the base sandbox's memory-limit rule reports
+that stage as ``memory_limit`` (its output is lost), not as an agent failure.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import os
 import shutil
 import subprocess
 import tempfile
-import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tvm.config.catalog import StageLimits
-from tvm.errors import AgentError, DriverUnavailable, SandboxError
+from tvm.errors import DriverUnavailable, SandboxError
 from tvm.pyrovm.drivers import seccomp
 from tvm.pyrovm.drivers.base import (
     AGENT_ARGV,
@@ -42,12 +42,12 @@ from tvm.pyrovm.drivers.base import (
     HANDSHAKE_TIMEOUT,
     Availability,
     Driver,
-    PipeSandbox,
     Sandbox,
     SandboxSpec,
 )
 from tvm.pyrovm.drivers.cgroups import Cgroup, CgroupManager
-from tvm.pyrovm.drivers.hostproc import enter_argv, kill_process, run_quietly
+from tvm.pyrovm.drivers.channel import PipeChannel
+from tvm.pyrovm.drivers.hostproc import OutputRing, enter_argv, kill_process, run_quietly
 
 if TYPE_CHECKING:
     from tvm.config.settings import Settings
@@ -152,9 +152,8 @@ def runsc_flags(state_dir: Path, platform: str) -> list[str]:
     ]
 
 
-class GVisorSandbox(PipeSandbox):
+class GVisorSandbox(Sandbox):
     driver = "gvisor"
-    launcher = "runsc"
 
     def __init__(self, spec: SandboxSpec, cgroup: Cgroup, workdir: Path, runsc: str,
                  platform: str) -> None:  # fmt: skip
@@ -164,6 +163,8 @@ class GVisorSandbox(PipeSandbox):
         self.runsc = runsc
         self.platform = platform
         self.container_id = f"tvm-{uuid.uuid4().hex[:16]}"
+        self.proc: asyncio.subprocess.Process | None = None
+        self.stderr = OutputRing(8192)  # runsc's, for diagnostics
 
     @property
     def state_dir(self) -> Path:
@@ -179,45 +180,18 @@ class GVisorSandbox(PipeSandbox):
     def oom_kills(self) -> int:
         return self.cgroup.oom_kills()
 
-    async def run_stage(
-        self,
-        name: str,
-        argv: list[str],
-        stdin: bytes,
-        limits: StageLimits,
-        pyrun: bool = False,
-        last: bool = True,
-        files: list[tuple[str, bytes, int]] | None = None,
-    ) -> dict[str, Any]:
-        oom_before = self.oom_kills()
-        started = time.monotonic()
-        try:
-            return await super().run_stage(name, argv, stdin, limits, pyrun, last, files)
-        except AgentError:
-            if self.oom_kills() <= oom_before:
-                raise
-        # The host OOM killer ended the Sentry: the program outgrew its memory.
-        return {
-            "status": "memory_limit",
-            "exit_code": None,
-            "signal": "SIGKILL",
-            "stdout": b"",
-            "stderr": b"",
-            "output": b"",
-            "stdout_truncated": False,
-            "stderr_truncated": False,
-            "cpu_ms": 0,
-            "wall_ms": int((time.monotonic() - started) * 1000),
-            "memory_kb": limits.memory_mb << 10,
-        }
+    async def diagnostics(self) -> str:
+        if self.proc and self.proc.returncode is None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.proc.wait(), 0.5)
+        text = self.stderr.text()
+        code = self.proc.returncode if self.proc else None
+        return f"runsc exited {code}: {text}" if text or code else ""
 
     async def _runsc(self, *args: str) -> None:
         await run_quietly([self.runsc, *runsc_flags(self.state_dir, self.platform), *args], 10)
 
-    async def destroy(self) -> None:
-        if self.destroyed:
-            return
-        self.destroyed = True
+    async def _teardown(self) -> None:
         if self.state_dir.is_dir():
             await self._runsc("kill", self.container_id, "KILL")
             await self._runsc("delete", "--force", self.container_id)
@@ -225,7 +199,7 @@ class GVisorSandbox(PipeSandbox):
             await kill_process(self.proc)
             if self.proc.stdin:
                 self.proc.stdin.close()
-        await self._stop_collecting()
+        await self.stderr.stop()
         await asyncio.to_thread(self.cgroup.remove)
         await asyncio.to_thread(shutil.rmtree, self.workdir, True)
 
@@ -281,7 +255,9 @@ class GVisorDriver(Driver):
         except OSError as exc:
             await sandbox.destroy()
             raise SandboxError(f"cannot start runsc: {exc}") from exc
-        sandbox.collect_stderr()
+        assert sandbox.proc.stderr is not None
+        sandbox.stderr.follow(sandbox.proc.stderr)
+        sandbox.attach(PipeChannel(sandbox.proc))
         return await sandbox.ready(HANDSHAKE_TIMEOUT)
 
 

@@ -47,12 +47,13 @@ from tvm.pyrovm.drivers.base import (
     Driver,
     Sandbox,
     SandboxSpec,
-    StreamSandbox,
     agent_source_digest,
     compiled_agent,
 )
 from tvm.pyrovm.drivers.cgroups import Cgroup, CgroupManager
+from tvm.pyrovm.drivers.channel import StreamChannel
 from tvm.pyrovm.drivers.hostproc import enter_argv
+from tvm.pyrovm.drivers.messages import to_wire
 from tvm.pyrovm.drivers.zygote_client import ZygoteClient, readable
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ ZYGOTE_PIDS = 4096
 SHM_MB = 16
 
 
-class NamespaceSandbox(StreamSandbox):
+class NamespaceSandbox(Sandbox):
     driver = "namespace"
 
     def __init__(self, spec: SandboxSpec, cgroup: Cgroup) -> None:
@@ -112,12 +113,7 @@ class NamespaceSandbox(StreamSandbox):
         text = self._stderr.decode(errors="replace").strip()
         return f"sandbox said: {text[-2000:]}" if text else ""
 
-    async def destroy(self) -> None:
-        if self.destroyed:
-            return
-        self.destroyed = True
-        if self.writer is not None:
-            self.writer.close()
+    async def _teardown(self) -> None:
         if self.stderr_fd is not None:
             os.close(self.stderr_fd)
             self.stderr_fd = None
@@ -286,7 +282,7 @@ class NamespaceDriver(Driver):
                 "tmp_bytes": spec.tmp_mb * mb,
                 "shm_bytes": SHM_MB * mb,
                 "cgroups": len(cgroup.procs_files),
-                "init": sandbox.init_message(),  # no round trip for it after the hello
+                "init": to_wire(sandbox.init_message()),  # no round trip for it after the hello
             }
             for attempt in range(3):
                 zygote = await self.zygote(spec.rootfs)
@@ -297,7 +293,7 @@ class NamespaceDriver(Driver):
                     if attempt == 2:
                         raise
             sandbox.pidfd = pidfds[0]
-            sandbox.reader, sandbox.writer = await asyncio.open_unix_connection(sock=ours)
+            sandbox.attach(await StreamChannel.over_socket(ours))
         except BaseException:
             ours.close()
             await sandbox.destroy()

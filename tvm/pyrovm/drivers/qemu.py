@@ -27,17 +27,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tvm.errors import DriverUnavailable, ImageError, SandboxError
-from tvm.pyrovm.agent import protocol
 from tvm.pyrovm.drivers.base import (
     Availability,
     Driver,
     Sandbox,
     SandboxSpec,
-    StreamSandbox,
 )
 from tvm.pyrovm.drivers.cgroups import Cgroup, CgroupManager
-from tvm.pyrovm.drivers.hostproc import enter_argv, kill_process
+from tvm.pyrovm.drivers.channel import Channel
+from tvm.pyrovm.drivers.hostproc import OutputRing, enter_argv, kill_process
 from tvm.pyrovm.vm import hostinfo
+from tvm.pyrovm.vm.connect import connect_with_retry, unix_socket
 from tvm.pyrovm.vm.disks import build_disk
 from tvm.pyrovm.vm.guest import GuestKernel, guest_kernel
 
@@ -96,7 +96,7 @@ def sandbox_argv(qemu: str, accel: str, kernel: GuestKernel, spec: SandboxSpec, 
     ]  # fmt: skip
 
 
-class QemuSandbox(StreamSandbox):
+class QemuSandbox(Sandbox):
     driver = "qemu"
 
     def __init__(self, spec: SandboxSpec, workdir: Path, cgroup: Cgroup | None) -> None:
@@ -104,60 +104,38 @@ class QemuSandbox(StreamSandbox):
         self.workdir = workdir
         self.cgroup = cgroup
         self.proc: asyncio.subprocess.Process | None = None
-        self._console = bytearray()
-        self._console_task: asyncio.Task[None] | None = None
+        self.console = OutputRing(16384)
 
     @property
     def socket_path(self) -> Path:
         return self.workdir / "agent.sock"
 
-    async def _collect_console(self) -> None:
-        assert self.proc and self.proc.stdout
-        while chunk := await self.proc.stdout.read(4096):
-            self._console.extend(chunk)
-            del self._console[:-16384]
+    async def connect(self, timeout: float) -> Channel:
+        """QEMU's chardev socket, as soon as it exists."""
 
-    async def connect(self, timeout: float) -> None:
-        """Connect to QEMU's chardev socket as soon as it exists."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc and self.proc.returncode is not None:
-                raise SandboxError(f"qemu exited early; {await self.diagnostics()}")
-            try:
-                self.reader, self.writer = await asyncio.open_unix_connection(
-                    str(self.socket_path), limit=protocol.MAX_FRAME
-                )
-                return
-            except OSError as exc:
-                if time.monotonic() > deadline:
-                    why = await self.diagnostics()
-                    raise SandboxError(f"qemu socket never appeared: {exc}; {why}") from exc
-                await asyncio.sleep(0.01)
+        async def exited() -> str | None:
+            if self.proc is None or self.proc.returncode is None:
+                return None
+            return await self.diagnostics()
+
+        return await connect_with_retry(
+            lambda: unix_socket(self.socket_path), timeout=timeout, exited=exited,
+            what="qemu's agent socket", delay=0.01, max_delay=0.01,
+        )  # fmt: skip
 
     async def diagnostics(self) -> str:
         code = self.proc.returncode if self.proc else None
-        text = self._console.decode(errors="replace").strip()
-        return f"qemu exit status {code}; console: {text[-3000:]}"
+        return f"qemu exit status {code}; console: {self.console.text(3000)}"
 
-    async def destroy(self) -> None:
-        if self.destroyed:
-            return
-        self.destroyed = True
-        if self.writer is not None:
-            with contextlib.suppress(OSError, RuntimeError):
-                self.writer.write(protocol.encode({"type": "shutdown"}))
-                await asyncio.wait_for(self.writer.drain(), 0.5)
-            self.writer.close()
-            with contextlib.suppress(OSError, asyncio.TimeoutError, RuntimeError):
-                await asyncio.wait_for(self.writer.wait_closed(), 0.5)
+    async def _teardown(self) -> None:
+        if self.session is not None:
+            await self.session.shutdown(0.5)  # the guest powers off
+            await self.session.channel.close()
         if self.proc is not None:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.proc.wait(), 0.5)
             await kill_process(self.proc)
-        if self._console_task:
-            self._console_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._console_task
+        await self.console.stop()
         if self.cgroup is not None:
             await asyncio.to_thread(self.cgroup.remove)
         await asyncio.to_thread(shutil.rmtree, self.workdir, True)
@@ -226,7 +204,8 @@ class QemuDriver(Driver):
         except OSError as exc:
             await sandbox.destroy()
             raise SandboxError(f"cannot start qemu: {exc}") from exc
-        sandbox._console_task = asyncio.create_task(sandbox._collect_console())
+        assert sandbox.proc.stdout is not None
+        sandbox.console.follow(sandbox.proc.stdout)
         return await sandbox.ready(BOOT_TIMEOUT[self.accel], lambda: sandbox.connect(10))
 
 
