@@ -1,11 +1,14 @@
 """Real processes: a gateway (``tvm start --role gateway``) in front of fake worker
-processes. A worker killed under load and a gateway killed with queued work: every
-accepted submission ends, and no program runs twice (the workers' journal)."""
+processes. A worker killed under load and a gateway killed with running and queued
+work: every accepted submission completes, only the interrupted ones ran again, and
+each ran at most ``max_attempts`` times (the workers' journal)."""
 
 from __future__ import annotations
 
 import collections
+import json
 import signal
+import sqlite3
 import time
 from pathlib import Path
 
@@ -50,6 +53,16 @@ def starts(journal: Path) -> collections.Counter[str]:
     return collections.Counter(line[6:] for line in lines if line.startswith("start "))
 
 
+def stored_attempts(database: Path, tokens: list[str]) -> dict[str, int]:
+    """What the gateway recorded: how often each submission started."""
+    with sqlite3.connect(database) as db:
+        rows = db.execute("SELECT token, attempts, result FROM submissions").fetchall()
+    found = {token: attempts for token, attempts, _ in rows if token in tokens}
+    for token, attempts, result in rows:
+        assert json.loads(result)["attempts"] == attempts, token
+    return found
+
+
 def test_worker_killed_under_load(tmp_path: Path) -> None:
     journal = tmp_path / "journal"
     workers = [start_fake_worker(tmp_path, journal) for _ in range(2)]
@@ -63,17 +76,11 @@ def test_worker_killed_under_load(tmp_path: Path) -> None:
             workers[0].kill(signal.SIGKILL)
             results = finished(client, tokens)
         statuses = collections.Counter(sub["status"]["id"] for sub in results.values())
-        assert set(statuses) <= {3, 13}, statuses
-        assert statuses[3] >= 20  # the other worker took the rest
-        for sub in results.values():
-            if sub["status"]["id"] == 13:
-                assert "went away" in sub["message"]
+        assert statuses == {3: 30}, statuses  # the interrupted ones ran again elsewhere
         ran = starts(journal)
-        assert max(ran.values()) == 1, "a program ran twice"
-        accepted = {
-            "out " + s["stdout"].strip() for s in results.values() if s["status"]["id"] == 3
-        }
-        assert accepted <= set(ran)
+        again = [program for program, n in ran.items() if n > 1]
+        assert len(again) <= 6 and max(ran.values()) <= 2, ran  # only what was running
+        assert {"out " + s["stdout"].strip() for s in results.values()} == set(ran)
     finally:
         gateway.kill(signal.SIGTERM)
         for worker in workers:
@@ -95,12 +102,12 @@ def test_gateway_restart_with_queued_work(tmp_path: Path) -> None:
         gateway.wait_ready()
         with httpx.Client(base_url=gateway.url, timeout=30) as client:
             results = finished(client, tokens)
+        attempts = stored_attempts(tmp_path / "tvm.db", tokens)
+        assert sorted(attempts.values())[-1] == 2 and min(attempts.values()) == 1, attempts
         statuses = collections.Counter(sub["status"]["id"] for sub in results.values())
-        assert set(statuses) <= {3, 13} and statuses[3] >= 8, statuses
-        for sub in results.values():
-            if sub["status"]["id"] == 13:
-                assert "gateway restarted" in sub["message"]
-        assert max(starts(journal).values()) == 1, "a program ran twice"
+        assert statuses == {3: 12}, statuses
+        ran = starts(journal)
+        assert sum(n > 1 for n in ran.values()) <= 2 and max(ran.values()) <= 2, ran
     finally:
         gateway.kill(signal.SIGTERM)
         worker.kill()

@@ -125,23 +125,38 @@ class Dying(httpx.AsyncBaseTransport):
         raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
 
 
-def test_job_lost_with_its_worker_is_internal_error_not_rerun(tmp_path: Path) -> None:
+def test_job_lost_with_its_worker_is_reported_sync_and_rerun_async(tmp_path: Path) -> None:
+    """A synchronous request whose worker dies answers internal_error at once; an async
+    submission is run again, ``max_attempts`` starts in all, then ends as 13 saying so."""
+    import asyncio
+
     from tvm.pyroshell.app import create_gateway_app
+    from tvm.pyroshell.store import Store
     from tvm.pyroshell.workers import WorkerPool
 
-    settings = gateway_settings(tmp_path)
+    settings = gateway_settings(tmp_path, max_attempts=2)
     dying = Dying()
     app = create_gateway_app(settings, pool=WorkerPool(settings, transport=dying))
     with TestClient(app) as gw:
         native = gw.post("/api/v1/execute", json=NATIVE).json()
-        assert native["status"] == "internal_error" and "not run again" in native["message"]
+        assert native["status"] == "internal_error" and "went away" in native["message"]
         piston = gw.post("/api/v2/execute", json=PISTON).json()
         assert piston["run"]["status"] == "XX"
         body = {"source_code": "out x", "language_id": 71}
         token = gw.post("/submissions", json=body).json()["token"]
         done = wait_done(gw, token)
-        assert done["status"]["id"] == 13 and "went away" in done["message"]
-    assert dying.sent == 3
+        assert done["status"]["id"] == 13 and "interrupted 2 time(s)" in done["message"]
+    assert dying.sent == 1 + 1 + 2
+
+    async def stored() -> dict[str, Any] | None:
+        db = Store.from_settings(settings)
+        try:
+            return await db.get(token)
+        finally:
+            await db.close()
+
+    row = asyncio.run(stored())
+    assert row is not None and row["attempts"] == 2 and row["result"]["attempts"] == 2
 
 
 def test_least_loaded_worker_is_chosen(tmp_path: Path) -> None:

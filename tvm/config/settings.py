@@ -167,6 +167,18 @@ class Settings(BaseSettings):
         8, ge=1, le=1000, description="queued submissions run at once by one gateway"
     )
     max_queue_size: int = Field(1000, ge=1, description="queued submissions; beyond: 503")
+    replica_id: str = Field(
+        "", description="this gateway's name on its leases; empty: <hostname>:<port>"
+    )
+    lease_seconds: float = Field(
+        15,
+        ge=1,
+        le=600,
+        description="a replica's claim on a submission lasts this long unless renewed",
+    )
+    max_attempts: int = Field(
+        3, ge=1, le=20, description="runs of one async submission interrupted by crashes, at most"
+    )
     retention_hours: float = Field(
         168, gt=0, description="finished submissions are deleted after this long"
     )

@@ -11,8 +11,13 @@
   ``callback_max_tries`` times with exponential backoff; the delivery state is
   stored, and deliveries still pending at a restart are sent again.
 * Finished submissions older than ``retention_hours`` are deleted hourly.
-* At start, :meth:`~tvm.pyroshell.store.Store.recover` settles what a previous
-  run of the gateway left in Processing (rule in ``store.py``).
+* Every claim is a lease (:mod:`tvm.pyroshell.leases`): renewed while the
+  submission runs, taken over by another replica (or this one after a restart)
+  when it expires, so an interrupted execution runs again, at most
+  ``max_attempts`` times in all, and its result is stored once. A job whose
+  worker went away mid-run is run again the same way.
+* On SQLite the dispatcher first takes the database's one-gateway lock
+  (:mod:`tvm.pyroshell.replica`).
 """
 
 from __future__ import annotations
@@ -34,17 +39,21 @@ from tvm.compat.judge0 import ACCEPTED
 from tvm.config.catalog import Catalog
 from tvm.config.settings import Settings
 from tvm.errors import CapacityError, TVMError
+from tvm.pyroshell.leases import Claim, Leases
+from tvm.pyroshell.replica import SingleGateway, replica_id
 from tvm.pyroshell.store import CALLBACK_DONE, CALLBACK_FAILED, QUEUED, Store
-from tvm.pyroshell.workers import Lost, WorkerPool, lost_response
+from tvm.pyroshell.workers import Lost, WorkerPool
 from tvm.utils import metrics
 from tvm.utils.web import new_request_id
 
 log = logging.getLogger("tvm.gateway.dispatcher")
 
-RECOVERED_MESSAGE = (
-    "the gateway restarted while this submission was running on a worker; whether it "
-    "finished is unknown, so it was not run again (to never run it twice)"
-)
+
+def interrupted_message(attempts: int, reason: str) -> str:
+    return (f"this submission was interrupted {attempts} time(s) ({reason}); it is not run "
+            "again (max_attempts)")  # fmt: skip
+
+
 JANITOR_SECONDS = 3600.0
 POLL_SECONDS = 1.0
 
@@ -65,17 +74,23 @@ class Dispatcher:
         self._running: set[asyncio.Task[Any]] = set()
         self._background: set[asyncio.Task[Any]] = set()
         self._loop_task: asyncio.Task[None] | None = None
+        self.leases = Leases(
+            store, replica_id(settings), settings.lease_seconds, settings.max_attempts
+        )
+        self._single = SingleGateway(store.url) if store.dialect == "sqlite" else None
+        self._callbacks_at = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
-        requeued, failed = await self.store.recover(results.internal_error(RECOVERED_MESSAGE))
-        if requeued or failed:
-            log.warning("recovered after restart: %d requeued, %d ended as internal_error",
-                        requeued, failed)  # fmt: skip
-        for row in await self.store.pending_callbacks():
-            self._spawn(self._callback(row))
+        if self._single is not None:
+            self._single.acquire()
+        released = await self.leases.release_own(everyone=self._single is not None)
+        if released:
+            log.warning("taking back %d submission(s) an earlier run of this gateway held",
+                        released)  # fmt: skip
         self._loop_task = asyncio.create_task(self._loop(), name="dispatcher")
         self._spawn(self._janitor())
+        self._spawn(self._renewer())
 
     async def close(self, grace: float = 10.0) -> None:
         """Stop claiming; let running submissions finish for up to ``grace`` seconds."""
@@ -88,6 +103,8 @@ class Dispatcher:
         for task in self._running | self._background:
             task.cancel()
         await asyncio.gather(*self._running, *self._background, return_exceptions=True)
+        if self._single is not None:
+            self._single.release()
 
     def notify(self) -> None:
         self._wake.set()
@@ -103,14 +120,15 @@ class Dispatcher:
         while True:
             try:
                 free = self.settings.dispatcher_concurrency - len(self._running)
-                rows = await self.store.claim(free)
-                for row in rows:
-                    task = asyncio.create_task(self._run_claimed(row))
+                claims = await self.leases.claim(free)
+                for claim in claims:
+                    task = asyncio.create_task(self._run_claimed(claim))
                     self._running.add(task)
                     task.add_done_callback(self._running.discard)
+                await self._orphaned_callbacks()
                 metrics.SUBMISSIONS_RUNNING.set(len(self._running))
                 metrics.QUEUE_DEPTH.set(await self.store.count((QUEUED,)))
-                if rows and len(rows) == free:
+                if claims and len(claims) == free:
                     continue
             except Exception:  # the loop must survive a database hiccup
                 log.exception("dispatcher round failed")
@@ -118,16 +136,42 @@ class Dispatcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
 
-    async def _run_claimed(self, row: dict[str, Any]) -> None:
+    async def _run_claimed(self, claim: Claim) -> None:
         try:
-            await self.run(row)
+            if claim.exhausted:
+                message = interrupted_message(claim.row["attempts"], "its gateway stopped")
+                await self._store_result(claim.row, results.internal_error(message))
+            else:
+                await self.run(claim.row)
         finally:
             self.notify()  # a slot is free
 
+    async def _orphaned_callbacks(self) -> None:
+        """Now and then: deliver callbacks a dead replica (or an earlier run) left."""
+        if time.monotonic() - self._callbacks_at < self.settings.lease_seconds / 3:
+            return
+        self._callbacks_at = time.monotonic()
+        for row in await self.leases.claim_callbacks():
+            self._spawn(self._callback(row))
+
+    async def _renewer(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.lease_seconds / 3)
+            try:
+                await self.leases.renew()
+            except Exception:  # a missed renewal is retried; the lease outlasts two
+                log.exception("lease renewal failed")
+
     async def run(self, row: dict[str, Any]) -> dict[str, Any] | None:
         """Run one Processing submission; store and return its Judge0 result (None when it
-        went back to the queue because no worker was free)."""
+        went back to the queue because no worker was free, or another replica has it)."""
+        if row.get("lease_owner") != self.leases.owner:
+            taken = await self.leases.take(row)
+            if taken is None:
+                return None
+            row = taken
         params, native = row["params"], row["native"]
+        attempts = int(row["attempts"])
         request_id = row.get("request_id") or new_request_id()
         started = time.perf_counter()
         dispatched = False  # True once some worker may have started it
@@ -146,10 +190,19 @@ class Dispatcher:
         try:
             for _ in range(int(params.get("number_of_runs", 1))):
                 response = await self.pool.execute(native, request_id, on_send)
+                while isinstance(response, Lost):
+                    again = await self.leases.retry(row["id"])
+                    if again is None:
+                        break
+                    attempts = again
+                    log.warning("worker %s went away during submission %s; running it "
+                                "again (attempt %d)", response.worker, row["token"],
+                                attempts)  # fmt: skip
+                    response = await self.pool.execute(native, request_id, on_send)
                 outcome = outcome_of(response)
                 if isinstance(response, Lost):
-                    lost = lost_response(response, native["language"], native.get("version", ""))
-                    runs.append(results.internal_error(lost.message or ""))
+                    reason = f"the worker {response.worker} went away: {response.reason}"
+                    runs.append(results.internal_error(interrupted_message(attempts, reason)))
                     break
                 runs.append(results.one_run(response, params))
                 if runs[-1]["status_id"] != ACCEPTED:
@@ -158,7 +211,7 @@ class Dispatcher:
         except CapacityError as exc:
             if not dispatched:
                 log.info("no worker free for %s; back to the queue", row["token"])
-                await self.store.requeue(row["id"])
+                await self.leases.requeue(row["id"])
                 await asyncio.sleep(1)
                 return None
             result = results.internal_error(exc.message)
@@ -167,16 +220,24 @@ class Dispatcher:
         except Exception as exc:  # never leave a submission in Processing
             log.exception("submission %s failed in the gateway", row["token"])
             result = results.internal_error(f"gateway error: {type(exc).__name__}: {exc}")
-        callback = bool(params.get("callback_url"))
-        await self.store.finish(row["id"], result, callback=callback)
+        result["attempts"] = attempts
         language = str(native["language"])
         metrics.EXECUTIONS.labels(language, outcome).inc()
         metrics.EXECUTION_LATENCY.labels(language).observe(time.perf_counter() - started)
+        return result if await self._store_result(row, result) else None
+
+    async def _store_result(self, row: dict[str, Any], result: dict[str, Any]) -> bool:
+        """Store the result (once: only while this replica holds the row) and send the
+        callback; False when another replica took the row meanwhile."""
+        result.setdefault("attempts", row["attempts"])
+        callback = bool(row["params"].get("callback_url"))
+        if not await self.leases.finish(row["id"], result, callback=callback):
+            return False
         if callback:
             stored = await self.store.get(row["token"])
             if stored is not None:
                 self._spawn(self._callback(stored))
-        return result
+        return True
 
     # -- callbacks and retention -------------------------------------------------------------
     async def _callback(self, row: dict[str, Any]) -> None:
@@ -190,7 +251,7 @@ class Dispatcher:
             timeout=self.settings.callback_timeout_seconds,
         )
         metrics.CALLBACKS.labels("delivered" if delivered else "failed").inc()
-        await self.store.set_callback_state(
+        await self.leases.callback_settled(
             row["id"], CALLBACK_DONE if delivered else CALLBACK_FAILED
         )
 

@@ -9,11 +9,8 @@ Life of a submission row (``status_id`` is Judge0's)::
     1 In Queue --claim--> 2 Processing --finish--> 3..14
                           (dispatched_at set just before the job is sent to a worker)
 
-Recovery after a gateway restart (:meth:`Store.recover`): a row left in 2 whose
-``dispatched_at`` is empty was never sent to a worker, so it goes back to 1 and
-runs again; one with ``dispatched_at`` set may have run (the gateway cannot know
-whether the worker finished it), so it ends as 13 Internal Error with a message
-saying so. Nothing is lost and nothing runs twice.
+Who runs a Processing row, and what happens when that replica dies, is decided by
+:mod:`tvm.pyroshell.leases` (the ``lease_*`` and ``attempts`` columns).
 """
 
 from __future__ import annotations
@@ -27,6 +24,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    DefaultClause,
     Integer,
     MetaData,
     String,
@@ -36,10 +34,12 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     select,
+    text,
     update,
 )
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -68,6 +68,10 @@ submissions = Table(
     Column("started_at", DateTime(timezone=True)),
     Column("dispatched_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True), index=True),
+    # Leases (tvm.pyroshell.leases): which replica runs it, until when, how often it started.
+    Column("lease_owner", String(255)),
+    Column("lease_expires", DateTime(timezone=True)),
+    Column("attempts", Integer, nullable=False, default=0, server_default="0"),
 )
 
 api_keys = Table(
@@ -106,7 +110,8 @@ def database_url(settings: Settings) -> str:
 
 def _row(mapping: Any) -> dict[str, Any]:
     row = dict(mapping)
-    for key in ("created_at", "started_at", "dispatched_at", "finished_at", "revoked_at"):
+    for key in ("created_at", "started_at", "dispatched_at", "finished_at", "revoked_at",
+                "lease_expires"):  # fmt: skip
         if key in row:
             row[key] = _aware(row[key])
     return row
@@ -143,6 +148,7 @@ class Store:
         try:
             async with self.engine.begin() as conn:
                 await conn.run_sync(metadata.create_all)
+                await conn.run_sync(_add_missing_columns)
         except (SQLAlchemyError, OSError) as exc:
             raise ConfigError(f"cannot open the database {self.safe_url}: {exc}") from exc
 
@@ -186,31 +192,6 @@ class Store:
         async with self.engine.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
 
-    async def claim(self, limit: int) -> list[dict[str, Any]]:
-        """Move up to ``limit`` queued submissions, oldest first, to Processing."""
-        if limit <= 0:
-            return []
-        async with self.engine.begin() as conn:
-            query = (
-                select(submissions.c.id)
-                .where(submissions.c.status_id == QUEUED)
-                .order_by(submissions.c.id)
-                .limit(limit)
-            )
-            if self.dialect == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            ids = list((await conn.execute(query)).scalars())
-            if not ids:
-                return []
-            claimed = await conn.execute(
-                update(submissions)
-                .where(submissions.c.id.in_(ids), submissions.c.status_id == QUEUED)
-                .values(status_id=PROCESSING, started_at=now())
-                .returning(*submissions.c)
-            )
-            rows = [_row(row) for row in claimed.mappings().all()]
-        return sorted(rows, key=lambda row: row["id"])
-
     async def mark_dispatched(self, submission_id: int, worker: str | None) -> None:
         """Recorded just before the job is sent: from then on it is never re-run. ``None``
         clears it again when that worker refused the job without starting it."""
@@ -220,77 +201,6 @@ class Store:
                 .where(submissions.c.id == submission_id)
                 .values(dispatched_at=now() if worker else None, worker=worker)
             )
-
-    async def finish(self, submission_id: int, result: dict[str, Any], callback: bool) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                update(submissions)
-                .where(submissions.c.id == submission_id)
-                .values(
-                    status_id=result["status_id"],
-                    result=result,
-                    finished_at=now(),
-                    callback_state=CALLBACK_PENDING if callback else CALLBACK_NONE,
-                )
-            )
-
-    async def requeue(self, submission_id: int) -> None:
-        """Back to the queue: only for a job that was never sent to a worker."""
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                update(submissions)
-                .where(submissions.c.id == submission_id, submissions.c.dispatched_at.is_(None))
-                .values(status_id=QUEUED, started_at=None)
-            )
-
-    async def set_callback_state(self, submission_id: int, state: int) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                update(submissions)
-                .where(submissions.c.id == submission_id)
-                .values(callback_state=state)
-            )
-
-    async def pending_callbacks(self) -> list[dict[str, Any]]:
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(submissions).where(submissions.c.callback_state == CALLBACK_PENDING)
-                )
-            ).mappings().all()  # fmt: skip
-        return [_row(row) for row in rows]
-
-    async def recover(self, result: dict[str, Any]) -> tuple[int, int]:
-        """After a restart: (requeued, failed with ``result``). The rule is in the module
-        docstring. Run it with one gateway per database (it also ends other replicas'
-        running jobs)."""
-        async with self.engine.begin() as conn:
-            requeued = await conn.execute(
-                update(submissions)
-                .where(submissions.c.status_id == PROCESSING, submissions.c.dispatched_at.is_(None))
-                .values(status_id=QUEUED, started_at=None)
-            )
-            lost = (
-                await conn.execute(
-                    select(submissions.c.id, submissions.c.params).where(
-                        submissions.c.status_id == PROCESSING
-                    )
-                )
-            ).all()  # fmt: skip
-            for submission_id, params in lost:
-                await conn.execute(
-                    update(submissions)
-                    .where(submissions.c.id == submission_id)
-                    .values(
-                        status_id=INTERNAL_ERROR,
-                        result=result,
-                        finished_at=now(),
-                        callback_state=(
-                            CALLBACK_PENDING if params.get("callback_url") else CALLBACK_NONE
-                        ),
-                    )
-                )
-        return int(requeued.rowcount or 0), len(lost)
 
     async def expire(self, older_than: dt.timedelta) -> int:
         """Delete finished submissions older than the retention."""
@@ -342,6 +252,22 @@ class Store:
                 .values(revoked=True, revoked_at=now())
             )
         return int(done.rowcount or 0)
+
+
+def _add_missing_columns(conn: Connection) -> None:
+    """A database made by an older TVM gets the columns added since (each is nullable
+    or has a server default, so adding it is all the migration there is)."""
+    found = inspect(conn)
+    for table in metadata.sorted_tables:
+        have = {column["name"] for column in found.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in have:
+                kind = column.type.compile(dialect=conn.dialect)
+                server = column.server_default
+                default = f" DEFAULT {server.arg}" if isinstance(server, DefaultClause) else ""
+                conn.execute(
+                    text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}{default}")
+                )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
