@@ -35,6 +35,8 @@ DO \$\$ BEGIN
     CREATE ROLE $DB_USER LOGIN PASSWORD '$DB_PASS';
   END IF;
 END \$\$;
+-- Tests that run several gateways make a database of their own.
+ALTER ROLE $DB_USER CREATEDB;
 SQL
 if ! su postgres -c "psql -tAc \"SELECT 1 FROM pg_database WHERE datname = '$DB_NAME'\"" | grep -q 1; then
     su postgres -c "createdb -O $DB_USER $DB_NAME"

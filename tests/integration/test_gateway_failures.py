@@ -111,3 +111,22 @@ def test_gateway_restart_with_queued_work(tmp_path: Path) -> None:
     finally:
         gateway.kill(signal.SIGTERM)
         worker.kill()
+
+
+def test_a_second_gateway_on_one_sqlite_file_is_refused(tmp_path: Path) -> None:
+    journal = tmp_path / "journal"
+    worker = start_fake_worker(tmp_path, journal)
+    first = start_gateway(tmp_path, [worker.url])
+    try:
+        first.wait_ready()
+        second = start_gateway(tmp_path, [worker.url])
+        assert second.proc.wait(60) != 0
+        log = second.log.read_text()
+        assert "error: another gateway" in log and "PostgreSQL" in log, log
+        assert "Traceback" not in log
+        with httpx.Client(base_url=first.url, timeout=30) as client:  # the first one still works
+            (token,) = submit(client, 1, 0, "alone")
+            assert finished(client, [token])[token]["status"]["id"] == 3
+    finally:
+        first.kill(signal.SIGTERM)
+        worker.kill()

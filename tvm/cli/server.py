@@ -21,7 +21,7 @@ def _pidfile(settings: Settings) -> Path:
     return settings.run_dir / "tvm.pid"
 
 
-ROLES = ("all", "gateway", "worker")
+ROLES = ("all", "all-in-one", "gateway", "worker")  # all-in-one: the image's name for all
 WORKER_DEFAULT_PORT = 8080  # a standalone worker's port (the image tvm/pyrovm)
 
 
@@ -69,6 +69,7 @@ def start(
         "worker_count": worker_count,
     }
     settings = Settings(**{k: v for k, v in flags.items() if v is not None})
+    role = "all" if role == "all-in-one" else role
     if role == "worker":
         if port is None and "TVM_PORT" not in os.environ:
             settings = settings.model_copy(update={"port": WORKER_DEFAULT_PORT})
@@ -134,6 +135,7 @@ def _run_gateway(settings: Settings, role: str, driver: str | None, debug: bool)
         settings = settings.model_copy(update={"workers": supervisor.urls, "workers_dns": ""})
     elif not settings.workers and not settings.workers_dns:
         raise click.UsageError("--role gateway needs TVM_WORKERS or TVM_WORKERS_DNS")
+    _one_gateway_per_sqlite(settings)
     with _pidfile_for(settings):
         try:
             if supervisor is not None:
@@ -142,6 +144,16 @@ def _run_gateway(settings: Settings, role: str, driver: str | None, debug: bool)
         finally:
             if supervisor is not None:
                 supervisor.stop()
+
+
+def _one_gateway_per_sqlite(settings: Settings) -> None:
+    """A second gateway on one SQLite file stops here with one clear line."""
+    from tvm.pyroshell.replica import SingleGateway
+    from tvm.pyroshell.store import database_url
+
+    url = database_url(settings)
+    if url.startswith("sqlite"):
+        SingleGateway(url).check()
 
 
 def _alive(pid: int) -> bool:

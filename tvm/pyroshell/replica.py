@@ -46,6 +46,7 @@ class SingleGateway:
         if not self.needed:
             return
         path = Path(f"{self.database}.gateway.lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -61,6 +62,11 @@ class SingleGateway:
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._fd = fd
+
+    def check(self) -> None:
+        """Refuse early (before the server starts) when another gateway holds it."""
+        self.acquire()
+        self.release()
 
     def release(self) -> None:
         if self._fd is not None:
