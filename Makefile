@@ -5,13 +5,16 @@ BIN    := $(VENV)/bin
 TVM    := $(BIN)/tvm
 PORT   ?= 8000
 
-.PHONY: setup deps venv images run test test-unit lint format bench clean help verify-languages
+.PHONY: setup deps venv images run test test-unit lint format bench clean help verify-languages \
+	docker-base docker-wheels docker-image docker-image-local test-containers
 
 help:
 	@echo "make run    install what is missing, build the default images, start TVM on :$(PORT)"
 	@echo "make test   the whole test suite (unit, integration, e2e)"
 	@echo "make bench  latency/throughput benchmark (table + JSON in bench/results/)"
 	@echo "make lint   ruff + mypy"
+	@echo "make docker-image        the tvm/pyrovm image (docker-image-local: from a local base)"
+	@echo "make test-containers     the image and the compose file, tested with a real engine"
 
 setup: deps venv
 
@@ -59,6 +62,35 @@ format: venv
 
 bench: images
 	$(BIN)/python bench/bench.py
+
+# Containers (docs/deploy.md). docker-base makes a Debian base from Debian packages
+# (mmdebstrap + docker import) for hosts that cannot pull from a registry.
+DOCKER      ?= docker
+IMAGE       ?= tvm/pyrovm
+BASE_IMAGE  ?= debian:bookworm-slim
+LOCAL_BASE  ?= tvm/base:bookworm
+TVM_VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' tvm/__init__.py)
+
+docker-base:
+	DOCKER="$(DOCKER)" sh scripts/docker-base.sh $(LOCAL_BASE)
+
+docker-image:
+	$(DOCKER) build --network host --build-arg BASE_IMAGE=$(BASE_IMAGE) \
+		--build-arg TVM_VERSION=$(TVM_VERSION) --build-arg WHEELS_ONLY=$(WHEELS_ONLY) \
+		-t $(IMAGE):$(TVM_VERSION) -t $(IMAGE):latest .
+
+# The Python dependencies as wheels, built by the host's pip (its index and CA settings).
+docker-wheels: venv
+	rm -f docker/wheels/*.whl
+	$(BIN)/pip wheel -q -w docker/wheels . 'setuptools>=68'
+	rm -f docker/wheels/tvm-*.whl
+
+# Here: no registry (local base) and no index inside the build (host-built wheels).
+docker-image-local: docker-base docker-wheels
+	$(MAKE) docker-image BASE_IMAGE=$(LOCAL_BASE) WHEELS_ONLY=1
+
+test-containers:
+	bash scripts/ci-containers.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
