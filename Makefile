@@ -6,7 +6,8 @@ TVM    := $(BIN)/tvm
 PORT   ?= 8000
 
 .PHONY: setup deps venv images run test test-unit lint format bench clean help verify-languages \
-	docker-base docker-wheels docker-image docker-image-local test-containers
+	docker-base docker-wheels docker-image docker-image-local docker-postgres \
+	test-containers
 
 help:
 	@echo "make run    install what is missing, build the default images, start TVM on :$(PORT)"
@@ -88,6 +89,10 @@ docker-wheels: venv
 # Here: no registry (local base) and no index inside the build (host-built wheels).
 docker-image-local: docker-base docker-wheels
 	$(MAKE) docker-image BASE_IMAGE=$(LOCAL_BASE) WHEELS_ONLY=1
+
+# PostgreSQL for the compose files where the official image cannot be pulled.
+docker-postgres: docker-base
+	$(DOCKER) build --network host --build-arg BASE_IMAGE=$(LOCAL_BASE) -t tvm/postgres:15 docker/postgres
 
 test-containers:
 	bash scripts/ci-containers.sh

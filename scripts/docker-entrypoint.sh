@@ -40,7 +40,7 @@ case "$role" in
         if [ "$(id -u)" = 0 ]; then
             mkdir -p "$TVM_HOME/logs" "$TVM_HOME/run"
             chown tvm:tvm "$TVM_HOME" "$TVM_HOME/logs" "$TVM_HOME/run"
-            exec setpriv --reuid tvm --regid tvm --init-groups --inh-caps=-all \
+            HOME=$TVM_HOME exec setpriv --reuid tvm --regid tvm --init-groups --inh-caps=-all \
                 --bounding-set=-all --no-new-privs tvm start --role gateway "$@"
         fi
         exec tvm start --role gateway "$@"
