@@ -40,12 +40,13 @@ RUN export DEBIAN_FRONTEND=noninteractive \
 ARG WHEELS_ONLY=
 WORKDIR /opt/tvm/src
 COPY docker/wheels/ /tmp/wheels/
-COPY pyproject.toml README.md ./
+COPY pyproject.toml ./
 RUN python3 -m venv /opt/tvm/venv \
  && python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' > /tmp/requirements.txt \
  && /opt/tvm/venv/bin/pip install -q --no-cache-dir --disable-pip-version-check \
       --find-links /tmp/wheels ${WHEELS_ONLY:+--no-index} -r /tmp/requirements.txt "setuptools>=68" \
  && rm -rf /tmp/requirements.txt /tmp/wheels
+COPY README.md ./
 COPY tvm ./tvm
 RUN /opt/tvm/venv/bin/pip install -q --no-cache-dir --disable-pip-version-check --no-deps \
       --no-build-isolation . \
@@ -63,7 +64,9 @@ ENV TVM_HOME=/var/lib/tvm \
     TVM_PORT=8080 \
     PYTHONDONTWRITEBYTECODE=1
 
+# A baked image's first start then checks (and finds) the same images.
 ARG BAKE_IMAGES=
+ENV BUILD_IMAGES=${BAKE_IMAGES:-default}
 RUN if [ -n "${BAKE_IMAGES}" ]; then tvm-entrypoint build-images "${BAKE_IMAGES}"; fi
 
 VOLUME ["/var/lib/tvm"]
