@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ import httpx
 from tvm.api import ExecutionResponse, Job
 from tvm.config.settings import Settings
 from tvm.errors import CapacityError, ImageNotBuilt, RequestError, TVMError
+from tvm.pyroshell.discovery import resolve_workers
 from tvm.pyroshell.embedded import URL as EMBEDDED
 from tvm.pyroshell.embedded import EmbeddedWorker
 from tvm.pyrovm.engine import internal_stage
@@ -131,22 +131,11 @@ class WorkerPool:
         target = self.settings.workers_dns.strip()
         if not target:
             return
-        host, _, port = target.rpartition(":")
-        if not host or not port.isdigit():
-            host, port = target, "8080"
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                host, int(port), type=socket.SOCK_STREAM
-            )
+            found = await resolve_workers(target)
         except OSError as exc:
             log.warning("cannot resolve workers_dns %s: %s", target, exc)
             return
-        found = set()
-        for family, _, _, _, address in infos:
-            ip = str(address[0])
-            found.add(
-                f"http://[{ip}]:{port}" if family == socket.AF_INET6 else f"http://{ip}:{port}"
-            )
         for url in found - set(self.workers):
             self.workers[url] = Worker(url, static=False)
         for url, worker in list(self.workers.items()):
