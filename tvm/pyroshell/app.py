@@ -92,10 +92,16 @@ async def run_native(
     async with gw.gate.limiter.running(who):
         payload = body.model_dump(mode="json", exclude_none=True)
         outcome = await gw.pool.execute(payload, request_id, job=job)
+        attempts = 1
+        while isinstance(outcome, Lost) and attempts < gw.settings.max_attempts:
+            attempts += 1  # its worker died mid-run; a sandbox has no effect outside itself
+            log.warning("worker %s went away during request %s; running it again (attempt %d)",
+                        outcome.worker, request_id, attempts)  # fmt: skip
+            outcome = await gw.pool.execute(payload, request_id, job=job)
     metrics.EXECUTIONS.labels(job.language.name, outcome_of(outcome)).inc()
     metrics.EXECUTION_LATENCY.labels(job.language.name).observe(time.perf_counter() - started)
     if isinstance(outcome, Lost):
-        return lost_response(outcome, job.language.name, job.language.version)
+        return lost_response(outcome, job.language.name, job.language.version, attempts)
     return outcome
 
 

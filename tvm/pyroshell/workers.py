@@ -16,8 +16,10 @@ failure can be placed exactly:
   tried, and all of them again with backoff until ``dispatch_wait_seconds``,
   then :class:`~tvm.errors.CapacityError` (503, Retry-After);
 * lost after the request was sent (the connection broke while waiting for the
-  answer, or no answer within ``worker_timeout_seconds``): the job may have
-  run, so it is never re-sent; the result is ``internal_error`` saying so.
+  answer, or no answer within ``worker_timeout_seconds``): :class:`Lost`. The
+  caller may run it again (a sandbox has no effect outside itself; the gateway
+  does, up to ``max_attempts`` starts), else the result is ``internal_error``
+  saying so.
 """
 
 from __future__ import annotations
@@ -335,10 +337,10 @@ def _worker_error(reply: httpx.Response) -> TVMError:
     return error
 
 
-def lost_response(lost: Lost, language: str, version: str) -> ExecutionResponse:
+def lost_response(lost: Lost, language: str, version: str, attempts: int) -> ExecutionResponse:
     message = (
         f"the worker {lost.worker} went away while running this job ({lost.reason}); "
-        "it was not run again, to never run it twice"
+        f"it was interrupted {attempts} time(s), so it is not run again (max_attempts)"
     )
     return ExecutionResponse(
         language=language,
