@@ -58,7 +58,7 @@ teardown() {
     "${COMPOSE[@]}" down -v --remove-orphans >/dev/null 2>&1
     docker rm -f "$AIO" >/dev/null 2>&1
     if [ -n "$own_daemon" ]; then
-        kill "$own_daemon" && wait "$own_daemon"
+        kill "$own_daemon"; wait "$own_daemon"
     fi
 }
 trap teardown EXIT

@@ -6,8 +6,10 @@
             --kill 'docker kill X' --kill 'docker kill Y'
         async Judge0 submissions spread over the gateways; while they run, each
         --kill command is run (a worker, a gateway replica); more are sent to the
-        gateways still up meanwhile. Every accepted submission must complete
-        with its own output. Exit status 0 when all did.
+        gateways still up meanwhile, and synchronous Piston requests go to the
+        last gateway all along. Every accepted submission must complete with its
+        own output, every synchronous request be answered with its own. Exit
+        status 0 when all were.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import itertools
 import shlex
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
@@ -66,10 +69,34 @@ def state(urls: list[str], tokens: list[str]) -> dict[str, dict[str, object]]:
     return {}
 
 
+class Steady(threading.Thread):
+    """Synchronous Piston requests, one after another, to a gateway that stays up:
+    each must be answered with its own output, even when its worker is killed."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url, self.stop, self.sent, self.wrong = url, threading.Event(), 0, []
+
+    def run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=120) as client:
+            while not self.stop.is_set():
+                self.sent += 1
+                code = f"import time\ntime.sleep(0.5)\nprint({self.sent} * 2)"
+                body = {"language": "python", "version": "*", "files": [{"content": code}]}
+                try:
+                    run = client.post("/api/v2/execute", json=body).json()["run"]
+                    if run["stdout"] != f"{self.sent * 2}\n":
+                        self.wrong.append(run)
+                except (httpx.HTTPError, KeyError, ValueError) as exc:
+                    self.wrong.append(repr(exc))
+
+
 def load(urls: list[str], kills: list[str], count: int, sleep: float, timeout: float) -> int:
     accepted: dict[str, str] = {}  # token -> expected stdout
     gateways = itertools.cycle(urls)
     started = time.monotonic()
+    steady = Steady(urls[-1])
+    steady.start()
 
     def send(n: int, prefix: str) -> None:
         for i in range(n):
@@ -92,6 +119,11 @@ def load(urls: list[str], kills: list[str], count: int, sleep: float, timeout: f
         if len(done) == len(tokens) or time.monotonic() > deadline:
             break
         time.sleep(1)
+    steady.stop.set()
+    steady.join()
+    print(f"load: {steady.sent} synchronous requests to {urls[-1]}, {len(steady.wrong)} wrong")
+    for answer in steady.wrong[:5]:
+        print(f"load: wrong synchronous answer: {answer}")
     wrong = [found.get(t) for t in tokens
              if t not in found or found[t]["status"]["id"] != 3  # type: ignore[index]
              or found[t]["stdout"] != accepted[t]]  # fmt: skip
@@ -100,7 +132,7 @@ def load(urls: list[str], kills: list[str], count: int, sleep: float, timeout: f
           f"{len(wrong)} not, in {elapsed:.1f} s")  # fmt: skip
     for sub in wrong[:10]:
         print(f"load: NOT completed: {sub}")
-    return 1 if wrong else 0
+    return 1 if wrong or steady.wrong else 0
 
 
 def main() -> int:
