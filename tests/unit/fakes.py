@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tvm.config.settings import Settings
-from tvm.pyrovm.drivers.base import Availability, Driver, Sandbox, SandboxSpec
+from tvm.pyrovm.drivers.base import Availability, Driver, HostResources, Sandbox, SandboxSpec
 from tvm.pyrovm.drivers.channel import Channel
 
 Behaviour = Callable[[dict[str, Any], "FakeSandbox"], dict[str, Any]]
@@ -95,6 +95,9 @@ class FakeSandbox(Sandbox):
         self.requests: list[dict[str, Any]] = []
         self.teardowns = 0
         self.attach(FakeAgent(self))
+
+    def host_resources(self) -> HostResources:
+        return HostResources()
 
     async def _teardown(self) -> None:
         self.teardowns += 1

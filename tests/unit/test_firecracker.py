@@ -21,6 +21,7 @@ import pytest
 from tvm.errors import SandboxError
 from tvm.pyrovm.agent import protocol
 from tvm.pyrovm.drivers import fcapi
+from tvm.pyrovm.drivers.base import SandboxSpec
 from tvm.pyrovm.drivers.firecracker import (
     API_SOCK,
     SNAP_MEM,
@@ -104,7 +105,7 @@ async def test_cold_boot_requests_match_the_spec(spec: dict, tmp_path: Path) -> 
     fake = FakeFirecracker(spec)
     vm = _vm(tmp_path, fake)
     await vm.api.wait_ready()
-    await vm.run(boot_calls(512 + 96, 2, boot_args(64, 64)))
+    await vm.run(boot_calls(512 + 96, 2, boot_args(SandboxSpec("img", Path("/r"), uid=60001))))
     paths = [(m, p) for m, p, _ in fake.requests]
     assert paths == [
         ("GET", "/"), ("PUT", "/machine-config"), ("PUT", "/boot-source"),
@@ -117,7 +118,9 @@ async def test_cold_boot_requests_match_the_spec(spec: dict, tmp_path: Path) -> 
     assert bodies["/drives/rootfs"]["is_root_device"] is True
     assert bodies["/vsock"] == {"guest_cid": 3, "uds_path": VSOCK}
     assert bodies["/actions"] == {"action_type": "InstanceStart"}
-    assert "tvm.channel=vsock:52" in bodies["/boot-source"]["boot_args"]
+    args = bodies["/boot-source"]["boot_args"].split()
+    assert {"tvm.channel=vsock:52", "tvm.scratch=/dev/vdb", "init=/.tvm/init"} <= set(args)
+    assert {"tvm.work_mb=64", "tvm.tmp_mb=64", "console=ttyS0", "reboot=k"} <= set(args)
     await vm.api.close()
 
 

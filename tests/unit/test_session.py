@@ -21,7 +21,7 @@ import pytest
 from tvm.config.catalog import StageLimits
 from tvm.errors import AgentError
 from tvm.pyrovm.agent import protocol
-from tvm.pyrovm.drivers.base import Sandbox, SandboxSpec
+from tvm.pyrovm.drivers.base import HostResources, Sandbox, SandboxSpec
 from tvm.pyrovm.drivers.channel import StreamChannel
 from tvm.pyrovm.drivers.messages import Ping, Pong, Stage, StageReply, Stdin
 from tvm.pyrovm.drivers.session import AgentSession
@@ -177,6 +177,9 @@ class Box(Sandbox):
 
     def peak_memory_kb(self) -> int | None:
         return self.peak_kb
+
+    def host_resources(self) -> HostResources:
+        return HostResources()
 
     async def _teardown(self) -> None:
         self.teardowns += 1

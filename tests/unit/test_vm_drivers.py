@@ -86,6 +86,9 @@ def test_qemu_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "tsc_early_khz=2596130" in joined
     assert "file=/d.ext4,format=raw,if=none,readonly=on" in joined
     assert "virtserialport,chardev=c0,name=agent" in joined
+    append = argv[argv.index("-append") + 1].split()
+    assert {"root=/dev/vda", "init=/.tvm/init", "tvm.channel=virtio:agent"} <= set(append)
+    assert {"tvm.work_mb=64", "tvm.tmp_mb=64"} <= set(append) and "tvm.scratch" not in joined
     assert "-netdev" not in joined and "-nic" not in joined and "-initrd" not in joined
     kvm = " ".join(sandbox_argv("qemu", "kvm", guest, SPEC, Path("/d"), Path("/s")))
     assert "-accel kvm -cpu host" in kvm and "tsc_early_khz" not in kvm

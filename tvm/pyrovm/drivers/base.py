@@ -129,6 +129,29 @@ class SandboxSpec:
     stages: int = 1  # how many stages a job will run in it (compile + run: 2)
 
 
+@dataclass(frozen=True)
+class HostResources:
+    """What a sandbox holds on the host until :meth:`Sandbox.destroy` frees it."""
+
+    processes: tuple[int, ...] = ()  # host pids: its VMM, runtime or holder process
+    cgroups: tuple[Path, ...] = ()
+    paths: tuple[Path, ...] = ()  # temp dirs, jails, sockets, network namespaces
+
+    def left(self) -> list[str]:
+        """Those that still exist (a zombie counts as gone: it holds nothing)."""
+        left = [f"process {pid}" for pid in self.processes if _running(pid)]
+        left += [f"cgroup {path}" for path in self.cgroups if path.exists()]
+        return left + [f"path {path}" for path in self.paths if path.exists()]
+
+
+def _running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
 class Sandbox(ABC):
     """A running sandbox with its agent up.
 
@@ -293,6 +316,11 @@ class Sandbox(ABC):
     async def diagnostics(self) -> str:
         """Anything the driver can tell about why the sandbox failed (stderr, console)."""
         return ""
+
+    @abstractmethod
+    def host_resources(self) -> HostResources:
+        """What the sandbox holds on the host (its processes, cgroups, files),
+        each of which :meth:`destroy` must free."""
 
     async def destroy(self) -> None:
         """Kill everything and free every resource. Safe to call twice, or from

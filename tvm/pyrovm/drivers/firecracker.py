@@ -34,20 +34,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tvm.errors import ImageError, SandboxError
+from tvm.errors import ImageError
 from tvm.pyrovm.drivers import fcapi
 from tvm.pyrovm.drivers.base import (
     Availability,
     Driver,
+    HostResources,
     Sandbox,
     SandboxSpec,
 )
 from tvm.pyrovm.drivers.channel import StreamChannel
-from tvm.pyrovm.drivers.hostproc import kill_process, run_quietly
+from tvm.pyrovm.drivers.hostproc import OutputRing, kill_process, run_quietly
 from tvm.pyrovm.drivers.session import AgentSession
 from tvm.pyrovm.vm import hostinfo
+from tvm.pyrovm.vm.cmdline import guest_cmdline
 from tvm.pyrovm.vm.connect import connect_with_retry, hybrid_vsock
-from tvm.pyrovm.vm.disks import build_disk
+from tvm.pyrovm.vm.disks import build_disk, make_scratch
 from tvm.pyrovm.vm.guest import guest_kernel
 
 if TYPE_CHECKING:
@@ -78,13 +80,13 @@ class JailPaths:
         return self.root / inside.lstrip("/")
 
 
-def boot_args(spec_work_mb: int, spec_tmp_mb: int) -> str:
-    return " ".join([
-        "console=ttyS0", "reboot=k", "panic=1", "pci=off", "quiet", "8250.nr_uarts=1",
-        "i8042.noaux", "i8042.nomux", "i8042.dumbkbd", "init=/.tvm/init",
-        f"tvm.channel=vsock:{AGENT_PORT}", "tvm.scratch=/dev/vdb",
-        f"tvm.work_mb={spec_work_mb}", f"tvm.tmp_mb={spec_tmp_mb}", f"tvm.clock={int(time.time())}",
-    ])  # fmt: skip
+# Firecracker's own words on the guest command line (it adds root=/dev/vda
+# itself, from the root drive): a panic or a reboot ends the VMM.
+KERNEL_ARGS = ("reboot=k", "panic=1", "pci=off", "i8042.nomux", "i8042.dumbkbd")
+
+
+def boot_args(spec: SandboxSpec) -> str:
+    return guest_cmdline(spec, f"vsock:{AGENT_PORT}", vmm=KERNEL_ARGS, scratch="/dev/vdb")
 
 
 def boot_calls(memory_mb: int, cpu_count: int, args: str) -> list[fcapi.Call]:
@@ -132,8 +134,7 @@ class FirecrackerVM:
     api: fcapi.FirecrackerAPI
     netns: str | None = None
     proc: asyncio.subprocess.Process | None = None
-    console: bytearray = field(default_factory=bytearray)
-    console_task: asyncio.Task[None] | None = None
+    console: OutputRing = field(default_factory=OutputRing)
 
     async def run(self, calls: list[fcapi.Call]) -> None:
         for call in calls:
@@ -167,8 +168,15 @@ class FirecrackerVM:
             exited=exited, what="the agent's vsock port",
         )  # fmt: skip
 
+    def host_resources(self) -> HostResources:
+        pids = [self.proc.pid] if self.proc is not None else []
+        with contextlib.suppress(OSError, ValueError):  # the jailer's child, once it runs
+            pids.append(int((self.jail.root / "firecracker.pid").read_text()))
+        netns = (Path("/var/run/netns") / self.netns,) if self.netns else ()
+        return HostResources(tuple(pids), _cgroup_dirs(self.jail.vm_id), (self.jail.base, *netns))
+
     def tail(self) -> str:
-        return self.console.decode(errors="replace").strip()[-2000:]
+        return self.console.text()
 
     async def kill(self) -> None:
         """Kill the VMM, remove the jail, its cgroups and netns. Idempotent."""
@@ -178,20 +186,26 @@ class FirecrackerVM:
         pid_file = self.jail.root / "firecracker.pid"
         with contextlib.suppress(OSError, ValueError):
             os.kill(int(pid_file.read_text()), 9)
-        if self.console_task:
-            self.console_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.console_task
+        await self.console.stop()
         await asyncio.to_thread(_remove_cgroups, self.jail.vm_id)
         await asyncio.to_thread(shutil.rmtree, self.jail.base, True)
         if self.netns:
             await run_quietly(["ip", "netns", "del", self.netns])
-            self.netns = None
+
+
+def _cgroup_dirs(vm_id: str) -> tuple[Path, ...]:
+    """The cgroups the jailer makes for a VM (v2: one; v1: one per controller
+    that :func:`jailer_argv` limits)."""
+    root = Path("/sys/fs/cgroup")
+    if cgroup_version() == 2:
+        return (root / PARENT_CGROUP / vm_id,)
+    return tuple(root / controller / PARENT_CGROUP / vm_id for controller in ("memory", "pids"))
 
 
 def _remove_cgroups(vm_id: str) -> None:
     root = Path("/sys/fs/cgroup")
-    for candidate in [root / PARENT_CGROUP / vm_id, *root.glob(f"*/{PARENT_CGROUP}/{vm_id}")]:
+    found = root.glob(f"*/{PARENT_CGROUP}/{vm_id}")
+    for candidate in dict.fromkeys([*_cgroup_dirs(vm_id), *found]):
         for _ in range(50):
             if not candidate.exists():
                 break
@@ -209,34 +223,18 @@ def _link(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-async def make_scratch(path: Path, size_mb: int) -> None:
-    """An empty ext4 disk of ``size_mb`` for the guest's /work and /tmp."""
-    with open(path, "wb") as fh:
-        fh.truncate(size_mb << 20)
-    argv = ["mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-m", "0", "-E", "root_owner=0:0"]
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, str(path), stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
-    except OSError as exc:
-        raise SandboxError(f"cannot run mkfs.ext4: {exc}") from exc
-    output, _ = await proc.communicate()
-    if proc.returncode != 0:
-        raise SandboxError(f"mkfs.ext4 of the scratch disk failed: {output.decode()[-500:]}")
-
-
 class FirecrackerSandbox(Sandbox):
     driver = "firecracker"
 
     def __init__(self, spec: SandboxSpec, vm: FirecrackerVM) -> None:
         super().__init__(spec)
         self.vm = vm
-        self.proc = vm.proc
-        self.jail_root = vm.jail.base
 
     async def diagnostics(self) -> str:
         return f"firecracker console: {self.vm.tail()}"
+
+    def host_resources(self) -> HostResources:
+        return self.vm.host_resources()
 
     async def _teardown(self) -> None:
         await self.vm.kill()
@@ -332,13 +330,14 @@ class FirecrackerDriver(Driver):
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
-            vm.console_task = asyncio.create_task(_collect(vm))
+            assert vm.proc.stdout is not None
+            vm.console.follow(vm.proc.stdout)
             await vm.api.wait_ready()
             if snapshot is not None:
                 await vm.load(SNAP_STATE, SNAP_MEM)
             else:
                 memory = spec.memory_mb + GUEST_OVERHEAD_MB
-                await vm.run(boot_calls(memory, spec.cpus, boot_args(spec.workdir_mb, spec.tmp_mb)))
+                await vm.run(boot_calls(memory, spec.cpus, boot_args(spec)))
         except BaseException:
             await vm.kill()
             raise
@@ -378,12 +377,4 @@ class FirecrackerDriver(Driver):
         snap = await self._snapshot_for(spec)
         vm = await self.boot(spec, self.home / "jail", snap)
         sandbox = FirecrackerSandbox(spec, vm)
-
         return await sandbox.ready(BOOT_TIMEOUT, vm.connect_agent)
-
-
-async def _collect(vm: FirecrackerVM) -> None:
-    assert vm.proc and vm.proc.stdout
-    while chunk := await vm.proc.stdout.read(4096):
-        vm.console.extend(chunk)
-        del vm.console[:-16384]

@@ -42,6 +42,7 @@ from tvm.pyrovm.drivers.base import (
     HANDSHAKE_TIMEOUT,
     Availability,
     Driver,
+    HostResources,
     Sandbox,
     SandboxSpec,
 )
@@ -179,6 +180,10 @@ class GVisorSandbox(Sandbox):
 
     def oom_kills(self) -> int:
         return self.cgroup.oom_kills()
+
+    def host_resources(self) -> HostResources:
+        pids = (self.proc.pid,) if self.proc is not None else ()
+        return HostResources(pids, tuple(self.cgroup.dirs.values()), (self.workdir,))
 
     async def diagnostics(self) -> str:
         if self.proc and self.proc.returncode is None:

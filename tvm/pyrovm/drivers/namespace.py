@@ -45,6 +45,7 @@ from tvm.pyrovm.drivers.base import (
     HANDSHAKE_TIMEOUT,
     Availability,
     Driver,
+    HostResources,
     Sandbox,
     SandboxSpec,
     agent_source_digest,
@@ -85,6 +86,7 @@ class NamespaceSandbox(Sandbox):
         super().__init__(spec)
         self.cgroup = cgroup
         self.pidfd: int | None = None  # the sandbox's holder (its pid 1's parent)
+        self.pid: int | None = None  # the holder's pid, as the host sees it
         self.stderr_fd: int | None = None  # read end of the agent's stderr
         self._stderr = b""
 
@@ -104,6 +106,10 @@ class NamespaceSandbox(Sandbox):
 
     def peak_memory_kb(self) -> int | None:
         return self.cgroup.program_peak_kb()
+
+    def host_resources(self) -> HostResources:
+        pids = (self.pid,) if self.pid is not None else ()
+        return HostResources(processes=pids, cgroups=tuple(self.cgroup.dirs.values()))
 
     async def diagnostics(self) -> str:
         if self.stderr_fd is not None:
@@ -287,12 +293,13 @@ class NamespaceDriver(Driver):
             for attempt in range(3):
                 zygote = await self.zygote(spec.rootfs)
                 try:
-                    _, pidfds = await zygote.request(request, fds)
+                    reply, pidfds = await zygote.request(request, fds)
                     break
                 except ZygoteGone:  # replaced meanwhile: ask its successor
                     if attempt == 2:
                         raise
             sandbox.pidfd = pidfds[0]
+            sandbox.pid = int(str(reply["pid"]))
             sandbox.attach(await StreamChannel.over_socket(ours))
         except BaseException:
             ours.close()

@@ -21,7 +21,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +29,7 @@ from tvm.errors import DriverUnavailable, ImageError, SandboxError
 from tvm.pyrovm.drivers.base import (
     Availability,
     Driver,
+    HostResources,
     Sandbox,
     SandboxSpec,
 )
@@ -37,6 +37,7 @@ from tvm.pyrovm.drivers.cgroups import Cgroup, CgroupManager
 from tvm.pyrovm.drivers.channel import Channel
 from tvm.pyrovm.drivers.hostproc import OutputRing, enter_argv, kill_process
 from tvm.pyrovm.vm import hostinfo
+from tvm.pyrovm.vm.cmdline import guest_cmdline
 from tvm.pyrovm.vm.connect import connect_with_retry, unix_socket
 from tvm.pyrovm.vm.disks import build_disk
 from tvm.pyrovm.vm.guest import GuestKernel, guest_kernel
@@ -51,17 +52,9 @@ BOOT_TIMEOUT = {"kvm": 30.0, "tcg": 120.0}
 KVM_PROBE_TIMEOUT = 20.0
 
 
-def kernel_args(accel: str, spec: SandboxSpec | None, extra: str = "") -> str:
-    args = ["console=ttyS0", "root=/dev/vda", "ro", "rootfstype=ext4", "panic=-1", "quiet",
-            "init=/.tvm/init", "8250.nr_uarts=1", "i8042.noaux"]  # fmt: skip
-    if accel == "tcg":
-        khz = hostinfo.tsc_khz()
-        if khz:
-            args += [f"tsc_early_khz={khz}", "tsc=reliable"]
-    if spec is not None:
-        args += ["tvm.channel=virtio:agent", f"tvm.work_mb={spec.workdir_mb}",
-                 f"tvm.tmp_mb={spec.tmp_mb}", f"tvm.clock={int(time.time())}"]  # fmt: skip
-    return " ".join(args + ([extra] if extra else []))
+# QEMU's own words on the guest command line: its root disk, and a panic
+# reboots at once (which, with -no-reboot, ends QEMU).
+KERNEL_ARGS = ("root=/dev/vda", "ro", "rootfstype=ext4", "panic=-1")
 
 
 def qemu_argv(qemu: str, accel: str, kernel: GuestKernel, memory_mb: int, cpus: int,
@@ -85,7 +78,8 @@ def qemu_argv(qemu: str, accel: str, kernel: GuestKernel, memory_mb: int, cpus: 
 def sandbox_argv(qemu: str, accel: str, kernel: GuestKernel, spec: SandboxSpec, disk: Path,
                  socket_path: Path) -> list[str]:  # fmt: skip
     memory = max(256, spec.memory_mb + GUEST_OVERHEAD_MB)
-    argv = qemu_argv(qemu, accel, kernel, memory, spec.cpus, kernel_args(accel, spec))
+    append = guest_cmdline(spec, "virtio:agent", vmm=KERNEL_ARGS, software_cpu=accel == "tcg")
+    argv = qemu_argv(qemu, accel, kernel, memory, spec.cpus, append)
     return [
         *argv,
         "-drive", f"id=root,file={disk},format=raw,if=none,readonly=on",
@@ -122,6 +116,11 @@ class QemuSandbox(Sandbox):
             lambda: unix_socket(self.socket_path), timeout=timeout, exited=exited,
             what="qemu's agent socket", delay=0.01, max_delay=0.01,
         )  # fmt: skip
+
+    def host_resources(self) -> HostResources:
+        pids = (self.proc.pid,) if self.proc is not None else ()
+        cgroups = tuple(self.cgroup.dirs.values()) if self.cgroup is not None else ()
+        return HostResources(pids, cgroups, (self.workdir,))
 
     async def diagnostics(self) -> str:
         code = self.proc.returncode if self.proc else None

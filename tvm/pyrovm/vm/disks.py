@@ -8,11 +8,13 @@ rootfs by the hash of (image directory + agent sources)::
     $TVM_HOME/images/<name>-<digest>/disk-<hash>.ext4
 
 Every VM attaches it read-only; its writable ``/work`` and ``/tmp`` are tmpfs
-inside the guest, gone with the VM.
+inside the guest, gone with the VM, or (Firecracker) on a per-VM scratch disk
+(:func:`make_scratch`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import hashlib
@@ -21,7 +23,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tvm.errors import ImageBuildFailed
+from tvm.errors import ImageBuildFailed, SandboxError
 from tvm.pyrovm.drivers.base import AGENT_DIR
 
 FORMAT = "1"
@@ -111,3 +113,20 @@ def build_disk(rootfs: Path) -> Path:
                 with contextlib.suppress(OSError):
                     old.unlink()
     return target
+
+
+async def make_scratch(path: Path, size_mb: int) -> None:
+    """An empty ext4 disk of ``size_mb`` for the guest's /work and /tmp."""
+    with open(path, "wb") as fh:
+        fh.truncate(size_mb << 20)
+    argv = ["mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-m", "0", "-E", "root_owner=0:0"]
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, str(path), stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+    except OSError as exc:
+        raise SandboxError(f"cannot run mkfs.ext4: {exc}") from exc
+    output, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise SandboxError(f"mkfs.ext4 of the scratch disk failed: {output.decode()[-500:]}")
