@@ -161,13 +161,19 @@ def test_job_lost_with_its_worker_is_run_again_then_reported(tmp_path: Path) -> 
 
 
 def test_least_loaded_worker_is_chosen(tmp_path: Path) -> None:
+    from tvm.pyroshell.http_worker import HttpWorker
     from tvm.pyroshell.workers import Worker, WorkerPool
 
-    pool = WorkerPool(gateway_settings(tmp_path, workers=[]))
+    settings = gateway_settings(tmp_path, workers=[])
+    pool = WorkerPool(settings)
+
+    def worker(url: str, **state: Any) -> Worker:
+        return Worker(HttpWorker(url, settings, pool.link), **state)
+
     pool.workers = {
-        "a": Worker("a", healthy=True, admitted=5),
-        "b": Worker("b", healthy=True, admitted=1, inflight=2),
-        "c": Worker("c", healthy=False),
+        "a": worker("a", healthy=True, admitted=5),
+        "b": worker("b", healthy=True, admitted=1, inflight=2),
+        "c": worker("c", healthy=False),
     }
     assert [w.url for w in pool.healthy()] == ["b", "a"]
 

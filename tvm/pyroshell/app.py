@@ -129,17 +129,11 @@ def execution_router() -> APIRouter:
 
     @router.get("/api/v2/runtimes")
     async def piston_runtimes(request: Request) -> list[dict[str, Any]]:
-        listed: list[dict[str, Any]] = await gateway(request).pool.get_json(
-            "/api/v2/runtimes", request.state.request_id
-        )
-        return listed
+        return await gateway(request).pool.runtimes(request.state.request_id)
 
     @router.get("/api/v1/languages")
     async def languages(request: Request) -> list[dict[str, Any]]:
-        listed: list[dict[str, Any]] = await gateway(request).pool.get_json(
-            "/api/v1/languages", request.state.request_id
-        )
-        return listed
+        return await gateway(request).pool.languages(request.state.request_id)
 
     return router
 
@@ -236,7 +230,7 @@ def create_gateway_app(
             "queue_depth": await gw.store.count((QUEUED,)),
         }
         if gw.pool.embedded is not None:  # what a worker's own /health says
-            body["embedded"] = gw.pool.embedded.health()
+            body["embedded"] = gw.pool.embedded.state()
         return JSONResponse(body, status_code=200 if ready else 503)
 
     return app

@@ -3,9 +3,10 @@
 ``tvm start`` with ``--workers 0`` (the default) runs no worker process: the
 gateway owns the sandboxes itself, so a request makes one HTTP hop instead of
 two (no second HTTP server, no loopback connection, no JSON round trip). It is
-the same engine and the same validation as in a worker process; the gateway's
-:class:`~tvm.pyroshell.workers.WorkerPool` sees it as one more worker, always
-healthy while the gateway runs. ``--workers N`` runs N supervised worker
+the same engine and the same validation as in a worker process. It is a
+:class:`~tvm.pyroshell.worker_client.WorkerClient` that calls the engine
+directly; the gateway's :class:`~tvm.pyroshell.workers.WorkerPool` sees it as
+one more worker, always healthy while the gateway runs. ``--workers N`` runs N supervised worker
 processes instead (a crash of one then spares the gateway and the others).
 """
 
@@ -17,7 +18,8 @@ from typing import Any
 from tvm.api import CodeExecutionRequest, ExecutionResponse, Job, build_job
 from tvm.config.catalog import Catalog, load_catalog
 from tvm.config.settings import Settings
-from tvm.errors import CapacityError, NotFound
+from tvm.errors import CapacityError
+from tvm.pyroshell.worker_client import Health, Refused, Unavailable
 from tvm.pyrovm import drivers
 from tvm.pyrovm.api import languages_table, runtimes_table
 from tvm.pyrovm.engine import Engine
@@ -25,7 +27,7 @@ from tvm.pyrovm.images import ImageStore
 
 log = logging.getLogger("tvm.gateway.embedded")
 
-URL = "embedded"
+NAME = "embedded"
 
 
 class EmbeddedWorker:
@@ -48,33 +50,47 @@ class EmbeddedWorker:
         if self.engine is not None:
             await self.engine.close()
 
-    def health(self) -> dict[str, Any]:
-        assert self.engine is not None
+    def state(self) -> dict[str, Any]:
+        """What a worker process's own ``/health`` would add (the gateway's /health shows it)."""
+        engine = self._engine()
         return {
-            "admitted": self.engine.admitted,
-            "sandboxes": self.engine.sandboxes.stats(),
-            "driver": self.engine.driver.name,
+            "admitted": engine.admitted,
+            "sandboxes": engine.sandboxes.stats(),
+            "driver": engine.driver.name,
         }
+
+    # -- the WorkerClient protocol ------------------------------------------------
+    @property
+    def name(self) -> str:
+        return NAME
+
+    async def health(self) -> Health:
+        """Always healthy while the gateway runs: it is this process."""
+        engine = self._engine()
+        return Health(engine.admitted, engine.sandboxes.count, engine.driver.name)
 
     async def execute(
         self, payload: dict[str, Any], request_id: str, job: Job | None = None
-    ) -> ExecutionResponse | None:
-        """Run a native request (``job``: already validated from it); None when
-        the engine is full (like a worker's 429)."""
-        assert self.engine is not None
+    ) -> ExecutionResponse | Refused:
+        """Run a native request (``job``: already validated from it); refused
+        when the engine is full (like a worker's 429)."""
+        engine = self._engine()
         if job is None:
             request = CodeExecutionRequest.model_validate(payload)
             job = build_job(request, self.settings, self.catalog)
         job.request_id = request_id
         try:
-            return await self.engine.execute(job)
-        except CapacityError:
-            return None
+            return await engine.execute(job)
+        except CapacityError as exc:
+            return Refused(exc.message, down=False)
 
-    def get_json(self, path: str) -> Any:
-        """What a worker answers on its read-only routes."""
-        if path == "/api/v1/languages":
-            return languages_table(self.catalog, self.images)
-        if path == "/api/v2/runtimes":
-            return runtimes_table(self.catalog, self.images)
-        raise NotFound(f"no route {path}")
+    async def languages(self, request_id: str) -> list[dict[str, Any]]:
+        return languages_table(self.catalog, self.images)
+
+    async def runtimes(self, request_id: str) -> list[dict[str, Any]]:
+        return runtimes_table(self.catalog, self.images)
+
+    def _engine(self) -> Engine:
+        if self.engine is None:
+            raise Unavailable("the embedded engine is not started")
+        return self.engine

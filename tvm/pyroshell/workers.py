@@ -1,25 +1,19 @@
-"""The gateway's view of its workers: discovery, health, choice, and the one call.
+"""The gateway's view of its workers: discovery, health, choice and retry.
 
 Workers come from settings: a static list of URLs (``TVM_WORKERS``) and/or a DNS
 name whose addresses are the workers (``TVM_WORKERS_DNS=host:port``, as a
-Kubernetes headless service gives). Every ``health_interval_seconds`` each is
-asked ``GET /health``; a job goes to the least-loaded healthy one (load: the
-larger of what its health said it admitted and what this gateway has in flight
-there).
+Kubernetes headless service gives), plus the engine in this process when the
+gateway embeds one. Each is a :class:`~.worker_client.WorkerClient`; the pool
+does not know which kind. Every ``health_interval_seconds`` each is asked for
+its health; a job goes to the least-loaded healthy one (load: the larger of
+what its health said it admitted and what this gateway has in flight there).
 
-The internal contract is the worker's native ``POST /api/v1/execute`` with
-``X-Request-ID``. Each call opens its own connection (no keep-alive), so a
-failure can be placed exactly:
-
-* refused before the job started (connection refused or reset while
-  connecting or sending, 429, or 503 with Retry-After): another worker is
-  tried, and all of them again with backoff until ``dispatch_wait_seconds``,
-  then :class:`~tvm.errors.CapacityError` (503, Retry-After);
-* lost after the request was sent (the connection broke while waiting for the
-  answer, or no answer within ``worker_timeout_seconds``): :class:`Lost`. The
-  caller may run it again (a sandbox has no effect outside itself; the gateway
-  does, up to ``max_attempts`` starts), else the result is ``internal_error``
-  saying so.
+A job a worker refused before starting it (:class:`Refused`) goes to another
+worker, and to all of them again with backoff until ``dispatch_wait_seconds``,
+then :class:`~tvm.errors.CapacityError` (503, Retry-After). A job lost with its
+worker (:class:`Lost`) is returned as such: the caller may run it again (a
+sandbox has no effect outside itself; the gateway does, up to ``max_attempts``
+starts), else the result is ``internal_error`` saying so.
 """
 
 from __future__ import annotations
@@ -28,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,13 +30,13 @@ import httpx
 
 from tvm.api import ExecutionResponse, Job
 from tvm.config.settings import Settings
-from tvm.errors import CapacityError, ImageNotBuilt, RequestError, TVMError
+from tvm.errors import CapacityError
 from tvm.pyroshell.discovery import resolve_workers
-from tvm.pyroshell.embedded import URL as EMBEDDED
 from tvm.pyroshell.embedded import EmbeddedWorker
+from tvm.pyroshell.http_worker import HttpLink, HttpWorker
+from tvm.pyroshell.worker_client import Lost, Refused, Unavailable, WorkerClient
 from tvm.pyrovm.engine import internal_stage
 from tvm.utils import metrics
-from tvm.utils.web import REQUEST_ID_HEADER
 
 log = logging.getLogger("tvm.gateway.workers")
 
@@ -50,21 +44,26 @@ log = logging.getLogger("tvm.gateway.workers")
 # worker then refused it without starting it.
 OnSend = Callable[[str, bool], Awaitable[None]]
 
-# Failures that leave no doubt the worker never got the whole request.
-NOT_STARTED = (httpx.ConnectError, httpx.ConnectTimeout, httpx.WriteError, httpx.PoolTimeout)
+__all__ = ["Lost", "OnSend", "Worker", "WorkerPool", "lost_response"]
 
 
 @dataclass
 class Worker:
-    url: str
+    """One worker as the pool tracks it: its client and its last known state."""
+
+    client: WorkerClient
     healthy: bool = False
     admitted: int = 0
     sandboxes: int = 0
     inflight: int = 0
     error: str = "not checked yet"
     checked_at: float = 0.0
-    static: bool = True
+    static: bool = True  # from the settings (else found through DNS)
     driver: str = ""  # the isolation driver its health reported
+
+    @property
+    def url(self) -> str:
+        return self.client.name
 
     @property
     def load(self) -> int:
@@ -78,27 +77,6 @@ class Worker:
 
 
 @dataclass
-class Lost:
-    """The job was sent and its worker went away: it may have run."""
-
-    worker: str
-    reason: str
-
-
-class _WithTimeout:
-    """The shared client, with this use's timeout applied to every request."""
-
-    def __init__(self, client: httpx.AsyncClient, timeout: float) -> None:
-        self._client, self._timeout = client, timeout
-
-    async def get(self, url: str, **kwargs: Any) -> httpx.Response:
-        return await self._client.get(url, timeout=self._timeout, **kwargs)
-
-    async def post(self, url: str, **kwargs: Any) -> httpx.Response:
-        return await self._client.post(url, timeout=self._timeout, **kwargs)
-
-
-@dataclass
 class WorkerPool:
     settings: Settings
     workers: dict[str, Worker] = field(default_factory=dict)
@@ -106,27 +84,17 @@ class WorkerPool:
     embedded: EmbeddedWorker | None = None  # the engine in this process, if any
 
     def __post_init__(self) -> None:
+        self.link = HttpLink(self.transport)
         for url in self.settings.workers:
-            url = url.rstrip("/")
-            self.workers[url] = Worker(url)
+            self.add(HttpWorker(url, self.settings, self.link))
         if self.embedded is not None:
-            self.workers[EMBEDDED] = Worker(EMBEDDED)
+            self.add(self.embedded)
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
-        self._http: httpx.AsyncClient | None = None
 
-    @contextlib.asynccontextmanager
-    async def _client(self, timeout: float) -> AsyncIterator[httpx.AsyncClient]:
-        """The pool's one HTTP client (building one costs tens of milliseconds).
-
-        No keep-alive: every request opens its own loopback connection, so a
-        connect error always means the worker never saw the job, and a read error
-        always means it died during it (a stale pooled connection would blur that).
-        """
-        if self._http is None:
-            limits = httpx.Limits(max_keepalive_connections=0)
-            self._http = httpx.AsyncClient(limits=limits, transport=self.transport)
-        yield _WithTimeout(self._http, timeout)  # type: ignore[misc]
+    def add(self, client: WorkerClient, static: bool = True) -> Worker:
+        worker = self.workers[client.name] = Worker(client, static=static)
+        return worker
 
     # -- discovery and health ----------------------------------------------------------
     async def discover(self) -> None:
@@ -139,32 +107,20 @@ class WorkerPool:
             log.warning("cannot resolve workers_dns %s: %s", target, exc)
             return
         for url in found - set(self.workers):
-            self.workers[url] = Worker(url, static=False)
+            self.add(HttpWorker(url, self.settings, self.link), static=False)
         for url, worker in list(self.workers.items()):
             if not worker.static and url not in found and worker.inflight == 0:
                 del self.workers[url]
 
     async def check(self, worker: Worker) -> None:
-        if worker.url == EMBEDDED and self.embedded is not None:
-            state = self.embedded.health()
-            worker.healthy, worker.error = True, ""
-            worker.admitted = state["admitted"]
-            worker.driver = state["driver"]
-            worker.sandboxes = int(state["sandboxes"].get("sandboxes", 0))
-            worker.checked_at = time.monotonic()
-            return
         try:
-            async with self._client(timeout=3) as client:
-                reply = await client.get(f"{worker.url}/health")
-            body = reply.json() if reply.status_code == 200 else {}
-            worker.healthy = reply.status_code == 200
-            worker.error = "" if worker.healthy else f"/health answered {reply.status_code}"
-            worker.admitted = int(body.get("admitted", 0))
-            worker.driver = str(body.get("driver") or "")
-            boxes = body.get("sandboxes", {})
-            worker.sandboxes = int(boxes.get("sandboxes", 0)) if isinstance(boxes, dict) else 0
-        except (httpx.HTTPError, ValueError) as exc:
-            worker.healthy, worker.error = False, f"{type(exc).__name__}: {exc}"
+            health = await worker.client.health()
+        except Unavailable as exc:
+            worker.healthy, worker.error = False, exc.reason
+        else:
+            worker.healthy, worker.error = True, ""
+            worker.admitted, worker.sandboxes = health.admitted, health.sandboxes
+            worker.driver = health.driver
         worker.checked_at = time.monotonic()
         metrics.WORKER_UP.labels(worker.url).set(1 if worker.healthy else 0)
         metrics.WORKER_ADMITTED.labels(worker.url).set(worker.admitted)
@@ -177,8 +133,8 @@ class WorkerPool:
             self._changed.set()
 
     async def start(self) -> None:
-        if self.embedded is not None:
-            await self.embedded.start()
+        for worker in list(self.workers.values()):
+            await worker.client.start()
         await self.check_all()
         self._task = asyncio.create_task(self._health_loop(), name="worker-health")
 
@@ -187,11 +143,9 @@ class WorkerPool:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
-        if self.embedded is not None:
-            await self.embedded.close()
+        await self.link.close()
+        for worker in list(self.workers.values()):
+            await worker.client.close()
 
     async def _health_loop(self) -> None:
         while True:
@@ -206,20 +160,23 @@ class WorkerPool:
         return sorted(ready, key=lambda worker: (worker.load, worker.sandboxes, worker.url))
 
     # -- calls -------------------------------------------------------------------------
-    async def get_json(self, path: str, request_id: str) -> Any:
-        """A read-only call (languages, runtimes) to the least-loaded healthy worker."""
+    async def languages(self, request_id: str) -> list[dict[str, Any]]:
+        """``GET /api/v1/languages`` from the least-loaded healthy worker."""
+        return await self._read(lambda client: client.languages(request_id))
+
+    async def runtimes(self, request_id: str) -> list[dict[str, Any]]:
+        """Piston's ``GET /api/v2/runtimes`` from the least-loaded healthy worker."""
+        return await self._read(lambda client: client.runtimes(request_id))
+
+    async def _read(
+        self, call: Callable[[WorkerClient], Awaitable[list[dict[str, Any]]]]
+    ) -> list[dict[str, Any]]:
         for worker in self.healthy():
-            if worker.url == EMBEDDED and self.embedded is not None:
-                return self.embedded.get_json(path)
             try:
-                async with self._client(timeout=10) as client:
-                    reply = await client.get(
-                        f"{worker.url}{path}", headers={REQUEST_ID_HEADER: request_id}
-                    )
-                if reply.status_code == 200:
-                    return reply.json()
-            except (httpx.HTTPError, ValueError) as exc:
-                worker.healthy, worker.error = False, str(exc)
+                return await call(worker.client)
+            except Unavailable as exc:
+                if exc.down:
+                    worker.healthy, worker.error = False, exc.reason
         raise CapacityError("no healthy worker; retry later", retry_after=2, status_code=503)
 
     async def execute(
@@ -230,7 +187,7 @@ class WorkerPool:
         job: Job | None = None,
     ) -> ExecutionResponse | Lost:
         """Run a native request on some worker (see the module docstring for the rules).
-        ``job``: the payload already validated, which the embedded worker then uses."""
+        ``job``: the payload already validated, which an embedded worker then uses."""
         deadline = time.monotonic() + self.settings.dispatch_wait_seconds
         refused: set[str] = set()
         pause = 0.05
@@ -253,7 +210,7 @@ class WorkerPool:
                 continue
             worker = candidates[0]
             outcome = await self._send(worker, payload, request_id, on_send, job)
-            if outcome is None:
+            if isinstance(outcome, Refused):
                 refused.add(worker.url)
                 continue
             return outcome
@@ -264,77 +221,26 @@ class WorkerPool:
         payload: dict[str, Any],
         request_id: str,
         on_send: OnSend | None,
-        job: Job | None = None,
-    ) -> ExecutionResponse | Lost | None:
-        """One attempt; None when the worker refused before starting the job."""
+        job: Job | None,
+    ) -> ExecutionResponse | Refused | Lost:
+        """One attempt, and what it says about the worker."""
         if on_send is not None:
             await on_send(worker.url, True)
-        refused = await self._post(worker, payload, request_id, job)
-        if refused is None and on_send is not None:
-            await on_send(worker.url, False)
-        return refused
-
-    async def _post(
-        self, worker: Worker, payload: dict[str, Any], request_id: str, job: Job | None = None
-    ) -> ExecutionResponse | Lost | None:
-        if worker.url == EMBEDDED and self.embedded is not None:
-            worker.inflight += 1
-            try:
-                answer = await self.embedded.execute(payload, request_id, job)
-            finally:
-                worker.inflight -= 1
-            if answer is None:  # full: as a worker's 429
-                worker.admitted = max(worker.admitted, self.settings.max_concurrent_requests)
-            return answer
         worker.inflight += 1
         try:
-            async with self._client(timeout=self.settings.worker_timeout_seconds) as client:
-                reply = await client.post(
-                    f"{worker.url}/api/v1/execute",
-                    json=payload,
-                    headers={REQUEST_ID_HEADER: request_id},
-                )
-        except (
-            httpx.ConnectError,
-            httpx.ConnectTimeout,
-            httpx.WriteError,
-            httpx.PoolTimeout,
-        ) as exc:
-            worker.healthy, worker.error = False, f"{type(exc).__name__}: {exc}"
-            log.warning("worker %s refused the job before it started: %s", worker.url, exc)
-            return None
-        except httpx.HTTPError as exc:
-            worker.healthy, worker.error = False, f"{type(exc).__name__}: {exc}"
-            log.error("worker %s went away during a job: %s", worker.url, exc)
-            return Lost(worker.url, f"{type(exc).__name__}: {exc}".rstrip(": "))
+            outcome = await worker.client.execute(payload, request_id, job)
         finally:
             worker.inflight -= 1
-        if reply.status_code == 200:
-            try:
-                return ExecutionResponse.model_validate(reply.json())
-            except ValueError as exc:
-                return Lost(worker.url, f"unreadable answer: {exc}")
-        if reply.status_code == 429 or (
-            reply.status_code == 503 and "retry-after" in reply.headers
-        ):
-            worker.admitted = max(worker.admitted, self.settings.max_concurrent_requests)
-            return None
-        if reply.status_code >= 500 and reply.status_code != 503:
-            return Lost(worker.url, f"it answered {reply.status_code}: {reply.text[:200]}")
-        raise _worker_error(reply)
-
-
-def _worker_error(reply: httpx.Response) -> TVMError:
-    """A worker's non-capacity error, as the same error from the gateway."""
-    try:
-        message = str(reply.json().get("message", reply.text))
-    except ValueError:
-        message = reply.text or f"worker answered {reply.status_code}"
-    if reply.status_code == 503:
-        return ImageNotBuilt(message)
-    error = RequestError(message)
-    error.status_code = reply.status_code
-    return error
+        if isinstance(outcome, Refused):
+            if outcome.down:
+                worker.healthy, worker.error = False, outcome.reason
+            else:  # full: as its health would say
+                worker.admitted = max(worker.admitted, self.settings.max_concurrent_requests)
+            if on_send is not None:
+                await on_send(worker.url, False)
+        elif isinstance(outcome, Lost) and outcome.down:
+            worker.healthy, worker.error = False, outcome.reason
+        return outcome
 
 
 def lost_response(lost: Lost, language: str, version: str, attempts: int) -> ExecutionResponse:
