@@ -125,7 +125,11 @@ class ZygoteClient:
                 raise ZygoteGone(f"zygote for {self.rootfs} is retired")
             answered = False
             try:
-                socket.send_fds(sock, [json.dumps(message).encode()], fds or [])
+                try:
+                    socket.send_fds(sock, [json.dumps(message).encode()], fds or [])
+                except (BrokenPipeError, ConnectionError) as exc:
+                    # It never got the request (it died): its successor may take it.
+                    raise ZygoteGone(f"zygote for {self.rootfs} is gone: {exc}") from exc
                 data, rfds = await _reply(loop, sock)
                 answered = True
             except OSError as exc:
