@@ -1,7 +1,9 @@
 """The namespace driver's zygotes: replaced in time, survivable, never shared state.
 
 Each image's sandboxes are forked from one zygote; these tests drive the real
-driver (real bubblewrap, namespaces and cgroups) through a zygote's life.
+driver (real bubblewrap, namespaces and cgroups) through a zygote's life, and
+watch it from the host: a sandbox's holder process (what the sandbox says it
+holds) is a child of the zygote that forked it.
 """
 
 from __future__ import annotations
@@ -10,13 +12,14 @@ import asyncio
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import namespace_unavailable
 from tests.contract.test_drivers import LIMITS, _spec
 from tvm.config.settings import Settings
-from tvm.pyrovm.drivers import namespace, zygote_client
+from tvm.pyrovm.drivers import zygote_client
 from tvm.pyrovm.drivers.base import Sandbox
 from tvm.pyrovm.drivers.namespace import NamespaceDriver
 
@@ -25,12 +28,43 @@ pytestmark = [pytest.mark.namespace]
 HASH = "print(hash('tvm'))"
 
 
-@pytest.fixture
-def driver(settings: Settings) -> NamespaceDriver:
+def make_driver(settings: Settings, zygote_max_age: float | None = None) -> NamespaceDriver:
     reason = namespace_unavailable(settings)
     if reason:
         pytest.skip(reason)
-    return NamespaceDriver(settings)
+    if zygote_max_age is None:
+        return NamespaceDriver(settings)
+    return NamespaceDriver(settings, zygote_max_age=zygote_max_age)
+
+
+@pytest.fixture
+def driver(settings: Settings) -> NamespaceDriver:
+    return make_driver(settings)
+
+
+def _status(pid: int, key: str) -> str:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{key}:"):
+            return line.split()[1]
+    raise AssertionError(f"/proc/{pid}/status has no {key}")
+
+
+def zygote_of(box: Sandbox) -> int:
+    """The pid of the zygote that forked ``box`` (its holder's parent)."""
+    (holder,) = box.host_resources().processes
+    return int(_status(holder, "PPid"))
+
+
+def cgroups_of(pid: int) -> list[Path]:
+    """The cgroup directories a process is in, below the hierarchy roots."""
+    dirs = []
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if path == "/":
+            continue
+        controller = controllers.split(",")[0].removeprefix("name=")
+        dirs.append(Path("/sys/fs/cgroup", controller, path.lstrip("/")))
+    return dirs
 
 
 async def run(box: Sandbox, code: str) -> str:
@@ -62,42 +96,46 @@ class HeldReplies:
 
 
 async def gone(pid: int, within: float = 10.0) -> bool:
+    """Whether process ``pid`` is gone (or a zombie) now or within ``within`` seconds."""
     deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
+    while True:
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:
             return True
+        if state in ("Z", "X"):
+            return True
+        if time.monotonic() >= deadline:
+            return False
         await asyncio.sleep(0.05)
-    return False
 
 
 async def test_a_zygote_is_replaced_after_its_age_and_its_sandboxes_live_on(
-    driver: NamespaceDriver, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    settings: Settings,
 ) -> None:
-    monkeypatch.setattr(namespace, "ZYGOTE_MAX_AGE", 0.5)
+    driver = make_driver(settings, zygote_max_age=0.5)
     spec = _spec(settings)
     first = await driver.start(spec)
     try:
-        old = driver._zygotes[spec.rootfs]
-        assert old.proc is not None
+        old = zygote_of(first)
+        old_cgroups = cgroups_of(old)
+        assert old_cgroups
         seed_before = await run(first, HASH)
         await asyncio.sleep(0.6)
         second = await driver.start(spec)
         try:
-            new = driver._zygotes[spec.rootfs]
-            assert new is not old  # a fresh interpreter: a fresh hash secret
+            assert zygote_of(second) != old  # a fresh interpreter: a fresh hash secret
             assert await run(second, HASH) != seed_before
             # The old zygote waits for the sandboxes it made ...
             await asyncio.sleep(0.3)
-            assert old.proc.returncode is None
+            assert not await gone(old, within=0)
             assert await run(first, "print('still here')") == "still here"
             await first.destroy()
             # ... then goes, and so does its cgroup.
-            assert await gone(old.proc.pid)
+            assert await gone(old)
             deadline = time.monotonic() + 5
-            while any(d.exists() for d in old.cgroup.dirs.values()):
-                assert time.monotonic() < deadline, old.cgroup.dirs
+            while any(d.exists() for d in old_cgroups):
+                assert time.monotonic() < deadline, old_cgroups
                 await asyncio.sleep(0.05)
         finally:
             await second.destroy()
@@ -106,48 +144,58 @@ async def test_a_zygote_is_replaced_after_its_age_and_its_sandboxes_live_on(
         await driver.close()
 
 
-async def test_a_successor_is_ready_before_a_zygote_is_too_old(
-    driver: NamespaceDriver, settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(namespace, "ZYGOTE_MAX_AGE", 1.0)
+async def test_a_successor_is_ready_before_a_zygote_is_too_old(settings: Settings) -> None:
+    driver = make_driver(settings, zygote_max_age=2.0)
     spec = _spec(settings)
     first = await driver.start(spec)
-    old = driver._zygotes[spec.rootfs]
-    await asyncio.sleep(0.85)  # past 80% of its age: the next start begins a successor
+    old = zygote_of(first)
+    await asyncio.sleep(1.7)  # past 80% of its age: the next start begins a successor
     second = await driver.start(spec)
+    others: list[Sandbox] = []
     try:
-        assert driver._zygotes[spec.rootfs] is old or spec.rootfs in driver._renewing
+        assert zygote_of(second) == old  # served at once, by the zygote still current
+        # The successor comes up in the background: a later sandbox is its.
         deadline = time.monotonic() + 10
-        while spec.rootfs in driver._renewing:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.02)
-        new = driver._zygotes[spec.rootfs]
-        assert new is not old and new.usable
+        while True:
+            box = await driver.start(spec)
+            others.append(box)
+            if zygote_of(box) != old:
+                break
+            assert time.monotonic() < deadline, "no successor zygote"
+            await asyncio.sleep(0.05)
         # Both sandboxes of the old zygote still work; then it goes.
         assert await run(first, "print(1)") == "1" and await run(second, "print(2)") == "2"
     finally:
-        await first.destroy()
-        await second.destroy()
-    assert old.proc is not None and await gone(old.proc.pid)
+        for box in [first, second, *others]:
+            await box.destroy()
+    assert await gone(old)
     await driver.close()
 
 
 async def test_a_dead_zygote_is_started_again(driver: NamespaceDriver, settings: Settings) -> None:
     spec = _spec(settings)
     box = await driver.start(spec)
+    zygote = zygote_of(box)
+    zygote_cgroups = cgroups_of(zygote)
     await box.destroy()
-    zygote = driver._zygotes[spec.rootfs]
-    assert zygote.proc is not None
-    os.kill(zygote.proc.pid, signal.SIGKILL)  # bwrap; the zygote dies with it
-    await zygote.proc.wait()
+    os.kill(int(_status(zygote, "PPid")), signal.SIGKILL)  # bwrap; the zygote dies with it
+    assert await gone(zygote)
     box = await driver.start(spec)
     try:
-        assert driver._zygotes[spec.rootfs] is not zygote
+        assert zygote_of(box) != zygote
         assert await run(box, "print(6 * 7)") == "42"
     finally:
         await box.destroy()
         await driver.close()
-    assert not any(d.exists() for d in zygote.cgroup.dirs.values())
+    assert zygote_cgroups and not any(d.exists() for d in zygote_cgroups)
+
+
+def _pids(cgroups: tuple[Path, ...]) -> list[int]:
+    pids: set[int] = set()
+    for directory in cgroups:
+        if directory.exists():
+            pids.update(int(p) for p in (directory / "cgroup.procs").read_text().split())
+    return sorted(pids)
 
 
 async def test_killing_a_sandbox_kills_everything_in_it(
@@ -155,6 +203,7 @@ async def test_killing_a_sandbox_kills_everything_in_it(
 ) -> None:
     spec = _spec(settings)
     box = await driver.start(spec)
+    cgroups = box.host_resources().cgroups
     try:
         code = (
             "import os, time\n"
@@ -164,11 +213,11 @@ async def test_killing_a_sandbox_kills_everything_in_it(
             "print('daemon left')\n"
         )
         assert await run(box, code) == "daemon left"
-        assert box.cgroup.pids()  # the agent (and its daemon, if the stage left it)
+        assert _pids(cgroups)  # the agent (and its daemon, if the stage left it)
     finally:
         await box.destroy()
-    assert not box.cgroup.pids()
-    assert not any(d.exists() for d in box.cgroup.dirs.values())
+    assert not _pids(cgroups)
+    assert not any(d.exists() for d in cgroups)
     await driver.close()
 
 
@@ -181,7 +230,7 @@ async def test_sandboxes_of_one_zygote_draw_different_random_numbers(
     code = "import random, os, uuid\nprint(random.random(), os.urandom(8).hex(), uuid.uuid4())"
     boxes = [await driver.start(spec) for _ in range(3)]
     try:
-        assert len({id(driver._zygotes[spec.rootfs])}) == 1
+        assert len({zygote_of(box) for box in boxes}) == 1  # one interpreter forked them all
         draws = [await run(box, code) for box in boxes]
         for i, words in enumerate(zip(*(d.split() for d in draws), strict=True)):
             assert len(set(words)) == 3, (i, draws)
@@ -198,17 +247,19 @@ async def test_sandboxes_asked_for_while_their_zygote_is_replaced_are_all_whole(
     ones queued behind it go to the successor: none fails, none gets another
     request's sandbox."""
     spec = _spec(settings)
-    await (await driver.start(spec)).destroy()
-    zygote = driver._zygotes[spec.rootfs]
+    first = await driver.start(spec)
+    old = zygote_of(first)
+    await first.destroy()
+    zygote = await driver.zygote(spec.rootfs)
     replies = HeldReplies(monkeypatch)
     tasks = [asyncio.create_task(driver.start(spec)) for _ in range(5)]
     await replies.out()  # one request out, four queued behind it
-    assert zygote.lock.locked()
     zygote.retire()  # what a successor's arrival does
     replies.release.set()
     boxes = await asyncio.wait_for(asyncio.gather(*tasks), 30)
     try:
-        assert driver._zygotes[spec.rootfs] is not zygote
+        makers = [zygote_of(box) for box in boxes]
+        assert makers.count(old) == 1, makers  # the one in flight; the rest: its successor
         for i, box in enumerate(boxes):
             await run(box, f"open('/tmp/mine', 'w').write('{i}')")
         for i, box in enumerate(boxes):
@@ -217,7 +268,7 @@ async def test_sandboxes_asked_for_while_their_zygote_is_replaced_are_all_whole(
         for box in boxes:
             await box.destroy()
         await driver.close()
-    assert zygote.proc is not None and await gone(zygote.proc.pid)
+    assert await gone(old)
 
 
 async def test_a_cancelled_request_retires_its_zygote(
@@ -226,20 +277,20 @@ async def test_a_cancelled_request_retires_its_zygote(
     """A reply nobody waits for must never be read as the next request's."""
     spec = _spec(settings)
     box = await driver.start(spec)
+    old = zygote_of(box)
     await box.destroy()
-    zygote = driver._zygotes[spec.rootfs]
     replies = HeldReplies(monkeypatch)
     task = asyncio.create_task(driver.start(spec))
     await replies.out()  # the request is out, its reply not read yet
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert zygote.retiring and zygote.sock is None
     replies.release.set()
     box = await driver.start(spec)
     try:
-        assert driver._zygotes[spec.rootfs] is not zygote
+        assert zygote_of(box) != old  # the next sandbox comes from a successor
         assert await run(box, "print(7)") == "7"
     finally:
         await box.destroy()
         await driver.close()
+    assert await gone(old)

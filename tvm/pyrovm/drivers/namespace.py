@@ -19,9 +19,9 @@ and is still entirely new:
   cgroup (:mod:`.cgroups`) capping memory and processes, entered before the
   namespaces are made.
 
-A zygote is replaced after ``ZYGOTE_MAX_AGE`` seconds, which renews what its
-sandboxes share through ``fork`` (the interpreter's hash secret and address
-layout; never user state: a zygote runs no user code).
+A zygote is replaced after ``zygote_max_age`` seconds (``ZYGOTE_MAX_AGE``),
+which renews what its sandboxes share through ``fork`` (the interpreter's hash
+secret and address layout; never user state: a zygote runs no user code).
 """
 
 from __future__ import annotations
@@ -146,8 +146,9 @@ class NamespaceDriver(Driver):
     name = "namespace"
     strength = 10
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, zygote_max_age: float = ZYGOTE_MAX_AGE) -> None:
         super().__init__(settings)
+        self.zygote_max_age = zygote_max_age
         self.bwrap = shutil.which("bwrap") or "bwrap"
         self.cgroups = CgroupManager()
         self.cgroups.remove_orphans()
@@ -220,7 +221,7 @@ class NamespaceDriver(Driver):
         sandbox waits for one."""
         current = self._zygotes.get(rootfs)
         if current is not None and current.usable:
-            if current.age > ZYGOTE_MAX_AGE * 0.8 and rootfs not in self._renewing:
+            if current.age > self.zygote_max_age * 0.8 and rootfs not in self._renewing:
                 self._renewing[rootfs] = asyncio.create_task(self._renew(rootfs))
             return current
         async with self._launching.setdefault(rootfs, asyncio.Lock()):
@@ -251,7 +252,7 @@ class NamespaceDriver(Driver):
             await asyncio.to_thread(self.agent_dir, rootfs)
         cgroup = await asyncio.to_thread(self.cgroups.create, f"zygote-{uuid.uuid4().hex[:8]}")
         cgroup.set_limits(ZYGOTE_MEMORY_MB << 20, ZYGOTE_PIDS)
-        zygote = ZygoteClient(rootfs, cgroup, ZYGOTE_MAX_AGE)
+        zygote = ZygoteClient(rootfs, cgroup, self.zygote_max_age)
         argv = enter_argv(cgroup.procs_files, self.zygote_args(rootfs))
         try:
             await asyncio.wait_for(zygote.launch(argv, self.filter), HANDSHAKE_TIMEOUT)
