@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     log_level: str = Field("info", description="debug, info, warning, error")
     log_json: bool = Field(True, description="JSON log lines (else plain text)")
 
-    # The seed's worker constants.
+    # The worker's capacity and lifetime limits (MAX_CONCURRENT_VMS etc. in the design).
     max_concurrent_vms: int = Field(10, ge=1, le=1000, description="sandboxes at once")
     max_concurrent_requests: int = Field(
         20, ge=1, le=10000, description="executions admitted at once; beyond: 429"

@@ -289,12 +289,12 @@ class FirecrackerDriver(Driver):
             return Availability(False, exc.message)
         return Availability(True, "firecracker + jailer, /dev/kvm and the built guest kernel")
 
-    # -- the seed's entry point ------------------------------------------------
+    # -- starting VMs -------------------------------------------------------------
     async def start_vm(self, vm_dir: Path, memory_mb: int, cpu_count: int,
                        language_image: Path, uid: int = 60000, processes: int = 256,
                        snapshot: Snapshot | None = None) -> FirecrackerVM:  # fmt: skip
-        """The seed's call, kept: a VM of that size for the image whose root
-        filesystem is ``language_image`` (see :meth:`boot`)."""
+        """A VM of that size for the image whose root filesystem is
+        ``language_image``: the documented call, a front over :meth:`boot`."""
         spec = SandboxSpec(image=language_image.parent.name, rootfs=language_image, uid=uid,
                            memory_mb=memory_mb, processes=processes, cpus=cpu_count)  # fmt: skip
         return await self.boot(spec, vm_dir, snapshot)
