@@ -14,10 +14,13 @@ from tvm.pyrovm.drivers.cgroups import CgroupManager
 
 def fake_v1(tmp_path: Path) -> tuple[Path, Path]:
     root = tmp_path / "cg"
-    for c in ("memory", "pids"):
+    for c in ("memory", "pids", "cpu,cpuacct"):
         (root / c / "svc").mkdir(parents=True)
+    # cpu and cpuacct co-mounted, as most v1 hosts have them.
+    (root / "cpu").symlink_to("cpu,cpuacct")
+    (root / "cpuacct").symlink_to("cpu,cpuacct")
     proc = tmp_path / "self_cgroup"
-    proc.write_text("4:memory:/svc\n8:pids:/svc\n0::/\n")
+    proc.write_text("4:memory:/svc\n8:pids:/svc\n2:cpu,cpuacct:/svc\n0::/\n")
     return root, proc
 
 
@@ -36,7 +39,7 @@ def test_v1_limits_and_oom_counter(tmp_path: Path) -> None:
     assert (root / f"pids/svc/tvm/{name}/pids.max").read_text() == "10"
     (mem / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")
     assert group.oom_kills() == 2
-    assert [p.name for p in manager.leftovers()] == [name, name]
+    assert [p.name for p in manager.leftovers()] == [name, name, name]
 
 
 def test_v2_moves_itself_to_a_leaf_and_enables_controllers(tmp_path: Path) -> None:
@@ -82,7 +85,7 @@ def test_orphans_of_dead_workers_are_removed(tmp_path: Path) -> None:
     mine = manager.create("sb-live")
     child = subprocess.Popen(["true"])  # its pid no longer runs once waited for
     child.wait()
-    for controller in ("memory", "pids"):
+    for controller in ("memory", "pids", "cpu,cpuacct"):
         orphan = root / controller / "svc/tvm" / f"{child.pid}-sb-dead"
         orphan.mkdir()
         (orphan / "cgroup.procs").write_text("")
@@ -97,8 +100,8 @@ def test_orphans_of_dead_workers_are_removed(tmp_path: Path) -> None:
     original = cg.Cgroup.remove
     cg.Cgroup.remove = fake_remove  # type: ignore[method-assign]
     try:
-        assert manager.remove_orphans() == 2
+        assert manager.remove_orphans() == 3
     finally:
         cg.Cgroup.remove = original  # type: ignore[method-assign]
-    assert sorted(p.name for p in removed) == [f"{child.pid}-sb-dead"] * 2
+    assert sorted(p.name for p in removed) == [f"{child.pid}-sb-dead"] * 3
     assert all(d.is_dir() for d in mine.dirs.values())  # the live worker's stay

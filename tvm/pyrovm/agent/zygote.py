@@ -12,9 +12,10 @@ pidfd for it. The new agent, before it serves anyone:
 
 1. moves itself into the sandbox's cgroups (writes 0 to their procs files),
 2. unshares new mount, net, ipc, uts and cgroup namespaces,
-3. mounts fresh size-capped tmpfs on /work, /tmp and /dev/shm, a new devpts
-   instance and its own /proc (with bubblewrap's read-only covers), sets the
-   hostname and brings the isolated loopback up,
+3. mounts fresh size- and inode-capped tmpfs on /work, /tmp and /dev/shm, a
+   new devpts instance of at most ``PTY_MAX`` terminals and its own /proc
+   (with bubblewrap's read-only covers, and the host's command line hidden),
+   sets the hostname and brings the isolated loopback up,
 4. takes its own session, keeps only CAP_SETUID/CAP_SETGID (and CAP_SETPCAP,
    to empty its bounding set), loads the seccomp filter,
 
@@ -75,7 +76,14 @@ AGENT_CAPS = (1 << CAP_SETGID) | (1 << CAP_SETUID) | (1 << CAP_SETPCAP)
 # Parts of procfs that are not safe to leave writable (as bubblewrap does).
 PROC_COVERS = ("sys", "sysrq-trigger", "irq", "bus")
 MAX_FDS = 16
-DEVPTS_OPTIONS = "newinstance,ptmxmode=0666,mode=620"
+# kernel.pty.max is one pool for the whole host: each sandbox's devpts holds
+# at most this many terminals, so that one cannot take every other's.
+PTY_MAX = 16
+DEVPTS_OPTIONS = f"newinstance,ptmxmode=0666,mode=620,max={PTY_MAX}"
+# A tmpfs's inodes are capped as its pages are: one per 4 KiB of its size.
+TMPFS_BYTES_PER_INODE = 4096
+# Files of /proc that describe the host, not the sandbox: covered by /dev/null.
+PROC_HIDDEN = ("cmdline",)
 HOSTNAME = "tvm"
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -105,7 +113,14 @@ def _mount(source: str, target: str, fstype: str | None, flags: int, data: str =
 
 
 def _tmpfs(target: str, size: int, mode: str = "1777") -> None:
-    _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, f"mode={mode},size={size}")
+    inodes = max(1024, size // TMPFS_BYTES_PER_INODE)
+    _mount(
+        "tmpfs",
+        target,
+        "tmpfs",
+        MS_NOSUID | MS_NODEV,
+        f"mode={mode},size={size},nr_inodes={inodes}",
+    )
 
 
 def _loopback_up() -> None:
@@ -213,10 +228,11 @@ class Zygote:
         self.control.close()
         os.close(self.own_pidns)
         channel, stderr = fds[0], fds[1]
-        ncg = int(request["cgroups"])
+        ncg, npg = int(request["cgroups"]), int(request["program_cgroups"])
         for fd in fds[2 : 2 + ncg]:
             os.write(fd, b"0")
-        program_fds = fds[2 + ncg :]
+        program_fds = fds[2 + ncg : 2 + ncg + npg]
+        cpu_fds = fds[2 + ncg + npg :]  # the program cgroup's CPU counter
         _check(_libc.unshare(NAMESPACES), "unshare")
         _mount("none", "/", None, MS_REC | MS_PRIVATE)
         _tmpfs("/work", int(request["workdir_bytes"]))
@@ -229,18 +245,22 @@ class Zygote:
             if os.path.exists(path):
                 _mount(path, path, None, MS_BIND | MS_REC)
                 _mount(path, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        for name in PROC_HIDDEN:
+            _mount("/dev/null", f"/proc/{name}", None, MS_BIND)
         socket.sethostname(HOSTNAME)
         _loopback_up()
         os.setsid()
         os.chdir("/")
         # Out of the way of the descriptors a stage runner sets up (0-3).
         high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 100) for fd in program_fds]
+        cpu_high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 100) for fd in cpu_fds]
         os.dup2(channel, 0)
         os.dup2(channel, 1)
         os.dup2(stderr, 2)
         for fd in fds:
             os.close(fd)
         agent_main.supervisor.PROGRAM_CGROUP_FDS[:] = high
+        agent_main.supervisor.PROGRAM_CPU_FDS[:] = cpu_high
         _capset(AGENT_CAPS)
         _load_seccomp(self.seccomp)
         try:
