@@ -12,10 +12,10 @@ pidfd for it. The new agent, before it serves anyone:
 
 1. moves itself into the sandbox's cgroups (writes 0 to their procs files),
 2. unshares new mount, net, ipc, uts and cgroup namespaces,
-3. mounts fresh size- and inode-capped tmpfs on /work, /tmp and /dev/shm, a
-   new devpts instance of at most ``PTY_MAX`` terminals and its own /proc
-   (with bubblewrap's read-only covers, and the host's command line hidden),
-   sets the hostname and brings the isolated loopback up,
+3. builds its own root and pivots into it (:mod:`mounts`: the image as a
+   read-only overlay of its own, fresh size- and inode-capped tmpfs on /work,
+   /tmp and /dev/shm, a new devpts instance of at most ``PTY_MAX`` terminals
+   and its own /proc), sets the hostname and brings the isolated loopback up,
 4. takes its own session, keeps only CAP_SETUID/CAP_SETGID (and CAP_SETPCAP,
    to empty its bounding set), loads the seccomp filter,
 
@@ -44,6 +44,8 @@ import struct
 import sys
 
 from . import main as agent_main
+from . import mounts
+from .mounts import check as _check
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
@@ -53,15 +55,6 @@ CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 # Made by the agent itself, once in its new pid namespace and cgroup.
 NAMESPACES = CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET
-
-MS_RDONLY = 0x1
-MS_NOSUID = 0x2
-MS_NODEV = 0x4
-MS_NOEXEC = 0x8
-MS_REMOUNT = 0x20
-MS_BIND = 0x1000
-MS_REC = 0x4000
-MS_PRIVATE = 0x40000
 
 PR_SET_PDEATHSIG = 1
 PR_SET_SECCOMP = 22
@@ -73,17 +66,7 @@ IFF_RUNNING = 0x40
 # The agent keeps exactly these (see agent/main.py for why CAP_SETPCAP).
 CAP_SETGID, CAP_SETUID, CAP_SETPCAP = 6, 7, 8
 AGENT_CAPS = (1 << CAP_SETGID) | (1 << CAP_SETUID) | (1 << CAP_SETPCAP)
-# Parts of procfs that are not safe to leave writable (as bubblewrap does).
-PROC_COVERS = ("sys", "sysrq-trigger", "irq", "bus")
 MAX_FDS = 16
-# kernel.pty.max is one pool for the whole host: each sandbox's devpts holds
-# at most this many terminals, so that one cannot take every other's.
-PTY_MAX = 16
-DEVPTS_OPTIONS = f"newinstance,ptmxmode=0666,mode=620,max={PTY_MAX}"
-# A tmpfs's inodes are capped as its pages are: one per 4 KiB of its size.
-TMPFS_BYTES_PER_INODE = 4096
-# Files of /proc that describe the host, not the sandbox: covered by /dev/null.
-PROC_HIDDEN = ("cmdline",)
 HOSTNAME = "tvm"
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -91,36 +74,6 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-
-
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-
-
-def _mount(source: str, target: str, fstype: str | None, flags: int, data: str = "") -> None:
-    _check(
-        _libc.mount(
-            source.encode(),
-            target.encode(),
-            fstype.encode() if fstype else None,
-            flags,
-            data.encode() if data else None,
-        ),
-        f"mount {target}",
-    )
-
-
-def _tmpfs(target: str, size: int, mode: str = "1777") -> None:
-    inodes = max(1024, size // TMPFS_BYTES_PER_INODE)
-    _mount(
-        "tmpfs",
-        target,
-        "tmpfs",
-        MS_NOSUID | MS_NODEV,
-        f"mode={mode},size={size},nr_inodes={inodes}",
-    )
 
 
 def _loopback_up() -> None:
@@ -234,19 +187,9 @@ class Zygote:
         program_fds = fds[2 + ncg : 2 + ncg + npg]
         cpu_fds = fds[2 + ncg + npg :]  # the program cgroup's CPU counter
         _check(_libc.unshare(NAMESPACES), "unshare")
-        _mount("none", "/", None, MS_REC | MS_PRIVATE)
-        _tmpfs("/work", int(request["workdir_bytes"]))
-        _tmpfs("/tmp", int(request["tmp_bytes"]))
-        _tmpfs("/dev/shm", int(request["shm_bytes"]))
-        _mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, DEVPTS_OPTIONS)
-        _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-        for name in PROC_COVERS:
-            path = f"/proc/{name}"
-            if os.path.exists(path):
-                _mount(path, path, None, MS_BIND | MS_REC)
-                _mount(path, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
-        for name in PROC_HIDDEN:
-            _mount("/dev/null", f"/proc/{name}", None, MS_BIND)
+        mounts.build_root(
+            int(request["workdir_bytes"]), int(request["tmp_bytes"]), int(request["shm_bytes"])
+        )
         socket.sethostname(HOSTNAME)
         _loopback_up()
         os.setsid()

@@ -3,7 +3,7 @@
 A deny list on top of the capability drop: the syscalls a program has no
 business making (tracing, mounting, kernel modules, BPF, keyrings, new
 namespaces, ...) fail with EPERM; those that draw on a pool or a view the host
-shares between sandboxes (AIO contexts, inotify) fail with ENOSYS; socket
+shares between sandboxes (AIO contexts) fail with ENOSYS; socket
 families other than Unix and IP (netlink among them) with EAFNOSUPPORT.
 Foreign-architecture syscalls are killed (libseccomp's default for a bad
 arch). ``clone3`` fails with ENOSYS so libc falls back to ``clone``, whose
@@ -88,18 +88,14 @@ DENIED = (
 )
 
 # Refused with ENOSYS ("this kernel has none"), so that libraries fall back
-# (tail -f polls, libaio users take the thread pool), by the host kernel's
-# filter only: each names a pool or a view the host shares between sandboxes.
+# (libaio users take a thread pool), by the host kernel's filter only: each
+# draws on a pool the whole host shares. Under gVisor they are the Sentry's
+# own, per sandbox, and stay allowed.
 # * io_setup: AIO contexts come from one host-wide pool (fs.aio-max-nr); one
 #   sandbox could take all of them from every other.
-# * inotify: a watch on the shared read-only image sees which of its files
-#   other sandboxes open, as they open them (fanotify is denied above).
-# Under gVisor both are the Sentry's own, per sandbox, and stay allowed.
-HOST_SHARED = (
-    "io_setup",
-    "inotify_init",
-    "inotify_init1",
-)
+# (inotify stays: each sandbox's image is an overlay of its own, agent/mounts.py,
+# so a watch sees only its own sandbox's opens; fanotify is denied above.)
+HOST_SHARED = ("io_setup",)
 
 CLONE_NAMESPACE_FLAGS = (
     0x00020000,  # CLONE_NEWNS
