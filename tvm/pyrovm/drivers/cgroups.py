@@ -188,21 +188,31 @@ class Cgroup:
         self._put(f"{mem}/memory.kmem.tcp.limit_in_bytes", str(memory_bytes))
         self._put(f"{pids_dir}/pids.max", str(pids))
 
-    def _peak_file(self) -> str:
-        name = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"
-        return f"{self._levels[1][0]}/{name}"
+    def _peak_files(self) -> list[str]:
+        """What the program's peak is read from: on v1 its socket buffers are a
+        counter apart, added to the rest."""
+        d = self._levels[1][0]
+        if self.version == 2:
+            return [f"{d}/memory.peak"]
+        return [f"{d}/memory.max_usage_in_bytes", f"{d}/memory.kmem.tcp.max_usage_in_bytes"]
 
     def reset_program_peak(self) -> None:
         """Start measuring the program's peak memory afresh (v2: kernels >= 6.12)."""
-        with contextlib.suppress(OSError):
-            _write(self._peak_file(), "0" if self.version == 1 else "reset")
+        for path in self._peak_files():
+            with contextlib.suppress(OSError):
+                _write(path, "0" if self.version == 1 else "reset")
 
     def program_peak_kb(self) -> int | None:
         """The most memory the program's cgroup has been charged since the reset."""
         try:
-            return int(_read(self._peak_file())) // 1024
+            main, *sockets = self._peak_files()
+            peak = int(_read(main))
         except (OSError, ValueError):
             return None
+        for path in sockets:
+            with contextlib.suppress(OSError, ValueError):
+                peak += int(_read(path))
+        return peak // 1024
 
     def cpu_ns(self) -> int:
         """CPU time the whole sandbox has used so far (every process, ever)."""
