@@ -60,6 +60,9 @@ SENTRY_OVERHEAD_MB = 96
 # each guest thread is a host thread too), or a fork bomb kills the Sentry itself.
 SENTRY_THREADS = 512
 
+# Per-sandbox state dirs in the system temp dir: tvm-gvisor-<worker pid>-*.
+TEMP_PREFIX = "tvm-gvisor-"
+
 
 def host_pids(processes: int) -> int:
     return 8 * processes + SENTRY_THREADS
@@ -230,8 +233,10 @@ class GVisorDriver(Driver):
     async def start(self, spec: SandboxSpec) -> Sandbox:
         if not (spec.rootfs / "usr/bin/python3").exists():
             raise SandboxError(f"image {spec.rootfs} has no /usr/bin/python3 for the agent")
-        cgroup = await asyncio.to_thread(self.cgroups.create, f"gv-{uuid.uuid4().hex[:12]}")
-        workdir = Path(tempfile.mkdtemp(prefix="tvm-gvisor-"))
+        # Made here, not in a thread: a cancellation cannot come between making
+        # them and the sandbox that removes them.
+        cgroup = self.cgroups.create(f"gv-{uuid.uuid4().hex[:12]}")
+        workdir = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
         sandbox = GVisorSandbox(spec, cgroup, workdir, self.runsc, self.platform)
         try:
             cgroup.set_limits((spec.memory_mb + SENTRY_OVERHEAD_MB) << 20,
@@ -255,6 +260,9 @@ class GVisorDriver(Driver):
         except OSError as exc:
             await sandbox.destroy()
             raise SandboxError(f"cannot start runsc: {exc}") from exc
+        except BaseException:  # cancelled while runsc was being started
+            await sandbox.destroy()
+            raise
         assert sandbox.proc.stderr is not None
         sandbox.stderr.follow(sandbox.proc.stderr)
         sandbox.attach(PipeChannel(sandbox.proc))
@@ -264,7 +272,7 @@ class GVisorDriver(Driver):
 @functools.lru_cache(maxsize=4)
 def _probe_run(runsc: str, platform: str) -> Availability:
     """Run ``/bin/true`` from the host's own root under runsc (cached per process)."""
-    with tempfile.TemporaryDirectory(prefix="tvm-gvisor-probe-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}probe-{os.getpid()}-") as tmp:
         bundle = Path(tmp) / "bundle"
         state = Path(tmp) / "state"
         bundle.mkdir()
