@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Server
+from tests.conftest import Server, sandbox_cgroups
 from tests.integration import test_containment as base
 from tests.integration.test_containment import ERRNO, GVISOR, PY_VERSION, c, lines, python
 from tvm.config.settings import Settings
@@ -539,3 +539,38 @@ def test_no_host_paths_or_kernel_command_line_inside(
         assert host_path not in out, (host_path, out)
     host_cmdline = Path("/proc/cmdline").read_text().strip()
     assert host_cmdline and host_cmdline not in out, out
+
+
+# -- teardown under cancellation ---------------------------------------------------
+STORM = """
+import os, time
+for i in range(6):  # processes the teardown must kill, whenever it comes
+    if os.fork() == 0:
+        time.sleep(30)
+        os._exit(0)
+time.sleep(0.4)
+print("finished")
+"""
+
+
+def test_a_cancellation_storm_leaves_nothing(server: Server, py: None) -> None:
+    """Clients that give up at every moment of a request (while its sandbox
+    starts, runs, or is torn down): every sandbox is still destroyed whole,
+    and the service keeps answering (then ``healthy`` and ``no_leaks``)."""
+
+    def one(i: int) -> str:
+        body = {"language": "python", "version": PY_VERSION, "code": STORM}
+        try:
+            with httpx.Client(base_url=server.url, timeout=0.05 + (i % 12) * 0.05) as client:
+                return client.post("/api/v1/execute", json=body).json()["run"]["stdout"]
+        except httpx.HTTPError:
+            return "gave up"
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(one, range(48)))
+    assert "gave up" in outcomes, outcomes  # the storm did cancel requests
+    # Teardown is off the request path: let it finish before the leak check.
+    deadline = time.monotonic() + 60
+    while sandbox_cgroups() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not sandbox_cgroups()
