@@ -32,9 +32,17 @@ async def _guarded(coro: Coroutine[Any, Any, None], what: str) -> None:
 
 async def finish(coro: Coroutine[Any, Any, None], what: str) -> None:
     """Run ``coro`` (a teardown) to its end; see the module docstring."""
-    task = asyncio.ensure_future(_guarded(coro, what))
+    guarded = _guarded(coro, what)
+    task = asyncio.ensure_future(guarded)
     _running.add(task)
-    task.add_done_callback(_running.discard)
+
+    def done(task: asyncio.Task[None]) -> None:
+        _running.discard(task)
+        # Cancelled before it ever ran (the loop shutting down): nothing to await.
+        guarded.close()
+        coro.close()
+
+    task.add_done_callback(done)
     cancelled = False
     while not task.done():
         try:
