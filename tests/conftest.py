@@ -5,11 +5,18 @@
 * ``server``: the real service started with ``tvm start`` on a free loopback port.
 * ``no_leaks``: after every test that made sandboxes, asserts nothing is left:
   no sandbox-uid process, no sandbox cgroup, no new mount, no tvm temp dir.
+
+The leak checks watch only what this test session's TVM made: sandbox-uid
+processes below this pytest process or inside its cgroups, cgroups and temp
+dirs named after one of its processes (``<worker pid>-...``), mounts under
+TVM's own paths. A Docker daemon, or another
+checkout's tests running at the same time, is not a leak of ours.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -123,9 +130,11 @@ class Server:
                 start_new_session=True,
             )
         wait_healthy(self.url, self.proc, self.log)
+        _SERVERS.update(descendants(self.proc.pid))  # its workers name its cgroups
 
     def stop(self) -> None:
         own = descendants(self.proc.pid)
+        _SERVERS.update(own)
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
@@ -136,7 +145,7 @@ class Server:
                 return
             # A clean stop leaves nothing, zygotes included (cgroups are named
             # after the worker process that made them).
-            left = [p for p in sandbox_cgroups(zygotes=True) if int(p.name.split("-")[0]) in own]
+            left = sandbox_cgroups(zygotes=True, owners=own)
             assert not left, f"cgroups left behind by a clean stop: {left}"
 
     def client(self) -> httpx.Client:
@@ -164,21 +173,26 @@ def api(server: Server) -> Iterator[httpx.Client]:
 
 # -- leak checks ---------------------------------------------------------------
 def sandbox_processes(settings: Settings) -> list[str]:
+    """Processes under a sandbox uid that this session made: below this
+    process, or (reparented away from it) still inside one of its cgroups."""
     low, high = settings.uid_base, settings.uid_base + settings.uid_count
+    ours = session_processes()
     found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    for entry in filter(str.isdigit, os.listdir("/proc")):
         try:
             status = Path(f"/proc/{entry}/status").read_text()
+            groups = Path(f"/proc/{entry}/cgroup").read_text()
         except OSError:
             continue
-        for line in status.splitlines():
-            if line.startswith("Uid:"):
-                uids = [int(u) for u in line.split()[1:]]
-                if any(low <= u < high for u in uids):
-                    found.append(f"pid {entry} uids {uids}")
-                break
+        uids = next(
+            ([int(u) for u in line.split()[1:]] for line in status.splitlines()
+             if line.startswith("Uid:")), [],
+        )  # fmt: skip
+        if not any(low <= u < high for u in uids):
+            continue
+        owners = {_owner(part) for part in re.findall(r"/tvm/([^/\n]+)", groups)}
+        if int(entry) in ours or owners & ours:
+            found.append(f"pid {entry} uids {uids}")
     return found
 
 
@@ -200,42 +214,75 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
-def sandbox_cgroups(zygotes: bool = False) -> list[Path]:
-    """Sandbox cgroups that exist now; with ``zygotes``, the running service's
-    zygote cgroups too (they live as long as the service)."""
+def sandbox_cgroups(zygotes: bool = False, owners: set[int] | None = None) -> list[Path]:
+    """Sandbox cgroups that exist now, made by ``owners`` (default: this
+    session's processes; cgroups are named ``<worker pid>-...``); with
+    ``zygotes``, the running service's zygote cgroups too (they live as long
+    as the service)."""
     from tvm.pyrovm.drivers.cgroups import CgroupManager
 
     try:
         found = CgroupManager().leftovers()
     except Exception:
         return []
-    return [p for p in found if zygotes or "-zygote-" not in p.name]
+    owners = session_processes() if owners is None else owners
+    return [
+        p for p in found
+        if _owner(p.name) in owners and (zygotes or "-zygote-" not in p.name)
+    ]  # fmt: skip
 
 
-def mounts() -> int:
-    return len(Path("/proc/self/mountinfo").read_text().splitlines())
+# The processes of the servers this session started (their workers name the
+# cgroups they make), kept after the servers stop: a stopped server's cgroups
+# are still ours. Only those: a pid seen once may be reused by anyone later.
+_SERVERS: set[int] = set()
 
 
-def tvm_tmp_dirs() -> set[str]:
-    return {p for p in os.listdir("/tmp") if p.startswith("tvm")}
+def session_processes() -> set[int]:
+    """This session's processes: those running below it now, and its servers'."""
+    return descendants(os.getpid()) | _SERVERS
+
+
+def _owner(name: str) -> int | None:
+    """The pid a cgroup or temp dir of TVM is named after (``tvm-gvisor-123-x``)."""
+    found = re.search(r"(?:^|-)(\d+)-", name)
+    return int(found.group(1)) if found else None
+
+
+def mounts(settings: Settings, owners: set[int]) -> set[str]:
+    """Host mounts under TVM's own paths: its home, and its temp dirs."""
+    own = (f"{settings.home}/", *(f"/tmp/{d}/" for d in tvm_tmp_dirs(owners)))
+    found = set()
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4]
+        if f"{point}/".startswith(own):
+            found.add(point)
+    return found
+
+
+def tvm_tmp_dirs(owners: set[int]) -> set[str]:
+    """TVM's temp dirs of ``owners`` (named ``tvm-<kind>-<pid>-...``)."""
+    return {p for p in os.listdir("/tmp") if p.startswith("tvm") and _owner(p) in owners}
 
 
 @pytest.fixture
 def no_leaks(settings: Settings) -> Iterator[None]:
     """Assert that the test left no sandbox process, cgroup, mount or temp dir."""
-    before_mounts, before_tmp = mounts(), tvm_tmp_dirs()
+    owners = session_processes()
+    before_mounts, before_tmp = mounts(settings, owners), tvm_tmp_dirs(owners)
     yield
     deadline = time.monotonic() + 5
     while True:
-        procs, groups = sandbox_processes(settings), sandbox_cgroups()
-        leaked_tmp = tvm_tmp_dirs() - before_tmp
+        owners |= session_processes()
+        procs, groups = sandbox_processes(settings), sandbox_cgroups(owners=owners)
+        leaked_tmp = tvm_tmp_dirs(owners) - before_tmp
         if not (procs or groups or leaked_tmp) or time.monotonic() > deadline:
             break
         time.sleep(0.1)
     assert not procs, f"sandbox processes left behind: {procs}"
     assert not groups, f"sandbox cgroups left behind: {groups}"
     assert not leaked_tmp, f"temp dirs left behind: {leaked_tmp}"
-    assert mounts() == before_mounts, "mounts changed on the host"
+    assert mounts(settings, owners) == before_mounts, "mounts changed under TVM's paths"
 
 
 def have(binary: str) -> bool:

@@ -53,6 +53,7 @@ class LimitsIn(BaseModel):
     output_bytes: int | None = Field(None, description="per stream (stdout, stderr)")
     file_size_kb: int | None = None
     open_files: int | None = None
+    cpus: int | None = Field(None, description="CPU cores the program may use at once")
 
 
 class TestCase(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 from pathlib import Path
@@ -14,10 +15,13 @@ from tvm.pyrovm.drivers.cgroups import CgroupManager
 
 def fake_v1(tmp_path: Path) -> tuple[Path, Path]:
     root = tmp_path / "cg"
-    for c in ("memory", "pids"):
+    for c in ("memory", "pids", "cpu,cpuacct"):
         (root / c / "svc").mkdir(parents=True)
+    # cpu and cpuacct co-mounted, as most v1 hosts have them.
+    (root / "cpu").symlink_to("cpu,cpuacct")
+    (root / "cpuacct").symlink_to("cpu,cpuacct")
     proc = tmp_path / "self_cgroup"
-    proc.write_text("4:memory:/svc\n8:pids:/svc\n0::/\n")
+    proc.write_text("4:memory:/svc\n8:pids:/svc\n2:cpu,cpuacct:/svc\n0::/\n")
     return root, proc
 
 
@@ -36,7 +40,7 @@ def test_v1_limits_and_oom_counter(tmp_path: Path) -> None:
     assert (root / f"pids/svc/tvm/{name}/pids.max").read_text() == "10"
     (mem / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")
     assert group.oom_kills() == 2
-    assert [p.name for p in manager.leftovers()] == [name, name]
+    assert [p.name for p in manager.leftovers()] == [name, name, name]
 
 
 def test_v2_moves_itself_to_a_leaf_and_enables_controllers(tmp_path: Path) -> None:
@@ -82,7 +86,7 @@ def test_orphans_of_dead_workers_are_removed(tmp_path: Path) -> None:
     mine = manager.create("sb-live")
     child = subprocess.Popen(["true"])  # its pid no longer runs once waited for
     child.wait()
-    for controller in ("memory", "pids"):
+    for controller in ("memory", "pids", "cpu,cpuacct"):
         orphan = root / controller / "svc/tvm" / f"{child.pid}-sb-dead"
         orphan.mkdir()
         (orphan / "cgroup.procs").write_text("")
@@ -97,8 +101,78 @@ def test_orphans_of_dead_workers_are_removed(tmp_path: Path) -> None:
     original = cg.Cgroup.remove
     cg.Cgroup.remove = fake_remove  # type: ignore[method-assign]
     try:
-        assert manager.remove_orphans() == 2
+        assert manager.remove_orphans() == 3
     finally:
         cg.Cgroup.remove = original  # type: ignore[method-assign]
-    assert sorted(p.name for p in removed) == [f"{child.pid}-sb-dead"] * 2
+    assert sorted(p.name for p in removed) == [f"{child.pid}-sb-dead"] * 3
     assert all(d.is_dir() for d in mine.dirs.values())  # the live worker's stay
+
+
+def test_v1_cpu_quota_share_and_socket_memory(tmp_path: Path) -> None:
+    root, proc = fake_v1(tmp_path)
+    group = CgroupManager(root, proc).create("sb-3")
+    name = f"{os.getpid()}-sb-3"
+    cpu = root / f"cpu,cpuacct/svc/tvm/{name}"
+    # cpu and cpuacct are one hierarchy: one directory, entered once.
+    assert group.dirs["cpu"] == group.dirs["cpuacct"] == cpu
+    assert len(group.procs_files) == len(group.program_procs_files) == 3
+    group.set_limits(64 << 20, 10, program_memory_bytes=32 << 20, program_pids=5, cpus=2)
+    assert (cpu / "cpu.cfs_period_us").read_text() == "100000"
+    assert (cpu / "cpu.cfs_quota_us").read_text() == "200000"
+    assert (cpu / "cpu.shares").read_text() == "2048"
+    mem = root / f"memory/svc/tvm/{name}"
+    # v1 charges socket buffers only where this limit is set.
+    assert (mem / "memory.kmem.tcp.limit_in_bytes").read_text() == str(64 << 20)
+    assert (mem / "program/memory.kmem.tcp.limit_in_bytes").read_text() == str(32 << 20)
+    # The program's peak includes its socket buffers, a counter apart on v1.
+    (mem / "program/memory.max_usage_in_bytes").write_text(str(10 << 20))
+    (mem / "program/memory.kmem.tcp.max_usage_in_bytes").write_text(str(6 << 20))
+    assert group.program_peak_kb() == 16 << 10
+    assert group.program_cpu_file == cpu / "program/cpuacct.usage"
+    (cpu / "cpuacct.usage").write_text("1234567\n")
+    assert group.cpu_ns() == 1234567
+
+
+def test_v2_cpu_quota_and_weight(tmp_path: Path) -> None:
+    root = tmp_path / "cg"
+    own = root / "svc"
+    own.mkdir(parents=True)
+    (root / "cgroup.controllers").write_text("cpu memory pids\n")
+    (own / "cgroup.controllers").write_text("cpu memory pids\n")
+    (own / "cgroup.subtree_control").write_text("cpu memory pids\n")
+    proc = tmp_path / "self_cgroup"
+    proc.write_text("0::/svc\n")
+    group = CgroupManager(root, proc).create("sb-4")
+    group.set_limits(64 << 20, 10, cpus=1)
+    d = group.dirs[""]
+    assert (d / "cpu.max").read_text() == "100000 100000"
+    assert (d / "cpu.weight").read_text() == "100"
+    assert (own / "tvm/cgroup.subtree_control").read_text() == "+cpu +memory +pids"
+    assert group.program_cpu_file == d / "program/cpu.stat"
+    (d / "cpu.stat").write_text("usage_usec 2500\nuser_usec 2000\nsystem_usec 500\n")
+    assert group.cpu_ns() == 2_500_000
+
+
+def test_a_busy_cgroup_is_retried_never_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rmdir of a cgroup whose last process is still exiting fails with EBUSY:
+    one attempt says "not yet", it does not raise into the request."""
+    root, proc = fake_v1(tmp_path)
+    group = CgroupManager(root, proc).create("sb-5")
+    for d in group.unique_dirs:
+        (d / "program").rmdir()  # the program child is already gone
+    real_rmdir = os.rmdir
+
+    def busy(path: str) -> None:
+        if not str(path).endswith("/program"):
+            raise OSError(errno.EBUSY, "Device or resource busy", path)
+        real_rmdir(path)
+
+    monkeypatch.setattr(os, "rmdir", busy)
+    assert group.try_remove() is False
+    monkeypatch.setattr(os, "rmdir", real_rmdir)
+    for d in group.unique_dirs:
+        (d / "cgroup.procs").unlink(missing_ok=True)
+    assert group.try_remove() is True
+    assert not any(d.exists() for d in group.unique_dirs)

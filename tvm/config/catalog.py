@@ -47,6 +47,7 @@ class StageLimits:
     output_bytes: int  # per stream (stdout, stderr)
     file_size_kb: int  # largest file the program may write
     open_files: int
+    cpus: int = 1  # cores: the sandbox's CFS quota (and its share of a busy host)
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

@@ -29,6 +29,9 @@ CPU_POLL_SECONDS = 0.02
 # The program cgroup's procs files, open in the agent (set by the zygote of a
 # driver with host cgroups).
 PROGRAM_CGROUP_FDS: list[int] = []
+# The program cgroup's CPU counter (v1 cpuacct.usage, v2 cpu.stat), open
+# read-only: it counts every process of the stage, whoever reaps it.
+PROGRAM_CPU_FDS: list[int] = []
 _READ_CHUNK = 65536
 
 
@@ -56,6 +59,28 @@ class _Reaper:
                 return
             self.statuses[pid] = status
             self.max_rss_kb = max(self.max_rss_kb, int(usage.ru_maxrss))
+
+
+def cgroup_cpu_ns(text: str) -> int:
+    """Nanoseconds from a v1 ``cpuacct.usage`` or a v2 ``cpu.stat``."""
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "usage_usec":
+            return int(value) * 1000
+    raise ValueError(f"no CPU usage in {text[:80]!r}")
+
+
+def _program_cpu_ns() -> int | None:
+    """The program cgroup's CPU time so far, where the driver gave its counter."""
+    if not PROGRAM_CPU_FDS:
+        return None
+    try:
+        return cgroup_cpu_ns(os.pread(PROGRAM_CPU_FDS[0], 4096, 0).decode())
+    except (OSError, ValueError):
+        return None
 
 
 def _uid_pids(uid: int) -> list[int]:
@@ -272,8 +297,10 @@ def run_stage(
 
     cap = int(limits["output_bytes"])
     wall_limit = int(limits["timeout_ms"]) / 1000
-    cpu_limit_ticks = int(limits["cpu_time_ms"]) * os.sysconf("SC_CLK_TCK") / 1000
+    cpu_limit_ms = int(limits["cpu_time_ms"])
+    cpu_limit_ticks = cpu_limit_ms * os.sysconf("SC_CLK_TCK") / 1000
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cgroup_before = _program_cpu_ns()
     started = time.monotonic()
     pid = runner.pid
     try:
@@ -298,8 +325,11 @@ def run_stage(
                 killed_for = TIMEOUT
                 break
             if now >= next_cpu_check:
-                used = _live_cpu_ticks(uid) + _ticks_since(before)
-                if used > cpu_limit_ticks:
+                if cgroup_before is not None:
+                    over = (_program_cpu_ns() or 0) - cgroup_before > cpu_limit_ms * 1_000_000
+                else:
+                    over = _live_cpu_ticks(uid) + _ticks_since(before) > cpu_limit_ticks
+                if over:
                     killed_for = TIMEOUT
                     break
                 next_cpu_check = now + CPU_POLL_SECONDS
@@ -336,13 +366,19 @@ def run_stage(
             os.close(fd)
 
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu_ms = int(((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) * 1000)
+    cgroup_after = _program_cpu_ns() if cgroup_before is not None else None
+    if cgroup_before is not None and cgroup_after is not None:
+        # Every process of the stage is gone: the counter is final.
+        cpu_ms = (cgroup_after - cgroup_before) // 1_000_000
+    else:
+        times = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        cpu_ms = int(times * 1000)
     status_word = reaper.statuses[pid]
     exit_code = os.waitstatus_to_exitcode(status_word)
     signal_name = _signal_name(-exit_code) if exit_code < 0 else None
     if killed_for:
         status = killed_for
-    elif signal_name == "SIGXCPU" or cpu_ms > int(limits["cpu_time_ms"]):
+    elif signal_name == "SIGXCPU" or cpu_ms > cpu_limit_ms:
         status = TIMEOUT
     elif signal_name:
         status = SIGNALED

@@ -12,9 +12,10 @@ pidfd for it. The new agent, before it serves anyone:
 
 1. moves itself into the sandbox's cgroups (writes 0 to their procs files),
 2. unshares new mount, net, ipc, uts and cgroup namespaces,
-3. mounts fresh size-capped tmpfs on /work, /tmp and /dev/shm, a new devpts
-   instance and its own /proc (with bubblewrap's read-only covers), sets the
-   hostname and brings the isolated loopback up,
+3. builds its own root and pivots into it (:mod:`mounts`: the image as a
+   read-only overlay of its own, fresh size- and inode-capped tmpfs on /work,
+   /tmp and /dev/shm, a new devpts instance of at most ``PTY_MAX`` terminals
+   and its own /proc), sets the hostname and brings the isolated loopback up,
 4. takes its own session, keeps only CAP_SETUID/CAP_SETGID (and CAP_SETPCAP,
    to empty its bounding set), loads the seccomp filter,
 
@@ -43,6 +44,8 @@ import struct
 import sys
 
 from . import main as agent_main
+from . import mounts
+from .mounts import check as _check
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
@@ -52,15 +55,6 @@ CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 # Made by the agent itself, once in its new pid namespace and cgroup.
 NAMESPACES = CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET
-
-MS_RDONLY = 0x1
-MS_NOSUID = 0x2
-MS_NODEV = 0x4
-MS_NOEXEC = 0x8
-MS_REMOUNT = 0x20
-MS_BIND = 0x1000
-MS_REC = 0x4000
-MS_PRIVATE = 0x40000
 
 PR_SET_PDEATHSIG = 1
 PR_SET_SECCOMP = 22
@@ -72,10 +66,7 @@ IFF_RUNNING = 0x40
 # The agent keeps exactly these (see agent/main.py for why CAP_SETPCAP).
 CAP_SETGID, CAP_SETUID, CAP_SETPCAP = 6, 7, 8
 AGENT_CAPS = (1 << CAP_SETGID) | (1 << CAP_SETUID) | (1 << CAP_SETPCAP)
-# Parts of procfs that are not safe to leave writable (as bubblewrap does).
-PROC_COVERS = ("sys", "sysrq-trigger", "irq", "bus")
 MAX_FDS = 16
-DEVPTS_OPTIONS = "newinstance,ptmxmode=0666,mode=620"
 HOSTNAME = "tvm"
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -83,29 +74,6 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-
-
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-
-
-def _mount(source: str, target: str, fstype: str | None, flags: int, data: str = "") -> None:
-    _check(
-        _libc.mount(
-            source.encode(),
-            target.encode(),
-            fstype.encode() if fstype else None,
-            flags,
-            data.encode() if data else None,
-        ),
-        f"mount {target}",
-    )
-
-
-def _tmpfs(target: str, size: int, mode: str = "1777") -> None:
-    _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, f"mode={mode},size={size}")
 
 
 def _loopback_up() -> None:
@@ -213,34 +181,29 @@ class Zygote:
         self.control.close()
         os.close(self.own_pidns)
         channel, stderr = fds[0], fds[1]
-        ncg = int(request["cgroups"])
+        ncg, npg = int(request["cgroups"]), int(request["program_cgroups"])
         for fd in fds[2 : 2 + ncg]:
             os.write(fd, b"0")
-        program_fds = fds[2 + ncg :]
+        program_fds = fds[2 + ncg : 2 + ncg + npg]
+        cpu_fds = fds[2 + ncg + npg :]  # the program cgroup's CPU counter
         _check(_libc.unshare(NAMESPACES), "unshare")
-        _mount("none", "/", None, MS_REC | MS_PRIVATE)
-        _tmpfs("/work", int(request["workdir_bytes"]))
-        _tmpfs("/tmp", int(request["tmp_bytes"]))
-        _tmpfs("/dev/shm", int(request["shm_bytes"]))
-        _mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, DEVPTS_OPTIONS)
-        _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-        for name in PROC_COVERS:
-            path = f"/proc/{name}"
-            if os.path.exists(path):
-                _mount(path, path, None, MS_BIND | MS_REC)
-                _mount(path, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        mounts.build_root(
+            int(request["workdir_bytes"]), int(request["tmp_bytes"]), int(request["shm_bytes"])
+        )
         socket.sethostname(HOSTNAME)
         _loopback_up()
         os.setsid()
         os.chdir("/")
         # Out of the way of the descriptors a stage runner sets up (0-3).
         high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 100) for fd in program_fds]
+        cpu_high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 100) for fd in cpu_fds]
         os.dup2(channel, 0)
         os.dup2(channel, 1)
         os.dup2(stderr, 2)
         for fd in fds:
             os.close(fd)
         agent_main.supervisor.PROGRAM_CGROUP_FDS[:] = high
+        agent_main.supervisor.PROGRAM_CPU_FDS[:] = cpu_high
         _capset(AGENT_CAPS)
         _load_seccomp(self.seccomp)
         try:

@@ -47,6 +47,7 @@ from tvm.pyrovm.drivers.messages import (
     Unpack,
 )
 from tvm.pyrovm.drivers.session import AgentSession, Exchange
+from tvm.pyrovm.drivers.teardown import finish as finish_teardown
 
 if TYPE_CHECKING:
     from tvm.config.settings import Settings
@@ -329,7 +330,8 @@ class Sandbox(ABC):
             return
         self._destroyed = True
         try:
-            await self._teardown()
+            # To its end even if this task is cancelled meanwhile; never raises.
+            await finish_teardown(self._teardown(), f"{self.driver} sandbox")
         finally:
             if self.session is not None:
                 self.session.broken = "the sandbox is destroyed"

@@ -3,11 +3,24 @@
 Sandboxes live under the service's own cgroup (read from /proc/self/cgroup),
 in a ``tvm`` subtree, so the service needs no delegation beyond its own:
 
-    v1:  /sys/fs/cgroup/<controller>/<own path>/tvm/<sandbox>   (memory, pids)
+    v1:  /sys/fs/cgroup/<controller>/<own path>/tvm/<sandbox>
+         (memory, pids, cpu, cpuacct; cpu and cpuacct may be one hierarchy)
     v2:  /sys/fs/cgroup/<own path>/tvm/<sandbox>
 
 On v2 the "no internal processes" rule means the service first moves itself
 into ``<own>/service`` so that controllers can be enabled for ``<own>``.
+
+What each sandbox is charged and capped (docs/isolation.md has the full table):
+
+* memory, with socket buffers: v2 charges them to ``memory.current`` by
+  itself; v1 only once ``memory.kmem.tcp.limit_in_bytes`` is set, which is
+  set here to the memory limit (v1 keeps that counter apart from the rest);
+* processes (``pids.max``);
+* CPU: a CFS quota of ``cpus`` cores and a weight in proportion, so that no
+  sandbox takes more than its cores and sandboxes share a busy host fairly;
+  every stage's CPU is measured by the ``program`` child's own counter
+  (v1 ``cpuacct.usage``, v2 ``cpu.stat``), which sees every descendant,
+  reaped by anyone or not.
 """
 
 from __future__ import annotations
@@ -19,10 +32,16 @@ import time
 from pathlib import Path
 
 from tvm.errors import DriverUnavailable
+from tvm.pyrovm.agent.supervisor import cgroup_cpu_ns
 
 log = logging.getLogger("tvm.pyrovm.cgroups")
 
-V1_CONTROLLERS = ("memory", "pids")
+V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct")
+V2_CONTROLLERS = ("cpu", "memory", "pids")
+CFS_PERIOD_US = 100_000
+# v1 cpu.shares / v2 cpu.weight of a sandbox, per core of its quota.
+V1_SHARES_PER_CPU = 1024
+V2_WEIGHT_PER_CPU = 100
 
 
 def _own_paths(proc_cgroup: Path) -> dict[str, str]:
@@ -75,8 +94,9 @@ class Cgroup:
 
     def __init__(self, version: int, dirs: dict[str, Path]) -> None:
         self.version = version
-        self.dirs = dirs  # controller -> directory ("" for v2)
-        for d in dirs.values():
+        self.dirs = dirs  # controller -> directory ("" for v2); co-mounted ones share one
+        self.unique_dirs = list(dict.fromkeys(dirs.values()))
+        for d in self.unique_dirs:
             with contextlib.suppress(FileExistsError):
                 os.mkdir(f"{d}/{PROGRAM}")
         mem, pids = self._dir("memory"), self._dir("pids")
@@ -86,12 +106,20 @@ class Cgroup:
 
     @property
     def procs_files(self) -> list[Path]:
-        return [d / "cgroup.procs" for d in self.dirs.values()]
+        return [d / "cgroup.procs" for d in self.unique_dirs]
 
     @property
-    def program_procs_files(self) -> dict[str, Path]:
-        """controller -> the ``program`` child's cgroup.procs (v2: key "unified")."""
-        return {(c or "unified"): d / PROGRAM / "cgroup.procs" for c, d in self.dirs.items()}
+    def program_procs_files(self) -> list[Path]:
+        """The ``program`` child's cgroup.procs, one per hierarchy."""
+        return [d / PROGRAM / "cgroup.procs" for d in self.unique_dirs]
+
+    @property
+    def program_cpu_file(self) -> Path:
+        """The program's CPU counter: v1 ``cpuacct.usage`` (ns), v2 ``cpu.stat``
+        (``usage_usec``); the agent's ``cgroup_cpu_ns`` reads either."""
+        if self.version == 2:
+            return self._dir("") / PROGRAM / "cpu.stat"
+        return self._dir("cpuacct") / PROGRAM / "cpuacct.usage"
 
     def _dir(self, controller: str) -> Path:
         found = self.dirs.get("" if self.version == 2 else controller)
@@ -103,11 +131,27 @@ class Cgroup:
         pids: int,
         program_memory_bytes: int | None = None,
         program_pids: int | None = None,
+        cpus: int | None = None,
     ) -> None:
-        """Limit the whole sandbox and, when given, the program inside it."""
+        """Limit the whole sandbox and, when given, the program inside it; with
+        ``cpus``, the sandbox's CPU quota and weight."""
         self._set(*self._levels[0], memory_bytes, pids)
         if program_memory_bytes is not None and program_pids is not None:
             self._set(*self._levels[1], program_memory_bytes, program_pids)
+        if cpus is not None:
+            self._set_cpus(cpus)
+
+    def _set_cpus(self, cpus: int) -> None:
+        quota = cpus * CFS_PERIOD_US
+        if self.version == 2:
+            d = self._dir("")
+            self._put(f"{d}/cpu.max", f"{quota} {CFS_PERIOD_US}")
+            self._put(f"{d}/cpu.weight", str(min(10000, cpus * V2_WEIGHT_PER_CPU)))
+            return
+        d = self._dir("cpu")
+        self._put(f"{d}/cpu.cfs_period_us", str(CFS_PERIOD_US))
+        self._put(f"{d}/cpu.cfs_quota_us", str(quota))
+        self._put(f"{d}/cpu.shares", str(cpus * V1_SHARES_PER_CPU))
 
     def _put(self, path: str, value: str, optional: bool = False) -> None:
         """Write ``value`` unless it is what this object last wrote there."""
@@ -122,7 +166,7 @@ class Cgroup:
         self._written[path] = value
 
     def _set(self, mem: str, pids_dir: str, memory_bytes: int, pids: int) -> None:
-        if self.version == 2:
+        if self.version == 2:  # socket buffers are part of memory.current on v2
             self._put(f"{mem}/memory.max", str(memory_bytes))
             self._put(f"{mem}/memory.swap.max", "0", optional=True)
             self._put(f"{pids_dir}/pids.max", str(pids))
@@ -139,23 +183,45 @@ class Cgroup:
         self._put(limit, str(memory_bytes))
         if has_memsw and memory_bytes <= current:
             self._put(memsw, str(memory_bytes))
+        # v1 charges TCP/UDP buffers only to a cgroup with this limit set, to a
+        # counter of its own: without it a program holds them outside its memory.
+        self._put(f"{mem}/memory.kmem.tcp.limit_in_bytes", str(memory_bytes))
         self._put(f"{pids_dir}/pids.max", str(pids))
 
-    def _peak_file(self) -> str:
-        name = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"
-        return f"{self._levels[1][0]}/{name}"
+    def _peak_files(self) -> list[str]:
+        """What the program's peak is read from: on v1 its socket buffers are a
+        counter apart, added to the rest."""
+        d = self._levels[1][0]
+        if self.version == 2:
+            return [f"{d}/memory.peak"]
+        return [f"{d}/memory.max_usage_in_bytes", f"{d}/memory.kmem.tcp.max_usage_in_bytes"]
 
     def reset_program_peak(self) -> None:
         """Start measuring the program's peak memory afresh (v2: kernels >= 6.12)."""
-        with contextlib.suppress(OSError):
-            _write(self._peak_file(), "0" if self.version == 1 else "reset")
+        for path in self._peak_files():
+            with contextlib.suppress(OSError):
+                _write(path, "0" if self.version == 1 else "reset")
 
     def program_peak_kb(self) -> int | None:
         """The most memory the program's cgroup has been charged since the reset."""
         try:
-            return int(_read(self._peak_file())) // 1024
+            main, *sockets = self._peak_files()
+            peak = int(_read(main))
         except (OSError, ValueError):
             return None
+        for path in sockets:
+            with contextlib.suppress(OSError, ValueError):
+                peak += int(_read(path))
+        return peak // 1024
+
+    def cpu_ns(self) -> int:
+        """CPU time the whole sandbox has used so far (every process, ever)."""
+        name = "cpu.stat" if self.version == 2 else "cpuacct.usage"
+        d = self._dir("" if self.version == 2 else "cpuacct")
+        try:
+            return cgroup_cpu_ns(_read(f"{d}/{name}"))
+        except (OSError, ValueError):
+            return 0
 
     def oom_kills(self) -> int:
         """OOM kills inside the sandbox (the program's child cgroup included)."""
@@ -176,13 +242,14 @@ class Cgroup:
 
     def pids(self) -> list[int]:
         found: set[int] = set()
-        for procs in self.procs_files + list(self.program_procs_files.values()):
+        for procs in self.procs_files + self.program_procs_files:
             with contextlib.suppress(OSError, ValueError):
                 found.update(int(p) for p in _read(procs).split())
         return sorted(found)
 
     def remove(self, patience: float = 20.0) -> None:
-        """Kill what is left inside and remove the directories. Idempotent.
+        """Kill what is left inside and remove the directories. Idempotent, and
+        never raises: teardown must not fail a request.
 
         Blocks (run it in a thread) until the processes inside are gone: under
         load, a killed sandbox (a gVisor Sentry above all) can take seconds."""
@@ -197,23 +264,25 @@ class Cgroup:
             pause = min(pause * 2, 0.25)
 
     def try_remove(self) -> bool:
-        """One attempt of :meth:`remove`; True when the directories are gone."""
+        """One attempt of :meth:`remove`; True when the directories are gone.
+        A directory still busy (EBUSY: a process not yet gone) is retried by
+        the next attempt; no error escapes."""
         if self.version == 2:
             with contextlib.suppress(OSError):
-                _write(self.dirs[""] / "cgroup.kill", "1")
+                _write(self._dir("") / "cgroup.kill", "1")
         for pid in self.pids():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, 9)
         gone = True
-        for d in self.dirs.values():
-            with contextlib.suppress(FileNotFoundError):
+        for d in self.unique_dirs:
+            for path in (f"{d}/{PROGRAM}", f"{d}"):
                 try:
-                    os.rmdir(f"{d}/{PROGRAM}")
-                    os.rmdir(d)
+                    os.rmdir(path)
                 except FileNotFoundError:
-                    os.rmdir(d)
-                except OSError:  # not empty yet
+                    continue
+                except OSError:  # EBUSY: not empty yet
                     gone = False
+                    break
         return gone
 
 
@@ -232,12 +301,16 @@ class CgroupManager:
             missing = [c for c in V1_CONTROLLERS if not (root / c).is_dir()]
             if missing:
                 raise DriverUnavailable(f"cgroup v1 controller(s) {missing} not mounted")
-            self.base = {c: root / c / own.get(c, "/").lstrip("/") / "tvm" for c in V1_CONTROLLERS}
+            # resolve(): where cpu and cpuacct are one hierarchy, both names lead to it.
+            self.base = {
+                c: (root / c).resolve() / own.get(c, "/").lstrip("/") / "tvm"
+                for c in V1_CONTROLLERS
+            }
             for d in self.base.values():
                 d.mkdir(exist_ok=True)
 
     def _prepare_v2(self, own: Path) -> Path:
-        needed = {"memory", "pids"}
+        needed = set(V2_CONTROLLERS)
         available = set((own / "cgroup.controllers").read_text().split())
         if not needed <= available:
             raise DriverUnavailable(
@@ -255,7 +328,8 @@ class CgroupManager:
             _write(own / "cgroup.subtree_control", " ".join(f"+{c}" for c in sorted(needed)))
         base = own / "tvm"
         base.mkdir(exist_ok=True)
-        _write(base / "cgroup.subtree_control", "+memory +pids")
+        _write(base / "cgroup.subtree_control", " ".join(f"+{c}" for c in V2_CONTROLLERS))
+        _warn_if_sockets_uncharged()
         return base
 
     def create(self, name: str) -> Cgroup:
@@ -272,7 +346,7 @@ class CgroupManager:
         """Remove the sandbox cgroups of workers that no longer run (killed
         before they could clean up); returns how many were removed."""
         removed = 0
-        for base in self.base.values():
+        for base in dict.fromkeys(self.base.values()):
             for path in base.iterdir():
                 owner = path.name.split("-", 1)[0]
                 if not path.is_dir() or not owner.isdigit() or _alive(int(owner)):
@@ -283,4 +357,18 @@ class CgroupManager:
 
     def leftovers(self) -> list[Path]:
         """Sandbox cgroups that still exist (tests assert there are none)."""
-        return sorted(p for d in self.base.values() for p in d.iterdir() if p.is_dir())
+        bases = dict.fromkeys(self.base.values())
+        return sorted(p for d in bases for p in d.iterdir() if p.is_dir())
+
+
+def _warn_if_sockets_uncharged(cmdline: Path = Path("/proc/cmdline")) -> None:
+    """cgroup v2 charges socket buffers to the memory limit unless the kernel
+    was booted with ``cgroup.memory=nosocket``."""
+    with contextlib.suppress(OSError):
+        for word in cmdline.read_text().split():
+            if word.startswith("cgroup.memory=") and "nosocket" in word.split("=", 1)[1]:
+                log.warning(
+                    "the kernel runs with %s: socket buffers are not charged to sandboxes' "
+                    "memory limits; boot without it",
+                    word,
+                )

@@ -16,24 +16,31 @@ the host kernel directly. On top of that, per sandbox:
 When a program exceeds the memory cap the host OOM killer ends the Sentry, so
 the whole sandbox dies with it: the base sandbox's memory-limit rule reports
 that stage as ``memory_limit`` (its output is lost), not as an agent failure.
+CPU is capped by the host cgroup's CFS quota and measured by its counter,
+which sees what the Sentry cannot attribute (children reaped by the kernel):
+a stage past its CPU time is ended with the whole sandbox, as ``timeout``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tvm.config.catalog import StageLimits
-from tvm.errors import DriverUnavailable, SandboxError
+from tvm.errors import AgentError, DriverUnavailable, SandboxError
 from tvm.pyrovm.drivers import seccomp
 from tvm.pyrovm.drivers.base import (
     AGENT_ARGV,
@@ -45,10 +52,12 @@ from tvm.pyrovm.drivers.base import (
     HostResources,
     Sandbox,
     SandboxSpec,
+    StageRun,
 )
 from tvm.pyrovm.drivers.cgroups import Cgroup, CgroupManager
 from tvm.pyrovm.drivers.channel import PipeChannel
 from tvm.pyrovm.drivers.hostproc import OutputRing, enter_argv, kill_process, run_quietly
+from tvm.pyrovm.drivers.messages import StageReply
 
 if TYPE_CHECKING:
     from tvm.config.settings import Settings
@@ -60,6 +69,19 @@ SENTRY_OVERHEAD_MB = 96
 # this host cap must leave room for a guest at that limit (on the ptrace platform
 # each guest thread is a host thread too), or a fork bomb kills the Sentry itself.
 SENTRY_THREADS = 512
+
+# How often the host checks a stage's CPU time in the Sentry's cgroup.
+CPU_POLL_SECONDS = 0.05
+# Per-sandbox state dirs in the system temp dir: tvm-gvisor-<worker pid>-*.
+TEMP_PREFIX = "tvm-gvisor-"
+
+
+def cpu_killed(wall_ms: int) -> StageReply:
+    """A stage whose sandbox went over its CPU time and was ended, agent and all."""
+    return StageReply(
+        status="timeout", exit_code=None, signal="SIGKILL", stdout=b"", stderr=b"", output=b"",
+        stdout_truncated=False, stderr_truncated=False, cpu_ms=0, wall_ms=wall_ms, memory_kb=0,
+    )  # fmt: skip
 
 
 def host_pids(processes: int) -> int:
@@ -176,7 +198,9 @@ class GVisorSandbox(Sandbox):
         # is the sandbox's (the OCI pids limit), the stage's is only RLIMIT_NPROC,
         # which a fork bomb can outrun for a moment.
         guest = max(limits.processes, guest_pids(self.spec))
-        self.cgroup.set_limits((limits.memory_mb + SENTRY_OVERHEAD_MB) << 20, host_pids(guest))
+        self.cgroup.set_limits(
+            (limits.memory_mb + SENTRY_OVERHEAD_MB) << 20, host_pids(guest), cpus=limits.cpus
+        )
 
     def oom_kills(self) -> int:
         return self.cgroup.oom_kills()
@@ -184,6 +208,51 @@ class GVisorSandbox(Sandbox):
     def host_resources(self) -> HostResources:
         pids = (self.proc.pid,) if self.proc is not None else ()
         return HostResources(pids, tuple(self.cgroup.dirs.values()), (self.workdir,))
+
+    @contextlib.asynccontextmanager
+    async def stage(
+        self,
+        name: str,
+        argv: list[str],
+        stdin: bytes,
+        limits: StageLimits,
+        pyrun: bool = False,
+        last: bool = True,
+        files: list[tuple[str, bytes, int]] | None = None,
+    ) -> AsyncIterator[StageRun]:
+        """The base stage, with its CPU decided by the host: the Sentry's own
+        clock misses children reaped by the kernel (SIGCHLD ignored) and runs
+        ahead of the host's (it counts time its threads wait for a host CPU).
+        The host cgroup around the Sentry counts what the stage really cost; a
+        stage past its CPU time ends with the whole sandbox, as ``timeout``."""
+        cpu_before = self.cgroup.cpu_ns()
+        started = time.monotonic()
+        watchdog = asyncio.ensure_future(self._cpu_watchdog(cpu_before, limits.cpu_time_ms))
+        # The guest's own CPU limit, looser, is only a backstop.
+        guest = dataclasses.replace(limits, cpu_time_ms=limits.cpu_time_ms * 2 + 1000)
+        run: StageRun | None = None
+        try:
+            async with super().stage(name, argv, stdin, guest, pyrun, last, files) as run:
+                yield run
+        except AgentError:
+            if run is None or not watchdog.done():
+                raise
+            run.result = cpu_killed(int((time.monotonic() - started) * 1000))
+        finally:
+            watchdog.cancel()
+        cpu_ms = (self.cgroup.cpu_ns() - cpu_before) // 1_000_000
+        result = dataclasses.replace(run.result, cpu_ms=cpu_ms)
+        if cpu_ms > limits.cpu_time_ms and result.status in ("ok", "runtime_error"):
+            result = dataclasses.replace(result, status="timeout")
+        run.result = result
+
+    async def _cpu_watchdog(self, cpu_before: int, limit_ms: int) -> None:
+        """Once the sandbox has used more CPU than the stage may: kill it all."""
+        while (self.cgroup.cpu_ns() - cpu_before) // 1_000_000 <= limit_ms:
+            await asyncio.sleep(CPU_POLL_SECONDS)
+        for pid in self.cgroup.pids():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
 
     async def diagnostics(self) -> str:
         if self.proc and self.proc.returncode is None:
@@ -235,12 +304,14 @@ class GVisorDriver(Driver):
     async def start(self, spec: SandboxSpec) -> Sandbox:
         if not (spec.rootfs / "usr/bin/python3").exists():
             raise SandboxError(f"image {spec.rootfs} has no /usr/bin/python3 for the agent")
-        cgroup = await asyncio.to_thread(self.cgroups.create, f"gv-{uuid.uuid4().hex[:12]}")
-        workdir = Path(tempfile.mkdtemp(prefix="tvm-gvisor-"))
+        # Made here, not in a thread: a cancellation cannot come between making
+        # them and the sandbox that removes them.
+        cgroup = self.cgroups.create(f"gv-{uuid.uuid4().hex[:12]}")
+        workdir = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
         sandbox = GVisorSandbox(spec, cgroup, workdir, self.runsc, self.platform)
         try:
             cgroup.set_limits((spec.memory_mb + SENTRY_OVERHEAD_MB) << 20,
-                              host_pids(spec.processes))  # fmt: skip
+                              host_pids(spec.processes), cpus=spec.cpus)  # fmt: skip
             bundle = workdir / "bundle"
             bundle.mkdir()
             sandbox.state_dir.mkdir()
@@ -260,6 +331,9 @@ class GVisorDriver(Driver):
         except OSError as exc:
             await sandbox.destroy()
             raise SandboxError(f"cannot start runsc: {exc}") from exc
+        except BaseException:  # cancelled while runsc was being started
+            await sandbox.destroy()
+            raise
         assert sandbox.proc.stderr is not None
         sandbox.stderr.follow(sandbox.proc.stderr)
         sandbox.attach(PipeChannel(sandbox.proc))
@@ -269,7 +343,7 @@ class GVisorDriver(Driver):
 @functools.lru_cache(maxsize=4)
 def _probe_run(runsc: str, platform: str) -> Availability:
     """Run ``/bin/true`` from the host's own root under runsc (cached per process)."""
-    with tempfile.TemporaryDirectory(prefix="tvm-gvisor-probe-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}probe-{os.getpid()}-") as tmp:
         bundle = Path(tmp) / "bundle"
         state = Path(tmp) / "state"
         bundle.mkdir()

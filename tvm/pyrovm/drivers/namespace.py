@@ -98,6 +98,7 @@ class NamespaceSandbox(Sandbox):
             limits.processes + 8,
             program_memory_bytes=limits.memory_mb << 20,
             program_pids=limits.processes,
+            cpus=limits.cpus,
         )
         self.cgroup.reset_program_peak()
 
@@ -273,7 +274,7 @@ class NamespaceDriver(Driver):
             raise SandboxError(f"image {spec.rootfs} has no /usr/bin/python3 for the agent")
         cgroup = self.cgroups.create(f"sb-{uuid.uuid4().hex[:12]}")
         sandbox = NamespaceSandbox(spec, cgroup)
-        cgroup.set_limits(spec.memory_mb << 20, spec.processes)
+        cgroup.set_limits(spec.memory_mb << 20, spec.processes, cpus=spec.cpus)
         mb = 1 << 20
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         err_r, err_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
@@ -281,14 +282,16 @@ class NamespaceDriver(Driver):
         sandbox.stderr_fd = err_r
         fds = [theirs.fileno(), err_w]
         try:
-            for path in cgroup.procs_files + list(cgroup.program_procs_files.values()):
+            for path in cgroup.procs_files + cgroup.program_procs_files:
                 fds.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
+            fds.append(os.open(cgroup.program_cpu_file, os.O_RDONLY | os.O_CLOEXEC))
             request = {
                 "type": "fork",
                 "workdir_bytes": spec.workdir_mb * mb,
                 "tmp_bytes": spec.tmp_mb * mb,
                 "shm_bytes": SHM_MB * mb,
                 "cgroups": len(cgroup.procs_files),
+                "program_cgroups": len(cgroup.program_procs_files),
                 "init": to_wire(sandbox.init_message()),  # no round trip for it after the hello
             }
             for attempt in range(3):

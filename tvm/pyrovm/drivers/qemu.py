@@ -181,7 +181,7 @@ class QemuDriver(Driver):
             disk = await asyncio.to_thread(build_disk, spec.rootfs)
         except OSError as exc:
             raise SandboxError(f"cannot make the VM disk of {spec.image}: {exc}") from exc
-        workdir = Path(tempfile.mkdtemp(prefix="tvm-qemu-"))
+        workdir = Path(tempfile.mkdtemp(prefix=f"tvm-qemu-{os.getpid()}-"))
         cgroup = None
         if self.cgroups is not None:
             cgroup = await asyncio.to_thread(self.cgroups.create, f"qm-{uuid.uuid4().hex[:12]}")

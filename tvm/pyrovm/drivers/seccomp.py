@@ -2,9 +2,12 @@
 
 A deny list on top of the capability drop: the syscalls a program has no
 business making (tracing, mounting, kernel modules, BPF, keyrings, new
-namespaces, ...) fail with EPERM. Foreign-architecture syscalls are killed
-(libseccomp's default for a bad arch). ``clone3`` fails with ENOSYS so libc
-falls back to ``clone``, whose flags can be checked.
+namespaces, ...) fail with EPERM; those that draw on a pool or a view the host
+shares between sandboxes (AIO contexts) fail with ENOSYS; socket
+families other than Unix and IP (netlink among them) with EAFNOSUPPORT.
+Foreign-architecture syscalls are killed (libseccomp's default for a bad
+arch). ``clone3`` fails with ENOSYS so libc falls back to ``clone``, whose
+flags can be checked.
 """
 
 from __future__ import annotations
@@ -81,7 +84,18 @@ DENIED = (
     "set_mempolicy",
     "migrate_pages",
     "move_pages",
+    "memfd_secret",
 )
+
+# Refused with ENOSYS ("this kernel has none"), so that libraries fall back
+# (libaio users take a thread pool), by the host kernel's filter only: each
+# draws on a pool the whole host shares. Under gVisor they are the Sentry's
+# own, per sandbox, and stay allowed.
+# * io_setup: AIO contexts come from one host-wide pool (fs.aio-max-nr); one
+#   sandbox could take all of them from every other.
+# (inotify stays: each sandbox's image is an overlay of its own, agent/mounts.py,
+# so a watch sees only its own sandbox's opens; fanotify is denied above.)
+HOST_SHARED = ("io_setup",)
 
 CLONE_NAMESPACE_FLAGS = (
     0x00020000,  # CLONE_NEWNS
@@ -98,11 +112,15 @@ CLONE_NAMESPACE_FLAGS = (
 # AF_VSOCK in particular is not namespaced at all: on a host that is itself a
 # VM (/dev/vsock), it would let a program talk to the hypervisor and to vsock
 # services of the host, past the empty network namespace.
+#
+# AF_NETLINK is refused too: its socket queues are not charged to any memory
+# cgroup, and a NETLINK_USERSOCK socket may unicast to another one, so a
+# program could hold hundreds of MiB of kernel memory past its limit. glibc's
+# getaddrinfo does without it (it then assumes IPv4 and IPv6 both configured).
 ALLOWED_SOCKET_FAMILIES = (
     1,  # AF_UNIX
     2,  # AF_INET
     10,  # AF_INET6
-    16,  # AF_NETLINK (getaddrinfo, if_nameindex: inside the empty netns)
 )
 # Families are below 64 (AF_MAX is 46 in Linux 6.1); the kernel refuses larger.
 MAX_SOCKET_FAMILY = 64
@@ -167,6 +185,8 @@ def build_filter() -> bytes:
 
         for name in DENIED:
             rule(_act_errno(errno.EPERM), name)
+        for name in HOST_SHARED:
+            rule(_act_errno(errno.ENOSYS), name)
         for flag in CLONE_NAMESPACE_FLAGS:
             rule(_act_errno(errno.EPERM), "clone", _ArgCmp(0, SCMP_CMP_MASKED_EQ, flag, flag))
         rule(_act_errno(errno.ENOSYS), "clone3")
