@@ -34,13 +34,12 @@ from typing import Any
 
 import httpx
 
-from tvm.api import ExecutionResponse, Job
+from tvm.api import ExecutionResponse, Job, internal_stage
 from tvm.config.settings import Settings
 from tvm.errors import CapacityError, ImageNotBuilt, RequestError, TVMError
 from tvm.pyroshell.discovery import resolve_workers
 from tvm.pyroshell.embedded import URL as EMBEDDED
 from tvm.pyroshell.embedded import EmbeddedWorker
-from tvm.pyrovm.engine import internal_stage
 from tvm.utils import metrics
 from tvm.utils.web import REQUEST_ID_HEADER
 
