@@ -80,6 +80,10 @@ MAXIMA: dict[str, float] = {
     "max_file_size": 4096,
     "number_of_runs": 20,
 }
+# The file-size rlimit also counts in-memory files: Erlang/OTP 25's JIT sizes an
+# 8 MiB memfd at start, so a smaller cap kills every BEAM program. Judge0's
+# max_file_size still caps stdout and stderr exactly; files get at least this.
+MIN_FILE_SIZE_KB = 16384
 MAX_OPTION_CHARS = 128  # compiler_options, command_line_arguments
 MAX_EXTRACT_KB = 10240  # additional_files, extracted
 MAX_BATCH = 20
@@ -310,7 +314,9 @@ def accept(
             cpu_time_ms=math.ceil((limits["cpu_time_limit"] + limits["cpu_extra_time"]) * 1000),
             memory_mb=max(1, math.ceil(limits["memory_limit"] / 1024)),
             processes=int(limits["max_processes_and_or_threads"]),
-            file_size_kb=int(limits["max_file_size"]),
+            file_size_kb=max(
+                int(limits["max_file_size"]), min(MIN_FILE_SIZE_KB, run_max.file_size_kb)
+            ),
             output_bytes=min(int(limits["max_file_size"]) * 1024, run_max.output_bytes),
         ),
         compiler_options=sub.compiler_options if language.compiled else None,
