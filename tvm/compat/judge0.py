@@ -44,9 +44,9 @@ import binascii
 import math
 import shlex
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
 from tvm.api import CodeExecutionRequest, FileSpec, LimitsIn
 from tvm.compat.judge0_files import unpack
@@ -117,30 +117,41 @@ def encodable(value: Any) -> Any:
     return value
 
 
+def _limit(name: str, unit: str) -> Any:
+    """A limit attribute: its range in the schema; checked (with Judge0's message) by accept."""
+    return Field(
+        None,
+        description=f"{unit + '; ' if unit else ''}default {DEFAULTS[name]}",
+        json_schema_extra={"exclusiveMinimum": 0, "maximum": MAXIMA[name]},
+    )
+
+
 class Judge0Submission(BaseModel):
     """The body of ``POST /submissions`` (unknown fields are ignored, as Judge0 does)."""
 
     model_config = ConfigDict(extra="ignore")
 
-    source_code: str | None = None
-    language_id: int | None = None
-    compiler_options: str | None = None
-    command_line_arguments: str | None = None
+    source_code: str | None = Field(None, description="required, except for language 89")
+    language_id: int | None = Field(None, description="an id of GET /languages")
+    compiler_options: str | None = Field(None, max_length=MAX_OPTION_CHARS)
+    command_line_arguments: str | None = Field(None, max_length=MAX_OPTION_CHARS)
     stdin: str | None = None
     expected_output: str | None = None
-    cpu_time_limit: float | None = None
-    cpu_extra_time: float | None = None
-    wall_time_limit: float | None = None
-    memory_limit: float | None = None
-    stack_limit: int | None = None
-    max_processes_and_or_threads: int | None = None
+    cpu_time_limit: float | None = _limit("cpu_time_limit", "seconds")
+    cpu_extra_time: float | None = _limit("cpu_extra_time", "seconds")
+    wall_time_limit: float | None = _limit("wall_time_limit", "seconds")
+    memory_limit: float | None = _limit("memory_limit", "KB")
+    stack_limit: int | None = _limit("stack_limit", "KB")
+    max_processes_and_or_threads: int | None = _limit("max_processes_and_or_threads", "")
     enable_per_process_and_thread_time_limit: bool | None = None
     enable_per_process_and_thread_memory_limit: bool | None = None
-    max_file_size: int | None = None
+    max_file_size: int | None = _limit("max_file_size", "KB")
     redirect_stderr_to_stdout: bool | None = None
-    enable_network: bool | None = None
-    number_of_runs: int | None = None
-    callback_url: str | None = None
+    enable_network: Literal[False] | None = Field(None, description="cannot be enabled here")
+    number_of_runs: int | None = _limit("number_of_runs", "")
+    callback_url: str | None = Field(
+        None, pattern=r"^https?://", description="gets a PUT with the result; public hosts only"
+    )
     additional_files: str | None = Field(None, description="a base64-encoded zip archive")
 
     _text = field_validator(
@@ -153,6 +164,36 @@ class Judge0Batch(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     submissions: list[dict[str, Any]] = Field(..., description="Judge0 submissions")
+
+
+class Judge0Error(BaseModel):
+    """Judge0's error body (400, 401, 403, 404, 503)."""
+
+    error: str
+
+
+class FieldErrors(RootModel[dict[str, list[str]]]):
+    """Judge0's 422: each bad attribute with its problems, ``{"language_id": ["..."]}``."""
+
+
+_WHY = {
+    400: "bad query parameters (fields, tokens, page...), or an answer not UTF-8 without base64",
+    401: "an API key is required and missing or unknown",
+    403: "the key is not an admin key",
+    404: "no such submission (or it is another key's) or language",
+    422: "an attribute is invalid; each one named with its problems",
+    429: "over the key's rate limit or concurrency quota (Retry-After says when to retry)",
+    500: "a worker the gateway should have is down",
+    503: "the queue is full",
+}
+
+
+def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error answers a Judge0 route may give, for the OpenAPI schema."""
+    return {
+        code: {"model": FieldErrors if code == 422 else Judge0Error, "description": _WHY[code]}
+        for code in codes
+    }
 
 
 def config_info(settings: Settings) -> dict[str, Any]:
@@ -270,14 +311,6 @@ def accept(
     source = _decode_text(sub.source_code, base64_encoded, "source_code") or b""
     stdin = _decode_text(sub.stdin, base64_encoded, "stdin")
     expected = _decode_text(sub.expected_output, base64_encoded, "expected_output")
-    for name in ("compiler_options", "command_line_arguments"):
-        value = getattr(sub, name)
-        if value is not None and len(value) > MAX_OPTION_CHARS:
-            raise InvalidRequest(name, f"is too long (maximum is {MAX_OPTION_CHARS} characters)")
-    if sub.callback_url and not sub.callback_url.startswith(("http://", "https://")):
-        raise InvalidRequest("callback_url", "must be an http:// or https:// URL")
-    if sub.enable_network:
-        raise InvalidRequest("enable_network", "this option cannot be enabled")
     limits = {name: _number(sub, name) for name in MAXIMA}
     archive = None
     if sub.additional_files:

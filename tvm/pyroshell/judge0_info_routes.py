@@ -62,57 +62,57 @@ def judge0_info_router() -> APIRouter:
     router = APIRouter(tags=[JUDGE0_TAG], dependencies=[Depends(principal)])
     stats = StatisticsCache()
 
-    @router.get("/languages")
+    @router.get("/languages", responses=judge0.responses(401))
     async def languages(request: Request) -> list[dict[str, Any]]:
         return langs.languages(gateway(request).catalog)
 
-    @router.get("/languages/all")
+    @router.get("/languages/all", responses=judge0.responses(401))
     async def all_languages(request: Request) -> list[dict[str, Any]]:
         return langs.all_languages(gateway(request).catalog)
 
-    @router.get("/languages/{language_id}")
+    @router.get("/languages/{language_id}", responses=judge0.responses(401, 404, 422))
     async def language(language_id: int, request: Request) -> dict[str, Any]:
         found = langs.language_detail(gateway(request).catalog, language_id)
         if found is None:
             raise NotFound(f"language with id {language_id} doesn't exist")
         return found
 
-    @router.get("/statuses")
+    @router.get("/statuses", responses=judge0.responses(401))
     async def statuses() -> list[dict[str, Any]]:
         return [{"id": int(i), "description": d} for i, d in DESCRIPTIONS.items()]
 
-    @router.get("/config_info")
+    @router.get("/config_info", responses=judge0.responses(401))
     async def config_info(request: Request) -> dict[str, Any]:
         return judge0.config_info(gateway(request).settings)
 
-    @router.get("/about")
+    @router.get("/about", responses=judge0.responses(401))
     async def about() -> dict[str, Any]:
         return judge0_info.about()
 
-    @router.get("/version", response_class=PlainTextResponse)
+    @router.get("/version", response_class=PlainTextResponse, responses=judge0.responses(401))
     async def version() -> str:
         return judge0.COMPATIBLE_VERSION
 
-    @router.get("/license", response_class=PlainTextResponse)
+    @router.get("/license", response_class=PlainTextResponse, responses=judge0.responses(401))
     async def license_text() -> str:
         return judge0_info.LICENSE
 
-    @router.get("/isolate", response_class=PlainTextResponse)
+    @router.get("/isolate", response_class=PlainTextResponse, responses=judge0.responses(401))
     async def isolate(request: Request) -> str:
         return judge0_info.isolate(gateway(request).settings.driver)
 
-    @router.get("/system_info")
+    @router.get("/system_info", responses=judge0.responses(401))
     async def system_info() -> dict[str, str]:
         return await asyncio.to_thread(judge0_info.system_info)
 
-    @router.get("/statistics")
+    @router.get("/statistics", responses=judge0.responses(401, 422))
     async def statistics(
         request: Request,
         invalidate_cache: str | None = Query(None, description="`true`: recompute now"),
     ) -> dict[str, Any]:
         return await stats.get(gateway(request), invalidate_cache == "true")
 
-    @router.get("/workers")
+    @router.get("/workers", responses=judge0.responses(401, 500))
     async def workers(request: Request) -> JSONResponse:
         gw = gateway(request)
         running = await gw.store.count((PROCESSING,))
@@ -130,11 +130,11 @@ def judge0_info_router() -> APIRouter:
         # Judge0 answers 500 while not every worker it should have is up.
         return JSONResponse(body, status_code=200 if healthy == total else 500)
 
-    @router.post("/authenticate")
+    @router.post("/authenticate", responses=judge0.responses(401))
     async def authenticate(who: Who) -> Response:
         return Response(status_code=200)
 
-    @router.post("/authorize")
+    @router.post("/authorize", responses=judge0.responses(401, 403))
     async def authorize(who: Who) -> Response:
         if not who.admin:
             raise Forbidden("this key is not an admin key (admin_keys)")

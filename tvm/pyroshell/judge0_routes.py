@@ -105,7 +105,9 @@ def _page_number(name: str, value: str | None, default: int, low: int, high: int
 def judge0_router() -> APIRouter:
     router = APIRouter(tags=[JUDGE0_TAG], dependencies=[Depends(principal)])
 
-    @router.post("/submissions", status_code=201)
+    @router.post(
+        "/submissions", status_code=201, responses=judge0.responses(400, 401, 422, 429, 503)
+    )
     async def create(
         body: judge0.Judge0Submission,
         request: Request,
@@ -136,7 +138,9 @@ def judge0_router() -> APIRouter:
             rendered = {"token": row["token"], "error": judge0.NOT_UTF8}
         return JSONResponse(rendered, status_code=201)
 
-    @router.post("/submissions/batch", status_code=201)
+    @router.post(
+        "/submissions/batch", status_code=201, responses=judge0.responses(400, 401, 422, 429, 503)
+    )
     async def create_batch(
         body: judge0.Judge0Batch,
         request: Request,
@@ -175,7 +179,7 @@ def judge0_router() -> APIRouter:
             gw.dispatcher.notify()
         return JSONResponse(answers, status_code=201 if rows else 422)
 
-    @router.get("/submissions/batch")
+    @router.get("/submissions/batch", responses=judge0.responses(400, 401, 422))
     async def show_batch(
         request: Request,
         who: Who,
@@ -206,7 +210,7 @@ def judge0_router() -> APIRouter:
             raise InvalidRequest("body", judge0.NOT_UTF8_BATCH) from None
         return {"submissions": out}
 
-    @router.get("/submissions")
+    @router.get("/submissions", responses=judge0.responses(400, 401, 403, 422))
     async def index(
         request: Request,
         who: Who,
@@ -236,7 +240,7 @@ def judge0_router() -> APIRouter:
         }
         return {"submissions": out, "meta": meta}
 
-    @router.get("/submissions/{token}")
+    @router.get("/submissions/{token}", responses=judge0.responses(400, 401, 404))
     async def show(
         token: str,
         request: Request,
@@ -251,7 +255,7 @@ def judge0_router() -> APIRouter:
         except results.NotUtf8:
             raise InvalidRequest("body", judge0.NOT_UTF8) from None
 
-    @router.delete("/submissions/{token}")
+    @router.delete("/submissions/{token}", responses=judge0.responses(400, 401, 404))
     async def destroy(
         token: str, request: Request, who: Who, fields: str | None = FieldsParam
     ) -> Any:
