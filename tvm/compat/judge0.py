@@ -51,7 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 from tvm.api import CodeExecutionRequest, FileSpec, LimitsIn
 from tvm.compat.judge0_files import unpack
 from tvm.compat.judge0_languages import MULTI_FILE, language_table
-from tvm.config.catalog import Catalog, Language
+from tvm.config.catalog import Catalog, Language, load_catalog
 from tvm.config.settings import Settings
 from tvm.errors import InvalidRequest
 
@@ -126,10 +126,24 @@ def _limit(name: str, unit: str) -> Any:
     )
 
 
+def _submission_schema(schema: dict[str, Any]) -> None:
+    """What the schema says beyond the types: ``language_id`` is one of the catalog's
+    ids, and ``source_code`` is required except for a multi-file program (89)."""
+    ids = sorted(language_table(load_catalog()))
+    schema["properties"]["language_id"] = {"type": "integer", "enum": ids, "title": "Language Id"}
+    schema["required"] = ["language_id"]
+    schema["if"] = {"properties": {"language_id": {"const": MULTI_FILE}}}
+    for branch, name in (("then", "additional_files"), ("else", "source_code")):
+        schema[branch] = {
+            "required": [name],
+            "properties": {name: {"type": "string", "minLength": 1}},
+        }
+
+
 class Judge0Submission(BaseModel):
     """The body of ``POST /submissions`` (unknown fields are ignored, as Judge0 does)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", json_schema_extra=_submission_schema)
 
     source_code: str | None = Field(None, description="required, except for language 89")
     language_id: int | None = Field(None, description="an id of GET /languages")
@@ -150,7 +164,9 @@ class Judge0Submission(BaseModel):
     enable_network: Literal[False] | None = Field(None, description="cannot be enabled here")
     number_of_runs: int | None = _limit("number_of_runs", "")
     callback_url: str | None = Field(
-        None, pattern=r"^https?://", description="gets a PUT with the result; public hosts only"
+        None,
+        pattern=r"^https?://[^/?#@\s]+",
+        description="gets a PUT with the result; public hosts only",
     )
     additional_files: str | None = Field(None, description="a base64-encoded zip archive")
 
@@ -163,7 +179,15 @@ class Judge0Submission(BaseModel):
 class Judge0Batch(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    submissions: list[dict[str, Any]] = Field(..., description="Judge0 submissions")
+    submissions: list[dict[str, Any]] = Field(
+        ...,
+        description=f"Judge0 submissions (1 to {MAX_BATCH}; more or none is a 400)",
+        json_schema_extra={
+            "minItems": 1,
+            "maxItems": MAX_BATCH,
+            "items": {"$ref": "#/components/schemas/Judge0Submission"},
+        },
+    )
 
 
 class Judge0Error(BaseModel):
@@ -174,6 +198,10 @@ class Judge0Error(BaseModel):
 
 class FieldErrors(RootModel[dict[str, list[str]]]):
     """Judge0's 422: each bad attribute with its problems, ``{"language_id": ["..."]}``."""
+
+
+class BatchErrors(RootModel[list[dict[str, list[str]]]]):
+    """Judge0's 422 of a batch where no submission was valid: one error object each."""
 
 
 _WHY = {

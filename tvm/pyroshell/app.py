@@ -20,9 +20,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client.metrics_core import Metric
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tvm import __version__
 from tvm.api import CodeExecutionRequest, ExecutionResponse, build_job
@@ -147,6 +149,12 @@ def install_gateway_errors(app: FastAPI) -> None:
         field, problem = validation_message(exc)
         error = InvalidRequest(field, problem)
         return judge0_error(error) if _is_judge0(request) else error_response(error)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if _is_judge0(request):  # e.g. a body that cannot be parsed
+            return JSONResponse({"error": str(exc.detail)}, exc.status_code, exc.headers)
+        return await http_exception_handler(request, exc)
 
 
 def _engine_metrics(request: Request) -> list[Metric]:

@@ -130,11 +130,25 @@ def judge0_info_router() -> APIRouter:
         # Judge0 answers 500 while not every worker it should have is up.
         return JSONResponse(body, status_code=200 if healthy == total else 500)
 
-    @router.post("/authenticate", responses=judge0.responses(401))
+    @router.post(
+        "/authenticate",
+        response_class=Response,
+        responses={
+            200: {"description": "the key is accepted", "content": {}},
+            **judge0.responses(401),
+        },
+    )
     async def authenticate(who: Who) -> Response:
         return Response(status_code=200)
 
-    @router.post("/authorize", responses=judge0.responses(401, 403))
+    @router.post(
+        "/authorize",
+        response_class=Response,
+        responses={
+            200: {"description": "an admin key", "content": {}},
+            **judge0.responses(401, 403),
+        },
+    )
     async def authorize(who: Who) -> Response:
         if not who.admin:
             raise Forbidden("this key is not an admin key (admin_keys)")

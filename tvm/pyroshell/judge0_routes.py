@@ -36,7 +36,12 @@ from tvm.pyroshell.store import PROCESSING, QUEUED
 from tvm.utils import metrics
 
 Base64Flag = Query(None, description="`true`: text attributes are base64 (in and out)")
-FieldsParam = Query(None, description="comma-separated attribute names, or `*` for all")
+_NAME = "|".join(results.ALL_FIELDS)
+FieldsParam = Query(
+    None,
+    description="comma-separated attribute names, or `*` for all",
+    json_schema_extra={"pattern": rf"^(\*|\s*({_NAME})\s*(,\s*({_NAME})\s*)*)?$"},
+)
 
 
 DEFAULT_PER_PAGE, MAX_PER_PAGE = 20, 100
@@ -139,7 +144,12 @@ def judge0_router() -> APIRouter:
         return JSONResponse(rendered, status_code=201)
 
     @router.post(
-        "/submissions/batch", status_code=201, responses=judge0.responses(400, 401, 422, 429, 503)
+        "/submissions/batch",
+        status_code=201,
+        responses={
+            **judge0.responses(400, 401, 429, 503),
+            422: {"model": judge0.BatchErrors, "description": "no submission was valid"},
+        },
     )
     async def create_batch(
         body: judge0.Judge0Batch,
@@ -183,7 +193,11 @@ def judge0_router() -> APIRouter:
     async def show_batch(
         request: Request,
         who: Who,
-        tokens: str = Query("", description="comma-separated tokens"),
+        tokens: str = Query(
+            ...,
+            description=f"comma-separated tokens, 1 to {judge0.MAX_BATCH}",
+            json_schema_extra={"pattern": rf"^[^,]+(,[^,]+){{0,{judge0.MAX_BATCH - 1}}}$"},
+        ),
         base64_encoded: str | None = Base64Flag,
         fields: str | None = FieldsParam,
     ) -> dict[str, Any]:
