@@ -101,6 +101,14 @@ class StageResult(BaseModel):
     truncated: bool
 
 
+def internal_stage(message: str) -> StageResult:
+    """The result of a stage that could not run: ``internal_error`` with the reason."""
+    return StageResult(
+        status="internal_error", stdout="", stderr=message, exit_code=None, signal=None,
+        cpu_ms=0, wall_ms=0, memory_kb=0, truncated=False,
+    )  # fmt: skip
+
+
 class TestResult(StageResult):
     verdict: Literal["accepted", "wrong_answer"] | None = None
 

@@ -11,8 +11,11 @@ service itself and for bad requests::
     │   ├── InvalidRequest          400: a field is wrong; names the field and allowed range
     │   ├── UnknownLanguage         400: no such language / version in the catalog
     │   ├── Unauthorized            401: a valid API key is required
-    │   └── NotFound                404: no such submission / image / key
+    │   ├── Forbidden               403: the key may not do this (an admin key may)
+    │   ├── NotFound                404: no such submission / image / key
+    │   └── DestinationRefused      400: an outbound request may not go there (outbound.py)
     ├── CapacityError               429/503 with Retry-After: too busy right now
+    ├── Unreachable                 an allowed outbound destination did not answer in time
     ├── ImageError
     │   ├── ImageNotBuilt           503: the language's image must be built first
     │   └── ImageBuildFailed        an image build failed
@@ -78,8 +81,22 @@ class Unauthorized(RequestError):
     status_code = 401
 
 
+class Forbidden(RequestError):
+    """The key is valid but may not do this; an admin key (``admin_keys``) may."""
+
+    status_code = 403
+
+
 class NotFound(RequestError):
     status_code = 404
+
+
+class DestinationRefused(RequestError):
+    """An outbound request (a callback) names a destination the service may not reach."""
+
+
+class Unreachable(TVMError):
+    """An outbound request could not connect, or got no answer within its time."""
 
 
 class CapacityError(TVMError):

@@ -3,15 +3,10 @@ callbacks and metrics (fake workers in process)."""
 
 from __future__ import annotations
 
-import http.server
-import json
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -20,7 +15,6 @@ from tests.gateway_support import gateway_client, gateway_settings, wait_done
 from tests.unit.fakes import FakeDriver, stage_reply
 from tests.unit.test_engine import make_engine
 from tvm.pyroshell.auth import hash_secret
-from tvm.pyroshell.dispatcher import deliver
 from tvm.pyrovm.api import create_app
 
 A, B = "http://127.0.0.1:9", "http://127.0.0.1:10"
@@ -237,65 +231,6 @@ def test_full_queue_is_503_with_retry_after(tmp_path: Path) -> None:
         statuses = [r.status_code for r in codes]
         assert statuses[-1] == 503 and statuses.count(201) >= 2
         assert codes[-1].json() == {"error": "queue is full"} and codes[-1].headers["Retry-After"]
-
-
-# -- callbacks ---------------------------------------------------------------------------
-class Receiver(http.server.BaseHTTPRequestHandler):
-    bodies: list[dict[str, Any]] = []
-    fail_first = 0
-
-    def do_PUT(self) -> None:
-        data = self.rfile.read(int(self.headers["Content-Length"]))
-        if Receiver.fail_first > 0:
-            Receiver.fail_first -= 1
-            self.send_response(500)
-        else:
-            Receiver.bodies.append(json.loads(data))
-            self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def receiver() -> Iterator[str]:
-    Receiver.bodies, Receiver.fail_first = [], 0
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
-    server.shutdown()
-    server.server_close()
-
-
-def test_callback_gets_judge0_put(tmp_path: Path, receiver: str) -> None:
-    Receiver.fail_first = 1
-    with gateway_client(gateway_settings(tmp_path)) as gw:
-        body = {"source_code": "out called", "language_id": 71, "callback_url": receiver}
-        token = gw.post("/submissions", json=body).json()["token"]
-        wait_done(gw, token)
-        for _ in range(100):
-            if Receiver.bodies:
-                break
-            import time
-
-            time.sleep(0.05)
-    assert len(Receiver.bodies) == 1
-    sent = Receiver.bodies[0]
-    assert sent["token"] == token and sent["status"]["id"] == 3
-    assert sent["stdout"] == "Y2FsbGVkCg=="  # base64, as Judge0 sends it
-
-
-async def test_callback_gives_up_after_tries(receiver: str) -> None:
-    Receiver.fail_first = 10
-    waits: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        waits.append(seconds)
-
-    assert not await deliver(receiver, "{}", tries=3, timeout=2, sleep=sleep)
-    assert waits == [0.5, 1.0] and Receiver.fail_first == 7
 
 
 def test_metrics(tmp_path: Path) -> None:

@@ -24,6 +24,15 @@ Outputs travel as bytes (the worker is asked for base64) so that
 ``base64_encoded=true`` round-trips any byte, and a non-UTF-8 output without
 it gives Judge0's error message instead of mangled text.
 
+Language 89 (Multi-file program) has no source file: its files come in
+``additional_files`` (a base64 zip, whatever ``base64_encoded`` says, unpacked
+by :mod:`tvm.compat.judge0_files`), and its ``compile``/``compile.sh`` and
+``run``/``run.sh`` scripts are run by bash. For other languages the zip's files
+land beside the source file, and the source wins.
+
+Text attributes must be encodable: a lone UTF-16 surrogate (``"\ud800"`` in the
+JSON) is a 422 naming the attribute, as any other bad value.
+
 ``stack_limit`` and the per-process flags are validated and stored but not
 enforced separately (the sandbox has one memory cgroup for the whole program).
 """
@@ -32,18 +41,19 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import math
 import shlex
-import zipfile
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
 from tvm.api import CodeExecutionRequest, FileSpec, LimitsIn
-from tvm.config.catalog import Catalog, Language
-from tvm.errors import ConfigError, InvalidRequest
+from tvm.compat.judge0_files import unpack
+from tvm.compat.judge0_languages import MULTI_FILE, language_table
+from tvm.config.catalog import Catalog, Language, load_catalog
+from tvm.config.settings import Settings
+from tvm.errors import InvalidRequest
 
 # Judge0 CE defaults and maxima (judge0.conf).
 DEFAULTS: dict[str, Any] = {
@@ -70,6 +80,10 @@ MAXIMA: dict[str, float] = {
     "max_file_size": 4096,
     "number_of_runs": 20,
 }
+# The file-size rlimit also counts in-memory files: Erlang/OTP 25's JIT sizes an
+# 8 MiB memfd at start, so a smaller cap kills every BEAM program. Judge0's
+# max_file_size still caps stdout and stderr exactly; files get at least this.
+MIN_FILE_SIZE_KB = 16384
 MAX_OPTION_CHARS = 128  # compiler_options, command_line_arguments
 MAX_EXTRACT_KB = 10240  # additional_files, extracted
 MAX_BATCH = 20
@@ -84,25 +98,6 @@ NOT_UTF8_BATCH = (
     "use base64_encoded=true query parameter"
 )
 
-STATUSES: dict[int, str] = {
-    1: "In Queue",
-    2: "Processing",
-    3: "Accepted",
-    4: "Wrong Answer",
-    5: "Time Limit Exceeded",
-    6: "Compilation Error",
-    7: "Runtime Error (SIGSEGV)",
-    8: "Runtime Error (SIGXFSZ)",
-    9: "Runtime Error (SIGFPE)",
-    10: "Runtime Error (SIGABRT)",
-    11: "Runtime Error (NZEC)",
-    12: "Runtime Error (Other)",
-    13: "Internal Error",
-    14: "Exec Format Error",
-}
-IN_QUEUE, PROCESSING, ACCEPTED, WRONG_ANSWER, TIME_LIMIT, COMPILATION_ERROR = 1, 2, 3, 4, 5, 6
-INTERNAL_ERROR = 13
-SIGNAL_STATUS = {"SIGSEGV": 7, "SIGXFSZ": 8, "SIGFPE": 9, "SIGABRT": 10}
 SIGNAL_NUMBERS = {
     "SIGHUP": 1, "SIGINT": 2, "SIGQUIT": 3, "SIGILL": 4, "SIGTRAP": 5, "SIGABRT": 6,
     "SIGBUS": 7, "SIGFPE": 8, "SIGKILL": 9, "SIGUSR1": 10, "SIGSEGV": 11, "SIGUSR2": 12,
@@ -110,114 +105,171 @@ SIGNAL_NUMBERS = {
 }  # fmt: skip
 
 
+def encodable(value: Any) -> Any:
+    """A text attribute must be valid Unicode (no lone surrogate), or it is a 422."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"is not valid Unicode text (a lone surrogate at character {exc.start})"
+            ) from None
+    return value
+
+
+def _limit(name: str, unit: str) -> Any:
+    """A limit attribute: its range in the schema; checked (with Judge0's message) by accept."""
+    return Field(
+        None,
+        description=f"{unit + '; ' if unit else ''}default {DEFAULTS[name]}",
+        json_schema_extra={"exclusiveMinimum": 0, "maximum": MAXIMA[name]},
+    )
+
+
+def _submission_schema(schema: dict[str, Any]) -> None:
+    """What the schema says beyond the types: ``language_id`` is one of the catalog's
+    ids, and ``source_code`` is required except for a multi-file program (89)."""
+    ids = sorted(language_table(load_catalog()))
+    schema["properties"]["language_id"] = {"type": "integer", "enum": ids, "title": "Language Id"}
+    schema["required"] = ["language_id"]
+    schema["if"] = {"properties": {"language_id": {"const": MULTI_FILE}}}
+    for branch, name in (("then", "additional_files"), ("else", "source_code")):
+        schema[branch] = {
+            "required": [name],
+            "properties": {name: {"type": "string", "minLength": 1}},
+        }
+
+
 class Judge0Submission(BaseModel):
     """The body of ``POST /submissions`` (unknown fields are ignored, as Judge0 does)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", json_schema_extra=_submission_schema)
 
-    source_code: str | None = None
-    language_id: int | None = None
-    compiler_options: str | None = None
-    command_line_arguments: str | None = None
+    source_code: str | None = Field(None, description="required, except for language 89")
+    language_id: int | None = Field(None, description="an id of GET /languages")
+    compiler_options: str | None = Field(None, max_length=MAX_OPTION_CHARS)
+    command_line_arguments: str | None = Field(None, max_length=MAX_OPTION_CHARS)
     stdin: str | None = None
     expected_output: str | None = None
-    cpu_time_limit: float | None = None
-    cpu_extra_time: float | None = None
-    wall_time_limit: float | None = None
-    memory_limit: float | None = None
-    stack_limit: int | None = None
-    max_processes_and_or_threads: int | None = None
+    cpu_time_limit: float | None = _limit("cpu_time_limit", "seconds")
+    cpu_extra_time: float | None = _limit("cpu_extra_time", "seconds")
+    wall_time_limit: float | None = _limit("wall_time_limit", "seconds")
+    memory_limit: float | None = _limit("memory_limit", "KB")
+    stack_limit: int | None = _limit("stack_limit", "KB")
+    max_processes_and_or_threads: int | None = _limit("max_processes_and_or_threads", "")
     enable_per_process_and_thread_time_limit: bool | None = None
     enable_per_process_and_thread_memory_limit: bool | None = None
-    max_file_size: int | None = None
+    max_file_size: int | None = _limit("max_file_size", "KB")
     redirect_stderr_to_stdout: bool | None = None
-    enable_network: bool | None = None
-    number_of_runs: int | None = None
-    callback_url: str | None = None
+    enable_network: Literal[False] | None = Field(None, description="cannot be enabled here")
+    number_of_runs: int | None = _limit("number_of_runs", "")
+    callback_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^/?#@\s]+",
+        description="gets a PUT with the result; public hosts only",
+    )
     additional_files: str | None = Field(None, description="a base64-encoded zip archive")
+
+    _text = field_validator(
+        "source_code", "compiler_options", "command_line_arguments", "stdin",
+        "expected_output", "callback_url", "additional_files", mode="before",
+    )(encodable)  # fmt: skip
 
 
 class Judge0Batch(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    submissions: list[dict[str, Any]] = Field(..., description="Judge0 submissions")
+    submissions: list[dict[str, Any]] = Field(
+        ...,
+        description=f"Judge0 submissions (1 to {MAX_BATCH}; more or none is a 400)",
+        json_schema_extra={
+            "minItems": 1,
+            "maxItems": MAX_BATCH,
+            "items": {"$ref": "#/components/schemas/Judge0Submission"},
+        },
+    )
 
 
-# -- languages ------------------------------------------------------------------------
-def judge0_name(language: Language) -> str:
-    """Judge0's naming, "Python (3.11.2)", "C (GCC 12.2.0)", from the catalog's display name."""
-    label, _, rest = language.display_name.partition(" (")
-    if rest:
-        tool = rest.rstrip(")").rsplit(" ", 1)[0]
-        return f"{label} ({tool} {language.version})"
-    words = label.split(" ")
-    if len(words) > 1 and words[-1][:1].isdigit():
-        label = " ".join(words[:-1])
-    return f"{label} ({language.version})"
+class Judge0Error(BaseModel):
+    """Judge0's error body (400, 401, 403, 404, 503)."""
+
+    error: str
 
 
-def language_table(catalog: Catalog) -> dict[int, Language]:
-    """Judge0 id -> catalog entry; the one mapping, from the catalog's ``judge0_id`` keys."""
-    table: dict[int, Language] = {}
-    for language in catalog:
-        for judge0_id in language.judge0_ids:
-            if judge0_id in table:
-                raise ConfigError(
-                    f"judge0_id {judge0_id} is given to both {table[judge0_id].key} "
-                    f"and {language.key} in the language catalog"
-                )
-            table[judge0_id] = language
-    return table
+class FieldErrors(RootModel[dict[str, list[str]]]):
+    """Judge0's 422: each bad attribute with its problems, ``{"language_id": ["..."]}``."""
 
 
-def languages(catalog: Catalog) -> list[dict[str, Any]]:
-    rows = [{"id": i, "name": judge0_name(lang)} for i, lang in language_table(catalog).items()]
-    return sorted(rows, key=lambda row: (row["name"], row["id"]))
+class BatchErrors(RootModel[list[dict[str, list[str]]]]):
+    """Judge0's 422 of a batch where no submission was valid: one error object each."""
 
 
-def language_detail(catalog: Catalog, judge0_id: int) -> dict[str, Any] | None:
-    language = language_table(catalog).get(judge0_id)
-    if language is None:
-        return None
+_WHY = {
+    400: "bad query parameters (fields, tokens, page...), or an answer not UTF-8 without base64",
+    401: "an API key is required and missing or unknown",
+    403: "the key is not an admin key",
+    404: "no such submission (or it is another key's) or language",
+    422: "an attribute is invalid; each one named with its problems",
+    429: "over the key's rate limit or concurrency quota (Retry-After says when to retry)",
+    500: "a worker the gateway should have is down",
+    503: "the queue is full",
+}
+
+
+def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error answers a Judge0 route may give, for the OpenAPI schema."""
     return {
-        "id": judge0_id,
-        "name": judge0_name(language),
-        "is_archived": False,
-        "source_file": language.source_file,
-        "compile_cmd": language.compile,
-        "run_cmd": " ".join(language.run).replace("{source}", language.source_file),
+        code: {"model": FieldErrors if code == 422 else Judge0Error, "description": _WHY[code]}
+        for code in codes
     }
 
 
-def statuses() -> list[dict[str, Any]]:
-    return [{"id": i, "description": d} for i, d in STATUSES.items()]
-
-
-def config_info(max_queue_size: int, enable_delete: bool) -> dict[str, Any]:
-    info: dict[str, Any] = {
+def config_info(settings: Settings) -> dict[str, Any]:
+    """``GET /config_info``: every key of Judge0 CE 1.13.1, in its order, with this
+    service's values (Judge0's defaults where the behaviour is the same)."""
+    return {
         "maintenance_mode": False,
         "enable_wait_result": True,
         "enable_compiler_options": True,
         "allowed_languages_for_compile_options": [],
         "enable_command_line_arguments": True,
-        "enable_submission_delete": enable_delete,
+        "enable_submission_delete": settings.judge0_enable_delete,
         "enable_callbacks": True,
-        "callbacks_max_tries": 3,
-        "callbacks_timeout": 5.0,
+        "callbacks_max_tries": settings.callback_max_tries,
+        "callbacks_timeout": float(settings.callback_timeout_seconds),
         "enable_additional_files": True,
-        "max_queue_size": max_queue_size,
+        "max_queue_size": settings.max_queue_size,
+        "cpu_time_limit": DEFAULTS["cpu_time_limit"],
+        "max_cpu_time_limit": MAXIMA["cpu_time_limit"],
+        "cpu_extra_time": DEFAULTS["cpu_extra_time"],
+        "max_cpu_extra_time": MAXIMA["cpu_extra_time"],
+        "wall_time_limit": DEFAULTS["wall_time_limit"],
+        "max_wall_time_limit": MAXIMA["wall_time_limit"],
+        "memory_limit": DEFAULTS["memory_limit"],
+        "max_memory_limit": int(MAXIMA["memory_limit"]),
+        "stack_limit": DEFAULTS["stack_limit"],
+        "max_stack_limit": int(MAXIMA["stack_limit"]),
+        "max_processes_and_or_threads": DEFAULTS["max_processes_and_or_threads"],
+        "max_max_processes_and_or_threads": int(MAXIMA["max_processes_and_or_threads"]),
+        "enable_per_process_and_thread_time_limit": False,
+        "allow_enable_per_process_and_thread_time_limit": True,
+        "enable_per_process_and_thread_memory_limit": False,
+        "allow_enable_per_process_and_thread_memory_limit": True,
+        "max_file_size": DEFAULTS["max_file_size"],
+        "max_max_file_size": int(MAXIMA["max_file_size"]),
+        "number_of_runs": DEFAULTS["number_of_runs"],
+        "max_number_of_runs": int(MAXIMA["number_of_runs"]),
+        "redirect_stderr_to_stdout": False,
+        "max_extract_size": MAX_EXTRACT_KB,
+        "enable_batched_submissions": True,
+        "max_submission_batch_size": MAX_BATCH,
+        "submission_cache_duration": 1.0,
+        "use_docs_as_homepage": False,
+        "allow_enable_network": False,
+        "enable_network": False,
+        # base64 only when asked for (base64_encoded=true), as Judge0 with this set.
+        "disable_implicit_base64_encoding": True,
     }
-    for name, default in DEFAULTS.items():
-        info[name] = default
-        if name in MAXIMA:
-            info[f"max_{name}"] = MAXIMA[name]
-    info["allow_enable_per_process_and_thread_time_limit"] = True
-    info["allow_enable_per_process_and_thread_memory_limit"] = True
-    info["allow_enable_network"] = False
-    info["max_extract_size"] = MAX_EXTRACT_KB
-    info["enable_batched_submissions"] = True
-    info["max_submission_batch_size"] = MAX_BATCH
-    return info
 
 
 # -- request -> native ----------------------------------------------------------------
@@ -261,46 +313,32 @@ def _number(sub: Judge0Submission, name: str) -> Any:
     return value
 
 
-def _extract(archive: bytes, source_file: str) -> list[FileSpec]:
-    """The files of a zip archive (Judge0 unzips without overwriting the source file)."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(archive)) as zf:
-            infos = [info for info in zf.infolist() if not info.is_dir()]
-            if sum(info.file_size for info in infos) > MAX_EXTRACT_KB * 1024:
-                raise InvalidRequest(
-                    "additional_files", f"extracts to more than {MAX_EXTRACT_KB} KB"
-                )
-            files = []
-            for info in infos:
-                if info.filename == source_file:
-                    continue
-                data = zf.read(info)
-                files.append(FileSpec(name=info.filename, content=_b64(data), encoding="base64"))
-            return files
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as exc:
-        raise InvalidRequest("additional_files", f"is not a valid zip archive: {exc}") from exc
+def _extract(archive: bytes, skip: str | None, settings: Settings) -> list[FileSpec]:
+    """The zip's files beside the source (at most what a request may carry)."""
+    max_bytes = min(MAX_EXTRACT_KB * 1024, settings.max_files * settings.max_file_bytes)
+    files = unpack(archive, settings.max_files - (skip is not None), max_bytes, skip)
+    return [
+        FileSpec(name=name, content=_b64(data) or "", encoding="base64") for name, data in files
+    ]
 
 
-def accept(sub: Judge0Submission, base64_encoded: bool, catalog: Catalog) -> Accepted:
+def accept(
+    sub: Judge0Submission, base64_encoded: bool, catalog: Catalog, settings: Settings
+) -> Accepted:
     """Validate with Judge0's rules and translate; raises InvalidRequest naming the field."""
-    if sub.source_code is None or sub.source_code == "":
+    multi_file = sub.language_id == MULTI_FILE
+    if not multi_file and (sub.source_code is None or sub.source_code == ""):
         raise InvalidRequest("source_code", "can't be blank")
     if sub.language_id is None:
         raise InvalidRequest("language_id", "can't be blank")
     language = language_table(catalog).get(sub.language_id)
     if language is None:
         raise InvalidRequest("language_id", f"language with id {sub.language_id} doesn't exist")
+    if multi_file and not sub.additional_files:
+        raise InvalidRequest("additional_files", "can't be blank for a multi-file program")
     source = _decode_text(sub.source_code, base64_encoded, "source_code") or b""
     stdin = _decode_text(sub.stdin, base64_encoded, "stdin")
     expected = _decode_text(sub.expected_output, base64_encoded, "expected_output")
-    for name in ("compiler_options", "command_line_arguments"):
-        value = getattr(sub, name)
-        if value is not None and len(value) > MAX_OPTION_CHARS:
-            raise InvalidRequest(name, f"is too long (maximum is {MAX_OPTION_CHARS} characters)")
-    if sub.callback_url and not sub.callback_url.startswith(("http://", "https://")):
-        raise InvalidRequest("callback_url", "must be an http:// or https:// URL")
-    if sub.enable_network:
-        raise InvalidRequest("enable_network", "this option cannot be enabled")
     limits = {name: _number(sub, name) for name in MAXIMA}
     archive = None
     if sub.additional_files:
@@ -316,9 +354,15 @@ def accept(sub: Judge0Submission, base64_encoded: bool, catalog: Catalog) -> Acc
         stdin_text = (stdin or b"").decode()
     except UnicodeDecodeError as exc:
         raise InvalidRequest("stdin", "must decode to UTF-8 text") from exc
-    files = [FileSpec(name=None, content=_b64(source) or "", encoding="base64")]
+    files = (
+        [] if multi_file else [FileSpec(name=None, content=_b64(source) or "", encoding="base64")]
+    )
     if archive:
-        files += _extract(archive, language.source_file)
+        files += _extract(archive, None if multi_file else language.source_file, settings)
+    if multi_file and not any(spec.name in ("run", "run.sh") for spec in files):
+        raise InvalidRequest(
+            "additional_files", "a multi-file program needs a run or run.sh script"
+        )
     run_max = language.run_limits.maximum
     native = CodeExecutionRequest(
         language=language.name,
@@ -331,7 +375,9 @@ def accept(sub: Judge0Submission, base64_encoded: bool, catalog: Catalog) -> Acc
             cpu_time_ms=math.ceil((limits["cpu_time_limit"] + limits["cpu_extra_time"]) * 1000),
             memory_mb=max(1, math.ceil(limits["memory_limit"] / 1024)),
             processes=int(limits["max_processes_and_or_threads"]),
-            file_size_kb=int(limits["max_file_size"]),
+            file_size_kb=max(
+                int(limits["max_file_size"]), min(MIN_FILE_SIZE_KB, run_max.file_size_kb)
+            ),
             output_bytes=min(int(limits["max_file_size"]) * 1024, run_max.output_bytes),
         ),
         compiler_options=sub.compiler_options if language.compiled else None,

@@ -5,6 +5,10 @@ submission is rendered (``fields``, ``base64_encoded``). The rules are in
 A result is a dict of Judge0 attributes where the text attributes (``stdout``,
 ``stderr``, ``compile_output``, ``message``) are base64 of the raw bytes, so it
 can be stored as JSON and rendered either way later.
+
+Rendered base64 is Judge0's (Ruby's ``encode64``): lines of 60 characters, each
+ending in a newline; ``additional_files`` is always rendered so, as Judge0 does.
+``fields=*`` is exactly Judge0 CE 1.13.1's columns plus ``status`` and ``language``.
 """
 
 from __future__ import annotations
@@ -15,19 +19,9 @@ from datetime import datetime
 from typing import Any
 
 from tvm.api import ExecutionResponse, StageResult
-from tvm.compat.judge0 import (
-    ACCEPTED,
-    COMPILATION_ERROR,
-    INTERNAL_ERROR,
-    SIGNAL_NUMBERS,
-    SIGNAL_STATUS,
-    STATUSES,
-    TIME_LIMIT,
-    WRONG_ANSWER,
-    judge0_name,
-    language_table,
-    unb64,
-)
+from tvm.compat.judge0 import SIGNAL_NUMBERS, unb64
+from tvm.compat.judge0_languages import language_ref
+from tvm.compat.judge0_status import SIGNAL_STATUS, Status, describe
 from tvm.config.catalog import Catalog
 from tvm.errors import InvalidRequest, NotUtf8
 
@@ -44,12 +38,18 @@ ALL_FIELDS = (
     "enable_per_process_and_thread_memory_limit", "max_file_size", "compile_output",
     "exit_code", "exit_signal", "message", "wall_time", "compiler_options",
     "command_line_arguments", "redirect_stderr_to_stdout", "callback_url", "additional_files",
-    "enable_network", "started_at", "queued_at", "execution_host", "status", "language",
+    "enable_network", "status", "language",
 )  # fmt: skip
 
 
 def _b64(data: bytes | None) -> str | None:
     return None if not data else base64.b64encode(data).decode()
+
+
+def encode64(data: bytes) -> str:
+    """Base64 as Judge0 (Ruby's ``Base64.encode64``) writes it: 60-character lines."""
+    flat = base64.b64encode(data).decode()
+    return "".join(flat[i : i + 60] + "\n" for i in range(0, len(flat), 60))
 
 
 def _bytes(stage: StageResult, name: str) -> bytes:
@@ -61,7 +61,7 @@ def _strip(data: bytes) -> bytes:
 
 
 def internal_error(message: str) -> dict[str, Any]:
-    return {"status_id": INTERNAL_ERROR, "message": _b64(message.encode()), "stdout": None,
+    return {"status_id": Status.INTERNAL_ERROR, "message": _b64(message.encode()), "stdout": None,
             "stderr": None, "compile_output": None, "exit_code": None, "exit_signal": None,
             "time": None, "wall_time": None, "memory": None}  # fmt: skip
 
@@ -74,7 +74,7 @@ def one_run(response: ExecutionResponse, params: Mapping[str, Any]) -> dict[str,
         if compile_stage.status == "timeout":
             compile_output = b"Compilation time limit exceeded."
         result = internal_error("")
-        result.update(status_id=COMPILATION_ERROR, message=None,
+        result.update(status_id=Status.COMPILATION_ERROR, message=None,
                       compile_output=_b64(compile_output))  # fmt: skip
         return result
     stage = response.run
@@ -87,20 +87,20 @@ def one_run(response: ExecutionResponse, params: Mapping[str, Any]) -> dict[str,
     signal_number = SIGNAL_NUMBERS.get(stage.signal or "")
     message: str | None = None
     if stage.status == "timeout" or stage.cpu_ms > params["cpu_time_limit"] * 1000:
-        status, message = TIME_LIMIT, "Time limit exceeded"
+        status, message = Status.TIME_LIMIT_EXCEEDED, "Time limit exceeded"
     elif stage.status == "output_limit":
-        status, signal_number, message = SIGNAL_STATUS["SIGXFSZ"], 25, "Output limit exceeded"
+        status, signal_number, message = Status.SIGXFSZ, 25, "Output limit exceeded"
     elif stage.status == "memory_limit":
-        status, signal_number, message = 12, 9, "Memory limit exceeded"
+        status, signal_number, message = Status.OTHER, 9, "Memory limit exceeded"
     elif stage.status == "signal":
-        status = SIGNAL_STATUS.get(stage.signal or "", 12)
+        status = SIGNAL_STATUS.get(stage.signal or "", Status.OTHER)
         message = f"Caught fatal signal {signal_number or stage.signal}"
     elif stage.status == "runtime_error":
-        status, message = 11, f"Exited with error status {stage.exit_code}"
+        status, message = Status.NZEC, f"Exited with error status {stage.exit_code}"
     else:
         expected = unb64(params.get("expected_output"))
         same = expected is None or _strip(expected) == _strip(stdout)
-        status = ACCEPTED if same else WRONG_ANSWER
+        status = Status.ACCEPTED if same else Status.WRONG_ANSWER
     return {
         "status_id": status,
         "stdout": _b64(stdout),
@@ -154,21 +154,14 @@ def attributes(row: Mapping[str, Any], catalog: Catalog) -> dict[str, Any]:
     """Every attribute of a stored submission; text attributes as raw bytes."""
     params, result = row["params"], row["result"] or {}
     status_id = row["status_id"]
-    language = None
-    lang = language_table(catalog).get(params["language_id"])
-    if lang is not None:
-        language = {"id": params["language_id"], "name": judge0_name(lang)}
     out: dict[str, Any] = {name: params.get(name) for name in ALL_FIELDS if name in params}
     out.update(
         token=row["token"],
         status_id=status_id,
-        status={"id": status_id, "description": STATUSES[status_id]},
-        language=language,
+        status=describe(status_id),
+        language=language_ref(catalog, params["language_id"]),
         created_at=_iso(row["created_at"]),
-        queued_at=_iso(row["created_at"]),
-        started_at=_iso(row["started_at"]),
         finished_at=_iso(row["finished_at"]),
-        execution_host=row.get("worker"),
         cpu_time_limit=_decimal(params["cpu_time_limit"], 1),
         cpu_extra_time=_decimal(params["cpu_extra_time"], 1),
         wall_time_limit=_decimal(params["wall_time_limit"], 1),
@@ -181,6 +174,8 @@ def attributes(row: Mapping[str, Any], catalog: Catalog) -> dict[str, Any]:
     )
     for name in ("source_code", "stdin", "expected_output"):
         out[name] = unb64(params.get(name))
+    archive = params.get("additional_files")
+    out["additional_files"] = base64.b64decode(archive) if archive else None
     for name in ("stdout", "stderr", "compile_output", "message"):
         out[name] = unb64(result.get(name))
     return out
@@ -193,9 +188,11 @@ def render(
     out: dict[str, Any] = {}
     for name in fields:
         value = attrs.get(name)
-        if name in TEXT_FIELDS and value is not None:
+        if name == "additional_files" and value is not None:
+            value = encode64(value)
+        elif name in TEXT_FIELDS and value is not None:
             if base64_encoded:
-                value = base64.b64encode(value).decode()
+                value = encode64(value)
             else:
                 try:
                     value = value.decode()

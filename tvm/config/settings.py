@@ -196,6 +196,16 @@ class Settings(BaseSettings):
         0, ge=0, description="executions/min per client address without a key; 0: unlimited"
     )
     judge0_enable_delete: bool = Field(True, description="allow DELETE /submissions/{token}")
+    admin_keys: list[str] = Field(
+        default_factory=list,
+        description="prefixes of API keys (as `tvm keys list` shows them) with admin rights: "
+        "every submission, GET /submissions, Judge0's /authorize",
+    )
+    outbound_allow: list[str] = Field(
+        default_factory=list,
+        description="networks (CIDR) that callbacks may reach although they are loopback, "
+        "private, link-local or otherwise not public, e.g. 127.0.0.1/32",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -17,23 +17,26 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client.metrics_core import Metric
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tvm import __version__
 from tvm.api import CodeExecutionRequest, ExecutionResponse, build_job
 from tvm.compat import piston
-from tvm.config.catalog import Catalog, load_catalog
+from tvm.config.catalog import load_catalog
 from tvm.config.settings import Settings
 from tvm.errors import InvalidRequest, TVMError
 from tvm.pyroshell.auth import Gatekeeper, Principal
+from tvm.pyroshell.deps import JUDGE0_TAG, Gateway, Who, gateway, principal
 from tvm.pyroshell.dispatcher import Dispatcher, outcome_of
 from tvm.pyroshell.embedded import EmbeddedWorker
+from tvm.pyroshell.judge0_routes import judge0_router
 from tvm.pyroshell.store import QUEUED, Store
 from tvm.pyroshell.workers import Lost, WorkerPool, lost_response
 from tvm.utils import metrics
@@ -46,32 +49,6 @@ from tvm.utils.web import (
 )
 
 log = logging.getLogger("tvm.gateway")
-
-JUDGE0_TAG = "judge0"
-
-
-@dataclass
-class Gateway:
-    """Everything the routes share; ``app.state.gateway``."""
-
-    settings: Settings
-    catalog: Catalog
-    store: Store
-    pool: WorkerPool
-    dispatcher: Dispatcher
-    gate: Gatekeeper
-
-
-def gateway(request: Request) -> Gateway:
-    gw: Gateway = request.app.state.gateway
-    return gw
-
-
-async def principal(request: Request) -> Principal:
-    """Route dependency: who is asking (401 when a key is required and missing)."""
-    found = await gateway(request).gate.principal(request)
-    request.state.principal = found
-    return found
 
 
 async def run_native(
@@ -103,9 +80,6 @@ async def run_native(
     if isinstance(outcome, Lost):
         return lost_response(outcome, job.language.name, job.language.version, attempts)
     return outcome
-
-
-Who = Annotated[Principal, Depends(principal)]
 
 
 def execution_router() -> APIRouter:
@@ -170,6 +144,12 @@ def install_gateway_errors(app: FastAPI) -> None:
         error = InvalidRequest(field, problem)
         return judge0_error(error) if _is_judge0(request) else error_response(error)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if _is_judge0(request):  # e.g. a body that cannot be parsed
+            return JSONResponse({"error": str(exc.detail)}, exc.status_code, exc.headers)
+        return await http_exception_handler(request, exc)
+
 
 def _engine_metrics(request: Request) -> list[Metric]:
     local = gateway(request).pool.embedded
@@ -184,8 +164,6 @@ def create_gateway_app(
 ) -> FastAPI:
     """The gateway app; ``pool`` and ``store`` may be injected (tests).
     ``embedded``: run sandboxes in this process too (:mod:`.embedded`)."""
-    from tvm.pyroshell.judge0_routes import judge0_router
-
     catalog = load_catalog()
 
     @contextlib.asynccontextmanager

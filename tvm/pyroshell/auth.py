@@ -8,6 +8,9 @@ Whether a key is required (``auth_required``): ``true`` always, ``false`` never,
 unset (the default) only when the gateway listens beyond loopback *and* at least
 one key exists, so a local install stays open like Piston and Judge0.
 
+Keys whose prefix is listed in ``admin_keys`` are admin keys: they see and delete
+every submission (other keys only their own) and list them all.
+
 Limits, for work-creating requests only (executions and submissions; reads and
 polling are free): a token bucket per key (``rate_per_minute`` refill up to
 ``burst``; defaults from settings, per key overrides) and a concurrency quota
@@ -65,6 +68,12 @@ class Principal:
     rate_per_minute: int  # 0: unlimited
     burst: int
     max_concurrent: int | None  # None: no quota
+    admin: bool = False  # its prefix is in the ``admin_keys`` setting
+
+    def owns(self, owner_key_id: int | None) -> bool:
+        """May this principal see and delete a submission made by ``owner_key_id``? Its own
+        key's, or any with an admin key; an anonymous one (no key) by its token alone."""
+        return owner_key_id is None or self.admin or owner_key_id == self.key_id
 
     @property
     def bucket(self) -> str:
@@ -161,6 +170,7 @@ class Gatekeeper:
                 rate_per_minute=key["rate_per_minute"] or settings.key_rate_per_minute,
                 burst=key["burst"] or settings.key_burst,
                 max_concurrent=key["max_concurrent"] or settings.key_max_concurrent,
+                admin=key["prefix"] in settings.admin_keys,
             )
         client = request.client.host if request.client else "unknown"
         rate = settings.anonymous_rate_per_minute

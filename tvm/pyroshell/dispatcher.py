@@ -7,9 +7,12 @@
   one way of running a submission and storing its result.
 * When no worker takes a job within ``dispatch_wait_seconds`` the submission goes
   back to the queue (it was never sent, so re-running it is safe).
-* ``callback_url`` gets Judge0's PUT (the default fields, base64), tried up to
-  ``callback_max_tries`` times with exponential backoff; the delivery state is
-  stored, and deliveries still pending at a restart are sent again.
+* ``callback_url`` gets Judge0's PUT (the default fields, base64) through
+  :mod:`~tvm.pyroshell.outbound` (which decides where it may go). As under
+  Judge0, only a connection failure or a timeout is tried again, up to
+  ``callback_max_tries`` times with exponential backoff; any HTTP answer ends
+  the delivery. The delivery state is stored, and deliveries still pending at a
+  restart are sent again.
 * Finished submissions older than ``retention_hours`` are deleted hourly.
 * Every claim is a lease (:mod:`tvm.pyroshell.leases`): renewed while the
   submission runs, taken over by another replica (or this one after a restart)
@@ -31,15 +34,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httpx
-
 from tvm.api import ExecutionResponse
 from tvm.compat import judge0_result as results
-from tvm.compat.judge0 import ACCEPTED
+from tvm.compat.judge0_status import Status
 from tvm.config.catalog import Catalog
 from tvm.config.settings import Settings
-from tvm.errors import CapacityError, TVMError
+from tvm.errors import CapacityError, DestinationRefused, TVMError, Unreachable
 from tvm.pyroshell.leases import Claim, Leases
+from tvm.pyroshell.outbound import OutboundPolicy
 from tvm.pyroshell.replica import SingleGateway, replica_id
 from tvm.pyroshell.store import CALLBACK_DONE, CALLBACK_FAILED, QUEUED, Store
 from tvm.pyroshell.workers import Lost, WorkerPool
@@ -64,9 +66,15 @@ def outcome_of(response: ExecutionResponse | Lost) -> str:
 
 class Dispatcher:
     def __init__(
-        self, settings: Settings, store: Store, pool: WorkerPool, catalog: Catalog
+        self,
+        settings: Settings,
+        store: Store,
+        pool: WorkerPool,
+        catalog: Catalog,
+        outbound: OutboundPolicy | None = None,
     ) -> None:
         self.settings = settings
+        self.outbound = outbound or OutboundPolicy.from_settings(settings)
         self.store = store
         self.pool = pool
         self.catalog = catalog
@@ -205,7 +213,7 @@ class Dispatcher:
                     runs.append(results.internal_error(interrupted_message(attempts, reason)))
                     break
                 runs.append(results.one_run(response, params))
-                if runs[-1]["status_id"] != ACCEPTED:
+                if runs[-1]["status_id"] != Status.ACCEPTED:
                     break
             result = results.average(runs)
         except CapacityError as exc:
@@ -244,12 +252,7 @@ class Dispatcher:
         url = row["params"]["callback_url"]
         attrs = results.attributes(row, self.catalog)
         body = json.dumps(results.render(attrs, results.DEFAULT_FIELDS, base64_encoded=True))
-        delivered = await deliver(
-            url,
-            body,
-            tries=self.settings.callback_max_tries,
-            timeout=self.settings.callback_timeout_seconds,
-        )
+        delivered = await deliver(self.outbound, url, body, tries=self.settings.callback_max_tries)
         metrics.CALLBACKS.labels("delivered" if delivered else "failed").inc()
         await self.leases.callback_settled(
             row["id"], CALLBACK_DONE if delivered else CALLBACK_FAILED
@@ -271,20 +274,22 @@ Sleep = Callable[[float], Awaitable[None]]
 
 
 async def deliver(
-    url: str, body: str, tries: int, timeout: float, sleep: Sleep = asyncio.sleep
+    outbound: OutboundPolicy, url: str, body: str, tries: int, sleep: Sleep = asyncio.sleep
 ) -> bool:
-    """Judge0's callback: PUT the JSON; retry on a network error or a 5xx answer, waiting
-    0.5 s, 1 s, 2 s, ... (at most 30 s) between tries."""
+    """Judge0's callback: PUT the JSON. A connection failure or timeout is tried again,
+    waiting 0.5 s, 1 s, 2 s, ... (at most 30 s) between tries; a destination the
+    outbound policy refuses is never tried."""
     headers = {"Content-Type": "application/json"}
-    async with httpx.AsyncClient(timeout=timeout) as client:
-        for attempt in range(tries):
-            try:
-                reply = await client.put(url, content=body, headers=headers)
-                if reply.status_code < 500:
-                    return True
-                log.warning("callback %s answered %d (try %d)", url, reply.status_code, attempt + 1)
-            except httpx.HTTPError as exc:
-                log.warning("callback %s failed (try %d): %s", url, attempt + 1, exc)
-            if attempt + 1 < tries:
-                await sleep(min(0.5 * 2**attempt, 30.0))
+    for attempt in range(tries):
+        try:
+            status = await outbound.send("PUT", url, body.encode(), headers)
+            log.info("callback %s answered %d", url, status)
+            return True
+        except DestinationRefused as exc:
+            log.warning("callback %s refused: %s", url, exc.message)
+            return False
+        except Unreachable as exc:
+            log.warning("callback %s failed (try %d of %d): %s", url, attempt + 1, tries, exc)
+        if attempt + 1 < tries:
+            await sleep(min(0.5 * 2**attempt, 30.0))
     return False

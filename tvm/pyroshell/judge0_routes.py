@@ -1,10 +1,17 @@
-"""Judge0 CE routes of the gateway (translation rules: :mod:`tvm.compat.judge0`).
+"""Judge0 CE submission routes of the gateway (translation rules:
+:mod:`tvm.compat.judge0`; the other Judge0 routes: :mod:`.judge0_info_routes`).
 
 ``POST /submissions`` stores the submission before answering; with ``wait=true``
 it is run at once and answered with its result, otherwise the dispatcher runs it
 and the client polls ``GET /submissions/{token}``. Query parameters are Judge0's:
 ``base64_encoded`` and ``wait`` are true only when exactly ``true``; ``fields``
 is a comma-separated list or ``*``.
+
+A submission made with a key is seen and deleted only with that key or an admin
+key (another key gets the 404 of an unknown token, so tokens leak nothing); one
+made without a key, by its token alone. ``GET /submissions`` lists them all,
+paged, for an admin key only (403 otherwise), as Judge0 lists them for its
+authorised user.
 """
 
 from __future__ import annotations
@@ -17,17 +24,27 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from tvm import __version__
 from tvm.api import build_job
 from tvm.compat import judge0
 from tvm.compat import judge0_result as results
-from tvm.errors import CapacityError, InvalidRequest, NotFound
-from tvm.pyroshell.app import JUDGE0_TAG, Gateway, Principal, Who, gateway, principal
+from tvm.compat.judge0_status import DESCRIPTIONS, Status
+from tvm.errors import CapacityError, DestinationRefused, Forbidden, InvalidRequest, NotFound
+from tvm.pyroshell.auth import Principal
+from tvm.pyroshell.deps import JUDGE0_TAG, Gateway, Who, gateway, principal
+from tvm.pyroshell.judge0_info_routes import judge0_info_router
 from tvm.pyroshell.store import PROCESSING, QUEUED
 from tvm.utils import metrics
 
 Base64Flag = Query(None, description="`true`: text attributes are base64 (in and out)")
-FieldsParam = Query(None, description="comma-separated attribute names, or `*` for all")
+_NAME = "|".join(results.ALL_FIELDS)
+FieldsParam = Query(
+    None,
+    description="comma-separated attribute names, or `*` for all",
+    json_schema_extra={"pattern": rf"^(\*|\s*({_NAME})\s*(,\s*({_NAME})\s*)*)?$"},
+)
+
+
+DEFAULT_PER_PAGE, MAX_PER_PAGE = 20, 100
 
 
 def _flag(value: str | None) -> bool:
@@ -41,7 +58,12 @@ async def _check_queue(gw: Gateway, n: int) -> None:
 
 
 def _prepare(gw: Gateway, sub: judge0.Judge0Submission, b64: bool) -> judge0.Accepted:
-    accepted = judge0.accept(sub, b64, gw.catalog)
+    accepted = judge0.accept(sub, b64, gw.catalog, gw.settings)
+    if sub.callback_url:
+        try:
+            gw.dispatcher.outbound.check_literal(sub.callback_url)
+        except DestinationRefused as exc:
+            raise InvalidRequest("callback_url", exc.message) from exc
     try:
         build_job(accepted.native, gw.settings, gw.catalog)
     except InvalidRequest as exc:
@@ -60,19 +82,37 @@ def _row(accepted: judge0.Accepted, who: Principal, request_id: str, status: int
     }
 
 
-async def _render_one(
-    gw: Gateway, token: str, fields: tuple[str, ...], b64: bool
-) -> dict[str, Any]:
+async def _owned(gw: Gateway, token: str, who: Principal) -> dict[str, Any]:
+    """The stored submission, if ``who`` may see it; else the 404 of an unknown token."""
     row = await gw.store.get(token)
-    if row is None:
+    if row is None or not who.owns(row["key_id"]):
         raise NotFound(f"submission {token} not found")
+    return row
+
+
+async def _render_one(
+    gw: Gateway, token: str, who: Principal, fields: tuple[str, ...], b64: bool
+) -> dict[str, Any]:
+    row = await _owned(gw, token, who)
     return results.render(results.attributes(row, gw.catalog), fields, b64)
+
+
+def _page_number(name: str, value: str | None, default: int, low: int, high: int) -> int:
+    """Judge0's ``page``/``per_page`` (Ruby's ``to_i``: a non-number is 0)."""
+    text = (value or "").strip()
+    digits = text[1:] if text[:1] in "+-" else text
+    number = default if value is None else (int(text) if digits.isdigit() else 0)
+    if not low <= number <= high:
+        raise InvalidRequest("body", f"invalid {name}: {number} (from {low} to {high})")
+    return number
 
 
 def judge0_router() -> APIRouter:
     router = APIRouter(tags=[JUDGE0_TAG], dependencies=[Depends(principal)])
 
-    @router.post("/submissions", status_code=201)
+    @router.post(
+        "/submissions", status_code=201, responses=judge0.responses(400, 401, 422, 429, 503)
+    )
     async def create(
         body: judge0.Judge0Submission,
         request: Request,
@@ -98,12 +138,19 @@ def judge0_router() -> APIRouter:
             # Shielded: the result is stored even if the client goes away meanwhile.
             await asyncio.shield(gw.dispatcher.run(stored))
         try:
-            rendered = await _render_one(gw, row["token"], wanted, b64)
+            rendered = await _render_one(gw, row["token"], who, wanted, b64)
         except results.NotUtf8:
             rendered = {"token": row["token"], "error": judge0.NOT_UTF8}
         return JSONResponse(rendered, status_code=201)
 
-    @router.post("/submissions/batch", status_code=201)
+    @router.post(
+        "/submissions/batch",
+        status_code=201,
+        responses={
+            **judge0.responses(400, 401, 429, 503),
+            422: {"model": judge0.BatchErrors, "description": "no submission was valid"},
+        },
+    )
     async def create_batch(
         body: judge0.Judge0Batch,
         request: Request,
@@ -142,10 +189,15 @@ def judge0_router() -> APIRouter:
             gw.dispatcher.notify()
         return JSONResponse(answers, status_code=201 if rows else 422)
 
-    @router.get("/submissions/batch")
+    @router.get("/submissions/batch", responses=judge0.responses(400, 401, 422))
     async def show_batch(
         request: Request,
-        tokens: str = Query("", description="comma-separated tokens"),
+        who: Who,
+        tokens: str = Query(
+            ...,
+            description=f"comma-separated tokens, 1 to {judge0.MAX_BATCH}",
+            json_schema_extra={"pattern": rf"^[^,]+(,[^,]+){{0,{judge0.MAX_BATCH - 1}}}$"},
+        ),
         base64_encoded: str | None = Base64Flag,
         fields: str | None = FieldsParam,
     ) -> dict[str, Any]:
@@ -165,94 +217,77 @@ def judge0_router() -> APIRouter:
         try:
             for token in wanted_tokens:
                 row = found.get(token)
+                row = row if row is not None and who.owns(row["key_id"]) else None
                 attrs = results.attributes(row, gw.catalog) if row else None
                 out.append(results.render(attrs, wanted, b64) if attrs else None)
         except results.NotUtf8:
             raise InvalidRequest("body", judge0.NOT_UTF8_BATCH) from None
         return {"submissions": out}
 
-    @router.get("/submissions/{token}")
+    @router.get("/submissions", responses=judge0.responses(400, 401, 403, 422))
+    async def index(
+        request: Request,
+        who: Who,
+        page: str | None = Query(None, description="page number, from 1"),
+        per_page: str | None = Query(None, description=f"from 0 to {MAX_PER_PAGE}"),
+        base64_encoded: str | None = Base64Flag,
+        fields: str | None = FieldsParam,
+    ) -> dict[str, Any]:
+        if not who.admin:
+            raise Forbidden("listing submissions needs an admin key (admin_keys)")
+        gw, b64 = gateway(request), _flag(base64_encoded)
+        wanted = results.parse_fields(fields)
+        number = _page_number("page", page, 1, 1, 1 << 31)
+        size = _page_number("per_page", per_page, DEFAULT_PER_PAGE, 0, MAX_PER_PAGE)
+        rows, total = await gw.store.page((number - 1) * size, size)
+        try:
+            out = [results.render(results.attributes(row, gw.catalog), wanted, b64) for row in rows]
+        except results.NotUtf8:
+            raise InvalidRequest("body", judge0.NOT_UTF8_BATCH) from None
+        pages = -(-total // size) if size else 0
+        meta = {
+            "current_page": number,
+            "next_page": number + 1 if number < pages else None,
+            "prev_page": number - 1 if number > 1 else None,
+            "total_pages": pages,
+            "total_count": total,
+        }
+        return {"submissions": out, "meta": meta}
+
+    @router.get("/submissions/{token}", responses=judge0.responses(400, 401, 404))
     async def show(
         token: str,
         request: Request,
+        who: Who,
         base64_encoded: str | None = Base64Flag,
         fields: str | None = FieldsParam,
     ) -> dict[str, Any]:
         gw = gateway(request)
         wanted = results.parse_fields(fields)
         try:
-            return await _render_one(gw, token, wanted, _flag(base64_encoded))
+            return await _render_one(gw, token, who, wanted, _flag(base64_encoded))
         except results.NotUtf8:
             raise InvalidRequest("body", judge0.NOT_UTF8) from None
 
-    @router.delete("/submissions/{token}")
-    async def destroy(token: str, request: Request, fields: str | None = FieldsParam) -> Any:
+    @router.delete("/submissions/{token}", responses=judge0.responses(400, 401, 404))
+    async def destroy(
+        token: str, request: Request, who: Who, fields: str | None = FieldsParam
+    ) -> Any:
         gw = gateway(request)
         if not gw.settings.judge0_enable_delete:
             raise InvalidRequest("body", "delete not allowed")
         wanted = results.parse_fields(fields)
-        row = await gw.store.get(token)
-        if row is None:
-            raise NotFound(f"submission {token} not found")
+        row = await _owned(gw, token, who)
         status_id = row["status_id"]
         if status_id in (QUEUED, PROCESSING):
             raise InvalidRequest(
                 "body",
                 f"submission cannot be deleted because its status is {status_id} "
-                f"({judge0.STATUSES[status_id]})",
+                f"({DESCRIPTIONS[Status(status_id)]})",
             )
         await gw.store.delete(token)
         # base64 forced, as Judge0 does: the data must survive the delete whatever it is.
         return results.render(results.attributes(row, gw.catalog), wanted, base64_encoded=True)
 
-    @router.get("/languages")
-    async def languages(request: Request) -> list[dict[str, Any]]:
-        return judge0.languages(gateway(request).catalog)
-
-    @router.get("/languages/all")
-    async def all_languages(request: Request) -> list[dict[str, Any]]:
-        rows = judge0.languages(gateway(request).catalog)
-        return [dict(row, is_archived=False) for row in rows]
-
-    @router.get("/languages/{language_id}")
-    async def language(language_id: int, request: Request) -> dict[str, Any]:
-        found = judge0.language_detail(gateway(request).catalog, language_id)
-        if found is None:
-            raise NotFound(f"language with id {language_id} doesn't exist")
-        return found
-
-    @router.get("/statuses")
-    async def statuses() -> list[dict[str, Any]]:
-        return judge0.statuses()
-
-    @router.get("/config_info")
-    async def config_info(request: Request) -> dict[str, Any]:
-        settings = gateway(request).settings
-        return judge0.config_info(settings.max_queue_size, settings.judge0_enable_delete)
-
-    @router.get("/about")
-    async def about() -> dict[str, Any]:
-        return {
-            "version": __version__,
-            "homepage": None,
-            "source_code": None,
-            "maintainer": "TVM",
-            "judge0_compatible": judge0.COMPATIBLE_VERSION,
-        }
-
-    @router.get("/workers")
-    async def workers(request: Request) -> list[dict[str, Any]]:
-        gw = gateway(request)
-        running = await gw.store.count((PROCESSING,))
-        healthy = len(gw.pool.healthy())
-        return [{
-            "queue": judge0.COMPATIBLE_VERSION,
-            "size": await gw.store.count((QUEUED,)),
-            "available": healthy,
-            "idle": max(0, gw.settings.dispatcher_concurrency - running),
-            "working": running,
-            "paused": 0,
-            "failed": len(gw.pool.workers) - healthy,
-        }]  # fmt: skip
-
+    router.include_router(judge0_info_router())
     return router

@@ -43,10 +43,11 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from tvm.compat.judge0_status import Status
 from tvm.config.settings import Settings
 from tvm.errors import ConfigError
 
-QUEUED, PROCESSING, INTERNAL_ERROR = 1, 2, 13
+QUEUED, PROCESSING, INTERNAL_ERROR = Status.IN_QUEUE, Status.PROCESSING, Status.INTERNAL_ERROR
 CALLBACK_NONE, CALLBACK_PENDING, CALLBACK_DONE, CALLBACK_FAILED = 0, 1, 2, 3
 
 metadata = MetaData()
@@ -180,6 +181,45 @@ class Store:
                 await conn.execute(select(submissions).where(submissions.c.token.in_(tokens)))
             ).mappings().all()  # fmt: skip
         return {row["token"]: _row(row) for row in rows}
+
+    async def page(self, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """Submissions ``offset`` to ``offset + limit``, oldest first, and how many there are."""
+        async with self.engine.connect() as conn:
+            total = int(
+                (await conn.execute(select(func.count()).select_from(submissions))).scalar_one()
+            )
+            rows = (
+                await conn.execute(
+                    select(submissions).order_by(submissions.c.id).offset(offset).limit(limit)
+                )
+            ).mappings().all()  # fmt: skip
+        return [_row(row) for row in rows], total
+
+    async def tallies(self, since: dt.datetime) -> dict[str, Any]:
+        """Counts for statistics: ``total``, ``since`` (created since then), ``days``
+        (created per UTC day since then), ``statuses`` and ``languages`` (per id)."""
+        day = func.date(submissions.c.created_at)
+        language = submissions.c.params["language_id"].as_integer()
+        async with self.engine.connect() as conn:
+            total = int(
+                (await conn.execute(select(func.count()).select_from(submissions))).scalar_one()
+            )
+            recent = submissions.c.created_at >= since
+            days = (await conn.execute(
+                select(day, func.count()).where(recent).group_by(day)
+            )).all()  # fmt: skip
+            statuses = (await conn.execute(
+                select(submissions.c.status_id, func.count()).group_by(submissions.c.status_id)
+            )).all()  # fmt: skip
+            languages = (await conn.execute(
+                select(language, func.count()).group_by(language)
+            )).all()  # fmt: skip
+        return {
+            "total": total,
+            "days": {str(d): int(n) for d, n in days},
+            "statuses": {int(i): int(n) for i, n in statuses},
+            "languages": {int(i): int(n) for i, n in languages if i is not None},
+        }
 
     async def delete(self, token: str) -> None:
         async with self.engine.begin() as conn:

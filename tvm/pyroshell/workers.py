@@ -28,14 +28,13 @@ from typing import Any
 
 import httpx
 
-from tvm.api import ExecutionResponse, Job
+from tvm.api import ExecutionResponse, Job, internal_stage
 from tvm.config.settings import Settings
 from tvm.errors import CapacityError
 from tvm.pyroshell.discovery import resolve_workers
 from tvm.pyroshell.embedded import EmbeddedWorker
 from tvm.pyroshell.http_worker import HttpLink, HttpWorker
 from tvm.pyroshell.worker_client import Lost, Refused, Unavailable, WorkerClient
-from tvm.pyrovm.engine import internal_stage
 from tvm.utils import metrics
 
 log = logging.getLogger("tvm.gateway.workers")

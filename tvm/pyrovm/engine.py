@@ -18,7 +18,7 @@ import re
 import shlex
 from collections.abc import Iterator
 
-from tvm.api import Case, ExecutionResponse, Job, StageResult, TestResult
+from tvm.api import Case, ExecutionResponse, Job, StageResult, TestResult, internal_stage
 from tvm.config.catalog import Catalog, Language
 from tvm.config.settings import Settings
 from tvm.errors import CapacityError, SandboxError
@@ -125,13 +125,6 @@ def stage_result(reply: StageReply, encoding: str = "utf8") -> StageResult:
         memory_kb=reply.memory_kb,
         truncated=reply.stdout_truncated or reply.stderr_truncated,
     )
-
-
-def internal_stage(message: str) -> StageResult:
-    return StageResult(
-        status="internal_error", stdout="", stderr=message, exit_code=None, signal=None,
-        cpu_ms=0, wall_ms=0, memory_kb=0, truncated=False,
-    )  # fmt: skip
 
 
 class Engine:

@@ -43,7 +43,8 @@ def validation_message(exc: RequestValidationError) -> tuple[str, str]:
         return "body", "is not valid JSON"
     if err.get("type") == "missing":
         return field or "body", "is required"
-    return field or "body", err.get("msg", "is invalid")
+    # A model's own validator says its problem itself; pydantic prefixes "Value error, ".
+    return field or "body", str(err.get("msg", "is invalid")).removeprefix("Value error, ")
 
 
 class AssumeJSON:

@@ -1,0 +1,2 @@
+echo "unclosed (
+if then
