@@ -111,6 +111,10 @@ class Dispatcher:
         for task in self._running | self._background:
             task.cancel()
         await asyncio.gather(*self._running, *self._background, return_exceptions=True)
+        try:  # what was cancelled is free for another replica now, not in lease_seconds
+            await self.leases.release_own()
+        except Exception:
+            log.exception("could not release this gateway's leases; they expire by themselves")
         if self._single is not None:
             self._single.release()
 

@@ -188,14 +188,16 @@ class Leases:
         return len(ours)
 
     async def release_own(self, everyone: bool = False) -> int:
-        """At start: leases of this replica's previous life (same ``owner``) expire now,
-        so its work is taken at once instead of after ``lease_seconds``. ``everyone``:
-        all leases (SQLite, where no other gateway can be alive)."""
+        """This replica's leases expire now, so its work is taken at once instead of
+        after ``lease_seconds``: at a stop (what it could not finish), and at start
+        (what its previous life held). ``everyone``: all leases (SQLite, where no
+        other gateway can be alive)."""
         where: ColumnElement[bool] = c.lease_owner == self.owner
         if everyone:
             where = c.lease_owner.is_not(None) | (c.status_id == PROCESSING)
         async with self.store.engine.begin() as conn:
             done = await conn.execute(update(submissions).where(where).values(lease_expires=EPOCH))
+        self.held.clear()
         return int(done.rowcount or 0)
 
     # -- finishing ---------------------------------------------------------------------
