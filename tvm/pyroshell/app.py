@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -224,7 +224,9 @@ def create_gateway_app(
     app.include_router(judge0_router())
 
     @app.get("/health")
-    async def health(request: Request) -> JSONResponse:
+    async def health(request: Request, probe: Literal["ready", "live"] = "ready") -> JSONResponse:
+        """``probe=live`` (a liveness probe) answers 200 while the process serves, even
+        with no healthy worker: restarting the gateway would not bring one back."""
         gw = gateway(request)
         workers = [worker.describe() for worker in gw.pool.workers.values()]
         ready = any(worker["healthy"] for worker in workers)
@@ -237,6 +239,6 @@ def create_gateway_app(
         }
         if gw.pool.embedded is not None:  # what a worker's own /health says
             body["embedded"] = gw.pool.embedded.health()
-        return JSONResponse(body, status_code=200 if ready else 503)
+        return JSONResponse(body, status_code=200 if ready or probe == "live" else 503)
 
     return app
