@@ -16,17 +16,6 @@ from typing import Any
 import jsonschema
 import yaml
 
-CRDS = Path(__file__).resolve().parents[1].parent / "shared" / "specs" / "istio-crd-all.gen.yaml"
-SHARED_CRDS = Path("/work/shared/specs/istio-crd-all.gen.yaml")
-
-
-def crd_file() -> Path | None:
-    """Istio's CRD file beside the clone (../shared, as in CI) or in the shared dir."""
-    for path in (CRDS, SHARED_CRDS):
-        if path.is_file():
-            return path
-    return None
-
 
 def _strict(schema: Any) -> Any:
     if isinstance(schema, dict):

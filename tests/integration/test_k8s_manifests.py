@@ -19,6 +19,7 @@ import yaml
 
 from tests import istio_schema
 from tests import k8s_checks as checks
+from tests.specs import spec_path
 from tvm.config.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,12 +96,7 @@ def test_strict_validation_rejects_an_unknown_field() -> None:
 
 @pytest.fixture(scope="module")
 def istio_schemas() -> dict[tuple[str, str], dict[str, Any]]:
-    path = istio_schema.crd_file()
-    if path is None:
-        pytest.skip(
-            "Istio's CRDs (../shared/specs/istio-crd-all.gen.yaml beside the clone) are absent"
-        )
-    return istio_schema.load_schemas(path)
+    return istio_schema.load_schemas(spec_path("istio-crd-all.gen.yaml"))
 
 
 def test_istio_objects_pass_their_crd_schemas(
