@@ -112,6 +112,8 @@ class LimaManager:
 
         Returns:
             The template as a mapping (``yaml.safe_dump`` of it is a lima.yaml).
+
+        :meta public:
         """
         return {
             "minimumLimaVersion": "1.1.0",
@@ -155,7 +157,10 @@ class LimaManager:
 
     def _get_provision_script(self) -> str:
         """The provisioning script (bash, run as root at every boot, idempotent):
-        K3s, Istio, the sandbox node label, the tvm/pyrovm image, the dev overlay."""
+        K3s, Istio, the sandbox node label, the tvm/pyrovm image, the dev overlay.
+
+        :meta public:
+        """
         return PROVISION_SCRIPT.read_text()
 
     def render(self) -> str:
