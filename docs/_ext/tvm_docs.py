@@ -5,7 +5,8 @@
     default and description (the settings object is the one place that decides them).
 ``tvm-api-reference``
     one section per module of the ``tvm`` package, documented from its docstrings
-    with ``automodule`` (modules that run something on import, ``__main__``, skipped).
+    with ``automodule`` (modules that run something on import, ``__main__``, skipped;
+    a name a package re-exports in ``__all__`` is documented once, where it is defined).
 """
 
 from __future__ import annotations
@@ -86,7 +87,14 @@ class ApiReference(SphinxDirective):
         lines: list[str] = []
         for module in _modules(self.arguments[0]):
             title = f"``{module}``"
-            lines += [title, "-" * len(title), "", f".. automodule:: {module}", ""]
+            lines += [
+                title,
+                "-" * len(title),
+                "",
+                f".. automodule:: {module}",
+                "   :ignore-module-all:",
+                "",
+            ]
         container = nodes.section()
         nested_parse_with_titles(
             self.state, StringList(lines, source="tvm-api-reference"), container
