@@ -125,9 +125,11 @@ def test_start_lima_again_only_waits(fakes: Fakes) -> None:
     assert fakes.tvm("start", "--lima").returncode == 0
     fakes.log.unlink()
     again = fakes.tvm("start", "--lima")
-    assert again.returncode == 0
+    assert again.returncode == 0 and "apply only when" not in again.stderr
     assert not [c for c in fakes.calls() if c[:2] in (["limactl", "create"], ["limactl", "start"])]
-    assert "apply only when it is created" in again.stderr
+    bigger = fakes.tvm("start", "--lima", "--cpus", "8")
+    assert bigger.returncode == 0
+    assert "exists with 4 CPUs and 4 GiB; --memory/--cpus apply only when" in bigger.stderr
 
 
 def test_bad_memory_names_the_option(fakes: Fakes) -> None:

@@ -82,6 +82,11 @@ def test_template_mounts_the_checkout_and_passes_the_version() -> None:
     assert config["containerd"] == {"system": False, "user": False}
 
 
+def test_sizes() -> None:
+    assert lima.size_bytes("4GiB") == 4 << 30 and lima.size_bytes("512MiB") == 512 << 20
+    assert lima.size_bytes("1.5GiB") == 3 << 29
+
+
 def test_bad_sizes_name_the_option() -> None:
     with pytest.raises(ConfigError, match="--memory"):
         LimaManager(memory="4 gigs")

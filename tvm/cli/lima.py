@@ -10,7 +10,7 @@ import click
 from rich.console import Console
 
 from tvm.pyrolima.commands import Runner, require
-from tvm.pyrolima.lima import LimaManager
+from tvm.pyrolima.lima import LimaManager, size_bytes
 
 F = Callable[..., Any]
 
@@ -48,10 +48,14 @@ def start_lima(memory: str, cpus: int, instance: str, port: int | None, debug: b
         memory=memory, cpu=cpus, instance=instance, api_port=port or 8080, runner=Runner(debug)
     )
     existing = manager.status()
-    if existing is not None and (existing.cpus, existing.memory_bytes) != (0, 0):
+    if existing is not None and (existing.cpus, existing.memory_bytes) != (
+        cpus,
+        size_bytes(memory),
+    ):
         click.echo(
-            f"Lima instance {instance} exists ({existing.status}); --memory/--cpus apply "
-            "only when it is created (`limactl delete` it to change them)",
+            f"Lima instance {instance} exists with {existing.cpus} CPUs and "
+            f"{existing.memory_bytes / (1 << 30):g} GiB; --memory/--cpus apply only when it "
+            f"is created (`limactl delete {instance}` to change them)",
             err=True,
         )
     started = manager.start()

@@ -47,6 +47,15 @@ IMAGES = [
 _SIZE = re.compile(r"[1-9][0-9]*(\.[0-9]+)?(MiB|GiB|TiB)")
 
 
+def size_bytes(size: str) -> int:
+    """Bytes of a Lima size such as ``4GiB`` or ``8192MiB``."""
+    match = _SIZE.fullmatch(size)
+    if match is None:
+        raise ConfigError(f"a size such as 4GiB or 8192MiB (got {size!r})")
+    unit = {"MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}[match.group(2)]
+    return int(float(size[: -len(match.group(2))]) * unit)
+
+
 @dataclass(frozen=True)
 class Instance:
     """One Lima instance, as ``limactl list --json`` describes it."""
