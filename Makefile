@@ -7,7 +7,7 @@ PORT   ?= 8000
 
 .PHONY: setup deps venv images run test test-unit lint format bench clean help verify-languages \
 	docker-base docker-wheels docker-image docker-image-local docker-postgres \
-	test-containers
+	test-containers docs
 
 help:
 	@echo "make run    install what is missing, build the default images, start TVM on :$(PORT)"
@@ -16,6 +16,7 @@ help:
 	@echo "make lint   ruff + mypy"
 	@echo "make docker-image        the tvm/pyrovm image (docker-image-local: from a local base)"
 	@echo "make test-containers     the image and the compose file, tested with a real engine"
+	@echo "make docs               the Sphinx docs into docs/build/html (warnings are errors)"
 
 setup: deps venv
 
@@ -53,13 +54,17 @@ verify-languages: images
 	TVM_UPDATE_VERIFIED=1 $(BIN)/pytest -q tests/integration/test_languages.py
 
 lint: venv
-	$(BIN)/ruff check tvm tests bench
-	$(BIN)/ruff format --check tvm tests bench
+	$(BIN)/ruff check tvm tests bench docs
+	$(BIN)/ruff format --check tvm tests bench docs
 	$(BIN)/mypy
 
 format: venv
-	$(BIN)/ruff format tvm tests bench
-	$(BIN)/ruff check --fix tvm tests bench
+	$(BIN)/ruff format tvm tests bench docs
+	$(BIN)/ruff check --fix tvm tests bench docs
+
+docs: venv
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/build/html
+	@echo "docs: docs/build/html/index.html"
 
 bench: images
 	$(BIN)/python bench/bench.py
@@ -98,4 +103,4 @@ test-containers:
 	bash scripts/ci-containers.sh
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache docs/build

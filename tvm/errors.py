@@ -19,10 +19,12 @@ service itself and for bad requests::
     ├── ImageError
     │   ├── ImageNotBuilt           503: the language's image must be built first
     │   └── ImageBuildFailed        an image build failed
-    └── SandboxError                the sandbox or its agent misbehaved: internal_error
-        ├── DriverUnavailable       the isolation driver cannot run on this host
-        ├── ZygoteGone              a namespace zygote takes no more requests (ask its successor)
-        └── AgentError              the agent died, or broke the protocol
+    ├── SandboxError                the sandbox or its agent misbehaved: internal_error
+    │   ├── DriverUnavailable       the isolation driver cannot run on this host
+    │   ├── ZygoteGone              a namespace zygote takes no more requests (ask its successor)
+    │   └── AgentError              the agent died, or broke the protocol
+    └── PlatformError               bringing up or reading a deployment (Lima, Kubernetes)
+        └── ToolMissing             limactl / kubectl is not installed; says how to get it
 
 Backend failures (OSError from a subprocess, a broken pipe...) are mapped onto
 this tree at one boundary per layer with ``raise ... from exc``.
@@ -136,3 +138,12 @@ class AgentError(SandboxError):
 
 class ZygoteGone(SandboxError):
     """The zygote asked takes no more requests (replaced, or out of step)."""
+
+
+class PlatformError(TVMError):
+    """A deployment (the Lima VM, a Kubernetes cluster) could not be brought up or read."""
+
+
+class ToolMissing(PlatformError):
+    """A command-line tool the platform needs is not on PATH; the message says how to
+    install it."""

@@ -28,9 +28,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from tvm.cli import images, info, kernel, keys, run, server
+    from tvm.cli import images, info, kernel, keys, logs, run, server
 
-    for module in (server, run, info, images, kernel, keys):
+    for module in (server, run, info, images, kernel, keys, logs):
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -6,6 +6,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from tvm.cli.lima import print_lima_status
 from tvm.config.catalog import load_catalog, verified_keys
 from tvm.config.settings import Settings
 
@@ -63,6 +64,7 @@ def status() -> None:
         console.print(f"TVM_DRIVER={settings.driver} -> [bold]{chosen}[/]")
     except Exception as exc:
         console.print(f"[red]TVM_DRIVER={settings.driver}: {exc}[/]")
+    print_lima_status(console)
 
 
 COMMANDS = [languages, status]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 
 import click
 
+from tvm.cli.lima import lima_options, start_lima, stop_lima
 from tvm.config.settings import Settings
 from tvm.utils.logs import configure_logging
 
@@ -45,7 +45,8 @@ WORKER_DEFAULT_PORT = 8080  # a standalone worker's port (the image tvm/pyrovm)
     help="worker processes for --role all; 0 runs the sandboxes in the gateway's own "
     "process [TVM_WORKER_COUNT, default 0]",
 )
-@click.option("--debug", is_flag=True, help="debug logging")
+@click.option("--debug", is_flag=True, help="debug logging (with --lima: print each command)")
+@lima_options
 def start(
     host: str | None,
     port: int | None,
@@ -53,6 +54,10 @@ def start(
     role: str,
     worker_count: int | None,
     debug: bool,
+    lima: bool,
+    memory: str,
+    cpus: int,
+    instance: str,
 ) -> None:
     """Run TVM in the foreground. Ctrl-C (or SIGTERM, or `tvm stop`) stops it all and
     cleans up.
@@ -60,7 +65,13 @@ def start(
     By default the gateway listens on 127.0.0.1:8000 and runs the sandboxes itself.
     With --workers N it runs N worker processes on loopback ports (TVM_WORKER_PORT and
     up) instead; a worker that dies is restarted.
+
+    With --lima it brings up (or starts) a Lima VM running K3s + Istio, deploys TVM
+    into it (deploy/k8s/overlays/dev) and forwards the API to 127.0.0.1:PORT (8080).
     """
+    if lima:
+        start_lima(memory=memory, cpus=cpus, instance=instance, port=port, debug=debug)
+        return
     flags: dict[str, Any] = {
         "host": host,
         "port": port,
@@ -166,8 +177,14 @@ def _alive(pid: int) -> bool:
 
 
 @click.command()
-def stop() -> None:
-    """Stop a TVM started with ``tvm start`` (by its pid file)."""
+@click.option("--lima", is_flag=True, help="stop the Lima VM of `tvm start --lima`")
+@click.option("--instance", default="tvm", show_default=True, help="the Lima instance")
+@click.option("--debug", is_flag=True, help="print each command before it runs")
+def stop(lima: bool, instance: str, debug: bool) -> None:
+    """Stop a TVM started with ``tvm start`` (by its pid file), or its Lima VM."""
+    if lima:
+        stop_lima(instance=instance, debug=debug)
+        return
     settings = Settings()
     pidfile = _pidfile(settings)
     try:
@@ -189,25 +206,4 @@ def stop() -> None:
     raise click.ClickException(f"TVM (pid {pid}) did not stop within 30 s; try: kill -9 {pid}")
 
 
-@click.command()
-@click.option(
-    "--component",
-    type=click.Choice(["api", "tvm"]),
-    default="tvm",
-    show_default=True,
-    help="api: the gateway; tvm: the workers",
-)
-@click.option("--follow", "-f", is_flag=True, help="keep printing new lines")
-@click.option("--lines", "-n", type=int, default=100, show_default=True)
-def logs(component: str, follow: bool, lines: int) -> None:
-    """Print the logs of a component."""
-    settings = Settings()
-    path = settings.logs_dir / f"{component}.log"
-    if not path.exists():
-        raise click.ClickException(f"no log at {path}: has `tvm start` run with this TVM_HOME?")
-    cmd = ["tail", "-n", str(lines)] + (["-F"] if follow else []) + [str(path)]
-    with contextlib.suppress(KeyboardInterrupt):
-        subprocess.run(cmd, check=False)
-
-
-COMMANDS = [start, stop, logs]
+COMMANDS = [start, stop]

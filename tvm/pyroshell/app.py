@@ -17,7 +17,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.exception_handlers import http_exception_handler
@@ -196,7 +196,9 @@ def create_gateway_app(
     app.include_router(judge0_router())
 
     @app.get("/health")
-    async def health(request: Request) -> JSONResponse:
+    async def health(request: Request, probe: Literal["ready", "live"] = "ready") -> JSONResponse:
+        """``probe=live`` (a liveness probe) answers 200 while the process serves, even
+        with no healthy worker: restarting the gateway would not bring one back."""
         gw = gateway(request)
         workers = [worker.describe() for worker in gw.pool.workers.values()]
         ready = any(worker["healthy"] for worker in workers)
@@ -209,6 +211,6 @@ def create_gateway_app(
         }
         if gw.pool.embedded is not None:  # what a worker's own /health says
             body["embedded"] = gw.pool.embedded.state()
-        return JSONResponse(body, status_code=200 if ready else 503)
+        return JSONResponse(body, status_code=200 if ready or probe == "live" else 503)
 
     return app

@@ -6,7 +6,7 @@ it and writes a tiny initrd (static busybox + the virtio modules) whose
 ``/init`` loads ``virtio_ring``, ``virtio``, ``virtio_mmio``, ``virtio_blk`` and
 ``virtio_console`` in that order, mounts ``/dev/vda`` read-only and hands over
 to the agent (``/.tvm/init``). Firecracker needs the built kernel instead
-(:mod:`.kernel`). Cached under ``$TVM_HOME/kernels/debian-<release>-<digest>/``.
+(:mod:`tvm.pyrovm.vm.kernel`). Cached under ``$TVM_HOME/kernels/debian-<release>-<digest>/``.
 """
 
 from __future__ import annotations
