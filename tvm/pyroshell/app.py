@@ -190,6 +190,7 @@ def create_gateway_app(
 ) -> FastAPI:
     """The gateway app; ``pool`` and ``store`` may be injected (tests).
     ``embedded``: run sandboxes in this process too (:mod:`.embedded`)."""
+    from tvm.pyroshell.connect import connect_router
     from tvm.pyroshell.judge0_routes import judge0_router
 
     catalog = load_catalog()
@@ -222,6 +223,7 @@ def create_gateway_app(
     metrics.instrument(app, "gateway", _engine_metrics)
     app.include_router(execution_router())
     app.include_router(judge0_router())
+    app.include_router(connect_router())
 
     @app.get("/health")
     async def health(request: Request) -> JSONResponse:
