@@ -182,9 +182,8 @@ def parse_start(message: Any) -> tuple[CodeExecutionRequest, Terminal | None]:
         raise InvalidRequest("type", 'the first message must be {"type": "start", ...}')
     try:
         request = CodeExecutionRequest.model_validate(message.get("request"))
-    except ValidationError as exc:
-        error = request_error(exc)
-        raise InvalidRequest(f"request.{error.field}", error.problem) from exc
+    except ValidationError as exc:  # named as /api/v1/execute names its fields
+        raise request_error(exc) from exc
     terminal = message.get("terminal")
     if terminal is None:
         return request, None
