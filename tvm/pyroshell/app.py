@@ -192,6 +192,7 @@ def create_gateway_app(
     ``embedded``: run sandboxes in this process too (:mod:`.embedded`)."""
     from tvm.pyroshell.connect import connect_router
     from tvm.pyroshell.judge0_routes import judge0_router
+    from tvm.pyroshell.playground import playground_router
 
     catalog = load_catalog()
 
@@ -224,6 +225,7 @@ def create_gateway_app(
     app.include_router(execution_router())
     app.include_router(judge0_router())
     app.include_router(connect_router())
+    app.include_router(playground_router())
 
     @app.get("/health")
     async def health(request: Request) -> JSONResponse:
