@@ -375,8 +375,15 @@ function renderTests(tests, cases) {
 }
 
 function renderResult(result) {
+  const tests = result.tests ?? [];
+  const accepted = tests.filter((t) => t.verdict === "accepted").length;
+  const summary =
+    tests.length && result.status === "ok"
+      ? el("span", { class: `badge ${accepted === tests.length ? "status-ok" : "status-wrong"}` },
+          `${accepted} of ${tests.length} accepted`)
+      : badge(result.status);
   const parts = [
-    el("h2", {}, "Result ", badge(result.status)),
+    el("h2", {}, "Result ", summary),
     el("p", { class: "meta" }, `${result.language} ${result.version}`),
   ];
   if (result.compile && (result.compile.status !== "ok" || result.compile.stdout || result.compile.stderr)) {
@@ -470,7 +477,7 @@ async function main() {
   $("api-key").value = localStorage.getItem(KEY_STORE) ?? "";
   $("api-key").addEventListener("change", () => {
     localStorage.setItem(KEY_STORE, $("api-key").value.trim());
-    loadLanguages().then(() => fillVersions($("language").value)).catch(() => {});
+    if (!state.languages.length) boot();
   });
   $("language").addEventListener("change", () => {
     const keep = !isTemplateOrEmpty(code());
@@ -486,6 +493,11 @@ async function main() {
   $("add-test").addEventListener("click", () => addTest());
   $("run-tests").addEventListener("click", runTests);
   window.addEventListener("resize", () => state.fit && !$("terminal-box").hidden && state.fit.fit());
+  await boot();
+}
+
+/** Load the catalog, then the shared program or python's hello world. */
+async function boot() {
   try {
     await loadLanguages();
   } catch (error) {
