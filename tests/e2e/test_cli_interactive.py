@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Server, require_languages
+from tests.conftest import Server, own_database, require_languages
 from tvm.config.settings import Settings
 
 pytestmark = pytest.mark.namespace
@@ -44,7 +44,7 @@ def program_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def cli_server(program_dir: Path) -> Iterator[Server]:
-    srv = Server(program_dir)
+    srv = Server(program_dir, env=own_database(program_dir))
     try:
         yield srv
     finally:

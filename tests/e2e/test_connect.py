@@ -20,7 +20,7 @@ import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from tests.conftest import Server, descendants, require_languages
+from tests.conftest import Server, descendants, own_database, require_languages
 from tvm.config.settings import Settings
 
 pytestmark = pytest.mark.namespace
@@ -59,7 +59,8 @@ time.sleep(20)
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     settings = Settings()
     require_languages(settings, PY, C)
-    srv = Server(tmp_path_factory.mktemp("connect"))
+    tmp = tmp_path_factory.mktemp("connect")
+    srv = Server(tmp, env=own_database(tmp))
     try:
         yield srv
     finally:
@@ -463,7 +464,8 @@ async def test_keys_required_over_websocket(keyed_server: tuple[Server, str]) ->
 @pytest.fixture(scope="module")
 def worker_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     require_languages(Settings(), PY)
-    srv = Server(tmp_path_factory.mktemp("workers"), args=["--workers", "1"])
+    tmp = tmp_path_factory.mktemp("workers")
+    srv = Server(tmp, env=own_database(tmp), args=["--workers", "1"])
     try:
         yield srv
     finally:

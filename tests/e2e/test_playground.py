@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import REPO, Server, require_languages
+from tests.conftest import REPO, Server, own_database, require_languages
 from tvm.config.settings import Settings
 
 pytestmark = pytest.mark.namespace
@@ -46,7 +46,8 @@ def browser() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     require_languages(Settings(), "python@3.11.2", "c@12.2.0")
-    srv = Server(tmp_path_factory.mktemp("playground"))
+    tmp = tmp_path_factory.mktemp("playground")
+    srv = Server(tmp, env=own_database(tmp))
     try:
         yield srv
     finally:

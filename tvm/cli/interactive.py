@@ -92,7 +92,7 @@ async def _local(request: CodeExecutionRequest, settings: Settings, size: Termin
 
     catalog = load_catalog()
     job = build_job(request, settings, catalog)
-    engine = Engine(settings, catalog, drivers.choose(settings.driver)())
+    engine = Engine(settings, catalog, drivers.choose(settings))
     await engine.start()
     try:
         return await converse(engine.interactive(job, size), stdin_fd, size is not None)

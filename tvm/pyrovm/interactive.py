@@ -23,14 +23,14 @@ import asyncio
 import base64
 import contextlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tvm.api import ExecutionResponse, Job, StageResult
 from tvm.config.catalog import StageLimits
-from tvm.errors import AgentError, InvalidRequest, SandboxError
-from tvm.pyrovm.agent import protocol
+from tvm.errors import InvalidRequest, SandboxError
 from tvm.pyrovm.agent.stream import signal_number
-from tvm.pyrovm.drivers.base import Sandbox, stage_message
+from tvm.pyrovm.drivers.base import Sandbox, StageRun
+from tvm.pyrovm.drivers.messages import Ack, Resize, Signal, StageReply, Stdin
 
 if TYPE_CHECKING:
     from tvm.pyrovm.engine import Engine
@@ -78,10 +78,7 @@ class Finished:
 
 
 Event = Started | StageStarted | Output | StageEnded | Finished
-
-
-def _stdin(data: bytes) -> dict[str, Any]:
-    return {"type": "stdin", "data": base64.b64encode(data).decode()}
+Control = Stdin | Signal | Resize | Ack  # frames for the running stage
 
 
 class InteractiveRun:
@@ -97,8 +94,9 @@ class InteractiveRun:
         self.max_stdin_bytes = max_stdin_bytes
         self.stdin_bytes = 0
         self._events: asyncio.Queue[Event] = asyncio.Queue()  # bounded: see the docstring
-        self._controls: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._held: list[dict[str, Any]] = []  # stdin that waits for the run stage
+        # (the stage an ack is for, or None; the frame for the running stage)
+        self._controls: asyncio.Queue[tuple[str | None, Control]] = asyncio.Queue()
+        self._held: list[Control] = []  # stdin that waits for the run stage
         self._eof = False
 
     # -- the client's side ----------------------------------------------------------
@@ -112,30 +110,29 @@ class InteractiveRun:
                 field, f"stdin of a run must be at most {self.max_stdin_bytes} bytes in all"
             )
         if data:
-            self._controls.put_nowait(_stdin(data))
+            self._controls.put_nowait((None, Stdin(data)))
 
     def eof(self) -> None:
         if not self._eof:
             self._eof = True
-            self._controls.put_nowait({"type": "eof"})
+            self._controls.put_nowait((None, Stdin(b"", eof=True)))
 
     def signal(self, name: str, field: str = "signal") -> None:
         if signal_number(name) is None:
             raise InvalidRequest(field, f"must be a signal name such as SIGINT (got {name!r})")
-        self._controls.put_nowait({"type": "signal", "signal": name})
+        self._controls.put_nowait((None, Signal(name)))
 
     def resize(self, rows: int, cols: int) -> None:
         for name, value in (("rows", rows), ("cols", cols)):
             if not isinstance(value, int) or not 1 <= value <= MAX_ROWS_COLS:
                 raise InvalidRequest(name, f"must be an integer from 1 to {MAX_ROWS_COLS}")
-        self._controls.put_nowait({"type": "resize", "rows": rows, "cols": cols})
+        self._controls.put_nowait((None, Resize(rows, cols)))
 
     async def next_event(self) -> Event:
         """The next event; taking an :class:`Output` acknowledges its bytes."""
         event = await self._events.get()
         if isinstance(event, Output):
-            ack = {"type": "ack", "bytes": len(event.data), "stage": event.stage}
-            self._controls.put_nowait(ack)
+            self._controls.put_nowait((event.stage, Ack(len(event.data))))
         return event
 
     # -- the engine's side ----------------------------------------------------------
@@ -186,53 +183,34 @@ class InteractiveRun:
         limits: StageLimits,
         pyrun: bool,
         files: list[tuple[str, bytes, int]] | None,
-    ) -> dict[str, Any]:
+    ) -> StageReply:
         self._events.put_nowait(StageStarted(name))
-        await sandbox.apply_limits(limits)
-        oom_before = sandbox.oom_kills()
-        message = stage_message(name, argv, stdin, limits, pyrun, name == "run", files)
-        message["type"] = "stream"
-        message["terminal"] = vars(self.terminal) if self.terminal else None
-        # The channel is this stage's until its result: the same lock as a call.
-        async with sandbox._lock:
+        terminal = vars(self.terminal) if self.terminal else None
+        async with sandbox.stage(
+            name, argv, stdin, limits, pyrun, name == "run", files, stream=True, terminal=terminal
+        ) as run:
+            forwarder = asyncio.create_task(self._forward(run, name))
             try:
-                await sandbox._send(protocol.encode(message))
-                writer = asyncio.create_task(self._forward(sandbox, name))
-                try:
-                    reply = await self._collect(sandbox, name)
-                finally:
-                    writer.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await writer
-            except (OSError, EOFError, asyncio.IncompleteReadError, protocol.ProtocolError) as exc:
-                raise AgentError(f"agent channel failed during a streamed {name}: {exc}") from exc
-        return sandbox.stage_outcome(reply, oom_before)
+                async for event in run:
+                    if event.event == "output":
+                        data = base64.b64decode(event.data["data"])
+                        stream, offset = event.data["stream"], event.data["offset"]
+                        self._events.put_nowait(Output(name, stream, offset, data))
+            finally:
+                forwarder.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await forwarder
+        return run.result
 
-    async def _collect(self, sandbox: Sandbox, stage: str) -> dict[str, Any]:
-        while True:
-            frame = await sandbox.read_frame()
-            kind = frame.get("type")
-            if kind == "output":
-                data = base64.b64decode(frame["data"])
-                self._events.put_nowait(Output(stage, frame["stream"], frame["offset"], data))
-            elif kind == "stage_result":
-                return frame
-            elif kind == "error":
-                raise AgentError(f"agent refused a streamed {stage}: {frame.get('message')}")
-            else:
-                raise AgentError(f"agent sent {kind!r} during a streamed {stage}")
-
-    async def _forward(self, sandbox: Sandbox, stage: str) -> None:
+    async def _forward(self, run: StageRun, stage: str) -> None:
         """Controls to the running stage; stdin waits while the program compiles."""
         if stage == "run":
             for held in self._held:
-                await sandbox._send(protocol.encode(held))
+                await run.send(held)
             self._held.clear()
         while True:
-            control = await self._controls.get()
-            if stage != "run" and control["type"] in ("stdin", "eof"):
+            for_stage, control = await self._controls.get()
+            if stage != "run" and isinstance(control, Stdin):
                 self._held.append(control)
-                continue
-            if control.get("stage", stage) != stage:  # an ack of an earlier stage
-                continue
-            await sandbox._send(protocol.encode(control))
+            elif for_stage in (None, stage):  # not an ack of an earlier stage
+                await run.send(control)

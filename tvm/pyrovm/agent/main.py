@@ -179,10 +179,6 @@ class Agent:
                     os.close(fd)
         return {"type": "ok"}
 
-    def on_stream(self, message: dict) -> dict:
-        """A stage whose output, stdin and signals are streamed (:mod:`stream`)."""
-        return self.on_stage(message)
-
     def on_stage(self, message: dict) -> dict:
         argv = list(message["argv"])
         if not argv:
@@ -196,7 +192,7 @@ class Agent:
         stdin = base64.b64decode(message.get("stdin", ""))
         env, live = self.env, None
         runner: supervisor.Runner | None
-        if message["type"] == "stream":
+        if message.get("stream"):  # output, stdin and signals live (:mod:`stream`)
             for prepared in self.runners:  # their stdin is not a pipe
                 prepared.discard()
             self.runners.clear()

@@ -1,20 +1,21 @@
 """Streamed stages: output reaches the host as the program writes it, and
 stdin, signals and the terminal's size come from the host while it runs.
 
-The host asks with a ``stream`` request: the fields of ``stage`` plus
+The host asks with a ``stage`` request that says ``"stream": true``, and
 ``"terminal": null`` (stdin is a pipe; stdout and stderr stay apart) or
 ``{"rows": R, "cols": C}`` (stdin, stdout and stderr are one pty). Until its
-``stage_result`` (the same as ``stage`` answers, whole outputs included) the
-agent sends::
+``stage_result`` (the same as for any stage, whole outputs included) the
+agent sends events::
 
-    {"type": "output", "stream": "stdout"|"stderr", "offset": N, "data": "<b64>"}
+    {"type": "event", "event": "output", "stream": "stdout"|"stderr",
+     "offset": N, "data": "<b64>"}
 
 (``offset``: where the chunk starts in its stream) and reads control frames,
 which are never answered::
 
-    {"type": "stdin", "data": "<b64>"}     {"type": "eof"}
+    {"type": "stdin", "data": "<b64>", "eof": false}  (eof: true closes stdin)
     {"type": "signal", "signal": "SIGINT"} {"type": "resize", "rows": R, "cols": C}
-    {"type": "ack", "bytes": N}            (N more output bytes were forwarded)
+    {"type": "ack", "size": N}             (N more output bytes were forwarded)
 
 Flow control: at most :data:`WINDOW` output bytes are out and not yet acked;
 past that the agent stops reading the program's output, so a program writing
@@ -33,7 +34,7 @@ import signal
 
 from . import protocol, supervisor
 
-CONTROL = frozenset({"stdin", "eof", "signal", "resize", "ack"})
+CONTROL = frozenset({"stdin", "signal", "resize", "ack"})
 WINDOW = 256 << 10
 _EOT = b"\x04"  # a terminal's end of file (at the start of a line)
 
@@ -93,7 +94,8 @@ class LiveStage(supervisor.Live):
         self.unacked += len(chunk)
         self.agent.send(
             {
-                "type": "output",
+                "type": "event",
+                "event": "output",
                 "stream": stream,
                 "offset": offset,
                 "data": base64.b64encode(chunk).decode(),
@@ -129,17 +131,14 @@ class LiveStage(supervisor.Live):
             return "internal_error"
         kind = message.get("type")
         if kind == "ack":
-            self.unacked = max(0, self.unacked - int(message.get("bytes", 0)))
-        elif kind == "stdin":
-            if not self.eof:
-                self.pending += base64.b64decode(message.get("data", ""))
-                self._update_stdin()
-        elif kind == "eof":
-            if not self.eof:
+            self.unacked = max(0, self.unacked - int(message.get("size", 0)))
+        elif kind == "stdin" and not self.eof:
+            self.pending += base64.b64decode(message.get("data", ""))
+            if message.get("eof"):
                 self.eof = True
                 if self.tty:
                     self.pending += _EOT
-                self._update_stdin()
+            self._update_stdin()
         elif kind == "signal":
             signum = signal_number(message.get("signal", ""))
             if signum is not None:
