@@ -7,7 +7,7 @@ PORT   ?= 8000
 
 .PHONY: setup deps venv images run test test-unit lint format bench clean help verify-languages \
 	docker-base docker-wheels docker-image docker-image-local docker-postgres \
-	test-containers docs
+	test-containers docs playground playground-check
 
 help:
 	@echo "make run    install what is missing, build the default images, start TVM on :$(PORT)"
@@ -17,6 +17,7 @@ help:
 	@echo "make docker-image        the tvm/pyrovm image (docker-image-local: from a local base)"
 	@echo "make test-containers     the image and the compose file, tested with a real engine"
 	@echo "make docs               the Sphinx docs into docs/build/html (warnings are errors)"
+	@echo "make playground         rebuild the web playground's bundle (needs npm; the built one is committed)"
 
 setup: deps venv
 
@@ -101,6 +102,14 @@ docker-postgres: docker-base
 
 test-containers:
 	bash scripts/ci-containers.sh
+# The playground's bundle (tvm/pyroshell/static/playground.*) is committed, so
+# that a clone serves the page without npm; this rebuilds it from playground/.
+playground:
+	cd playground && npm ci --no-audit --no-fund && npm run -s build
+
+# CI: the committed bundle is what its sources build.
+playground-check: playground
+	git diff --exit-code --stat -- tvm/pyroshell/static
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache docs/build

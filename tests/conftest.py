@@ -108,6 +108,11 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: fl
     raise RuntimeError(f"server not healthy after {timeout}s:\n{log.read_text()[-4000:]}")
 
 
+def own_database(tmp: Path) -> dict[str, str]:
+    """Environment giving a test's server its own SQLite database (one gateway each)."""
+    return {"TVM_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/tvm.db"}
+
+
 class Server:
     """A real TVM service in a subprocess (``tvm start``)."""
 

@@ -98,7 +98,7 @@ def rename_field(exc: InvalidRequest) -> InvalidRequest:
     return InvalidRequest(piston, exc.problem) if piston else exc
 
 
-def _stage(stage: StageResult) -> dict[str, Any]:
+def stage_dict(stage: StageResult) -> dict[str, Any]:
     status, message = None, None
     code = stage.exit_code
     if stage.status == "runtime_error":
@@ -132,11 +132,11 @@ def _stage(stage: StageResult) -> dict[str, Any]:
 def from_native(response: ExecutionResponse) -> dict[str, Any]:
     body: dict[str, Any] = {"language": response.language, "version": response.version}
     if response.compile is not None:
-        body["compile"] = _stage(response.compile)
+        body["compile"] = stage_dict(response.compile)
     if response.run is not None:
-        body["run"] = _stage(response.run)
+        body["run"] = stage_dict(response.run)
     elif response.status != "compile_error":
-        body["run"] = _stage(
+        body["run"] = stage_dict(
             StageResult(
                 status="internal_error",
                 stdout="",

@@ -33,10 +33,12 @@ from tvm.config.catalog import load_catalog
 from tvm.config.settings import Settings
 from tvm.errors import InvalidRequest, TVMError
 from tvm.pyroshell.auth import Gatekeeper, Principal
+from tvm.pyroshell.connect import connect_router
 from tvm.pyroshell.deps import JUDGE0_TAG, Gateway, Who, gateway, principal
 from tvm.pyroshell.dispatcher import Dispatcher, outcome_of
 from tvm.pyroshell.embedded import EmbeddedWorker
 from tvm.pyroshell.judge0_routes import judge0_router
+from tvm.pyroshell.playground import playground_router
 from tvm.pyroshell.store import QUEUED, Store
 from tvm.pyroshell.workers import Lost, WorkerPool, lost_response
 from tvm.utils import metrics
@@ -194,6 +196,8 @@ def create_gateway_app(
     metrics.instrument(app, "gateway", _engine_metrics)
     app.include_router(execution_router())
     app.include_router(judge0_router())
+    app.include_router(connect_router())
+    app.include_router(playground_router())
 
     @app.get("/health")
     async def health(request: Request, probe: Literal["ready", "live"] = "ready") -> JSONResponse:

@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import Request
+from starlette.requests import HTTPConnection
 
 from tvm.config.settings import Settings
 from tvm.errors import CapacityError, Unauthorized
@@ -152,8 +152,11 @@ class Gatekeeper:
         key = cached[1]
         return None if key is None or key["revoked"] else key
 
-    async def principal(self, request: Request) -> Principal:
+    async def principal(self, request: HTTPConnection, given: str | None = None) -> Principal:
+        """``given``: a key passed some other way than the headers (a browser's
+        WebSocket cannot set them)."""
         secret = next((request.headers[h] for h in KEY_HEADERS if request.headers.get(h)), None)
+        secret = secret or given
         key = await self._key(secret) if secret else None
         if key is None and await self.required():
             raise Unauthorized(

@@ -11,7 +11,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket
 
 from tvm import __version__
 from tvm.api import CodeExecutionRequest, ExecutionResponse, build_job
@@ -20,10 +20,17 @@ from tvm.config.catalog import Catalog, load_catalog, verified_keys
 from tvm.config.settings import Settings
 from tvm.errors import InvalidRequest
 from tvm.pyrovm import drivers
+from tvm.pyrovm.connect import Session, serve_native
 from tvm.pyrovm.engine import Engine
 from tvm.pyrovm.images import ImageStore
+from tvm.pyrovm.interactive import Terminal
 from tvm.utils import metrics
-from tvm.utils.web import AssumeJSON, install_error_handlers, install_request_id
+from tvm.utils.web import (
+    REQUEST_ID_HEADER,
+    AssumeJSON,
+    install_error_handlers,
+    install_request_id,
+)
 
 log = logging.getLogger("tvm.api")
 
@@ -106,6 +113,19 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     @app.get("/api/v1/languages")
     async def languages() -> list[dict[str, Any]]:
         return languages_table(catalog, images)
+
+    @app.websocket("/api/v1/connect")
+    async def connect(ws: WebSocket) -> None:
+        """An interactive run (:mod:`tvm.pyrovm.connect`); the gateway's way in."""
+        await ws.accept()
+
+        async def open_session(request: CodeExecutionRequest, terminal: Terminal | None) -> Session:
+            job = build_job(request, settings, catalog)
+            job.request_id = ws.headers.get(REQUEST_ID_HEADER) or ""
+            session: Session = ws.app.state.engine.interactive(job, terminal)
+            return session
+
+        await serve_native(ws, open_session)
 
     @app.get("/health")
     async def health(request: Request) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from tvm.errors import CapacityError, SandboxError
 from tvm.pyrovm.drivers.base import Driver, Sandbox
 from tvm.pyrovm.drivers.messages import StageReply
 from tvm.pyrovm.images import ImageStore
+from tvm.pyrovm.interactive import InteractiveRun, Terminal
 from tvm.pyrovm.pool import SandboxManager
 
 log = logging.getLogger("tvm.engine")
@@ -262,3 +263,8 @@ class Engine:
             **result.model_dump(),
             verdict=verdict(text, case.expected_output) if result.status == "ok" else None,
         )
+
+    def interactive(self, job: Job, terminal: Terminal | None = None) -> InteractiveRun:
+        """An interactive run of ``job`` (:mod:`tvm.pyrovm.interactive`); start
+        its ``run()`` in a task."""
+        return InteractiveRun(self, job, terminal, self.settings.max_stdin_bytes)

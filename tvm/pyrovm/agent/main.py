@@ -13,7 +13,7 @@ import io
 import os
 import sys
 
-from . import protocol, pyrun, supervisor
+from . import protocol, pyrun, stream, supervisor
 
 PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
@@ -133,6 +133,8 @@ class Agent:
             kind = message["type"]
             if kind == "shutdown":
                 return
+            if kind in stream.CONTROL:  # late for a streamed stage that has ended
+                continue
             handler = getattr(self, f"on_{kind}", None)
             try:
                 if handler is None:
@@ -187,19 +189,36 @@ class Agent:
         if message.get("pyrun") and self.baseline is not None:
             # argv is [python3, script, args...]: run the script in a forked child.
             pyrun_args = (argv[1:], self.baseline)
-        runner = self.runners.pop(0) if self.runners else None
+        stdin = base64.b64decode(message.get("stdin", ""))
+        env, live = self.env, None
+        runner: supervisor.Runner | None
+        if message.get("stream"):  # output, stdin and signals live (:mod:`stream`)
+            for prepared in self.runners:  # their stdin is not a pipe
+                prepared.discard()
+            self.runners.clear()
+            terminal = message.get("terminal")
+            if terminal:
+                env = {"TERM": "xterm-256color", **env}
+                size = (int(terminal.get("rows", 24)), int(terminal.get("cols", 80)))
+                runner = supervisor.Runner("pty", size)
+            else:
+                runner = supervisor.Runner("pipe")
+            live = stream.LiveStage(self, self.uid, stdin, tty=bool(terminal))
+        else:
+            runner = self.runners.pop(0) if self.runners else None
         result = supervisor.run_stage(
             argv,
-            env=self.env,
+            env=env,
             cwd=self.workdir,
-            stdin=base64.b64decode(message.get("stdin", "")),
+            stdin=stdin,
             limits=message["limits"],
             uid=self.uid,
             gid=self.gid,
             pyrun=pyrun_args,
             runner=runner,
+            live=live,
         )
-        if not message.get("last") and not self.runners:
+        if live is None and not message.get("last") and not self.runners:
             self.runners.append(supervisor.Runner())  # ready for the next stage
         result["stdout"] = base64.b64encode(result["stdout"]).decode()
         result["stderr"] = base64.b64encode(result["stderr"]).decode()

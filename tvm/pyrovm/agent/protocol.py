@@ -20,18 +20,22 @@ keeps this list equal to it)::
     host -> agent:
         init         {uid, gid, stages} -> ok
         files        {files} -> ok
-        stage        {name, argv, stdin, limits, pyrun, last, files} -> stage_result
+        stage        {name, argv, stdin, limits, pyrun, last, files, stream,
+                      terminal} -> stage_result
         archive      {} -> archive
         unpack       {data} -> ok
         ping         {} -> pong
         shutdown     {}
         stdin        {data, eof}
         signal       {signal}
+        resize       {rows, cols}
+        ack          {size}
 
 Streaming. A request may be answered by any number of ``event`` frames
 before its reply: ``{"type": "event", "event": NAME, ...}`` (e.g. output as a
-stage writes it). While such a request is open the host may send ``stdin``
-and ``signal`` frames for it; they get no reply of their own. Anything that
+stage writes it). While such a request is open the host may send ``stdin``,
+``signal``, ``resize`` and ``ack`` frames for it; they get no reply of their
+own (a stage with ``stream``: ``tvm/pyrovm/agent/stream.py``). Anything that
 is not an ``event`` ends the request. The host's side of this is
 ``AgentSession.stream`` (``tvm/pyrovm/drivers/session.py``)::
 

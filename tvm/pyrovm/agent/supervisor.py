@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import marshal
 import os
 import resource
 import select
 import signal
+import struct
+import termios
 import time
+
+TYPE_CHECKING = False  # the agent must not import typing at start-up (it costs ms)
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 # What a stage can end as, as decided here; the host may refine "signal"
 # (SIGKILL) into "memory_limit" when the sandbox's cgroup saw an OOM kill.
@@ -151,16 +158,33 @@ class Runner:
     runs the script in place: :mod:`pyrun`).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, live: str | None = None, winsize: tuple[int, int] = (24, 80)) -> None:
+        """``live``: None (stdin is the stage's bytes), ``"pipe"`` (stdin is a
+        pipe the agent keeps writing: ``stdin_w``) or ``"pty"`` (a terminal:
+        stdin, stdout and stderr are one pty, ``out_r``/``stdin_w`` its master;
+        ``winsize``: its rows and columns)."""
+        self.stdin_w: int | None = None
         self.out_r, out_w = os.pipe()
         self.err_r, err_w = os.pipe()
         ctrl_r, self.ctrl_w = os.pipe()
+        child_stdin, tty = -1, False
+        if live == "pipe":
+            child_stdin, self.stdin_w = os.pipe()
+        elif live == "pty":
+            master, child_stdin = os.openpty()
+            set_winsize(master, *winsize)
+            os.fchmod(child_stdin, 0o620)  # the program may reopen its tty
+            os.close(self.out_r)
+            os.close(out_w)
+            self.out_r, out_w, tty = master, -1, True
+            self.stdin_w = os.dup(master)
         pid = os.fork()
         if pid == 0:  # pragma: no cover - child
-            _runner_main(ctrl_r, out_w, err_w)
+            _runner_main(ctrl_r, out_w, err_w, child_stdin, tty)
         self.pid = pid
-        for fd in (ctrl_r, out_w, err_w):
-            os.close(fd)
+        for fd in (ctrl_r, out_w, err_w, child_stdin):
+            if fd >= 0:
+                os.close(fd)
 
     def start(self, program: tuple) -> None:
         data = marshal.dumps(program)
@@ -174,9 +198,10 @@ class Runner:
     def discard(self) -> None:
         with contextlib.suppress(OSError):
             os.close(self.ctrl_w)  # the runner reads EOF and exits
-        for fd in (self.out_r, self.err_r):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        for fd in (self.out_r, self.err_r, self.stdin_w):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
 
 def _read_exact(fd: int, n: int) -> bytes:  # pragma: no cover - runs in the runner
@@ -190,22 +215,30 @@ def _read_exact(fd: int, n: int) -> bytes:  # pragma: no cover - runs in the run
     return b"".join(chunks)
 
 
-def _runner_main(ctrl_r: int, out_w: int, err_w: int) -> None:  # pragma: no cover - child
+def _runner_main(  # pragma: no cover - child
+    ctrl_r: int, out_w: int, err_w: int, live_stdin: int = -1, tty: bool = False
+) -> None:
     argv0 = "program"
     try:
         _enter_program_cgroup()
+        os.setsid()
+        if tty:  # the pty becomes the controlling terminal and all of 0, 1, 2
+            fcntl.ioctl(live_stdin, termios.TIOCSCTTY, 0)
+            out_w = err_w = live_stdin
+        if live_stdin >= 0:
+            os.dup2(live_stdin, 0)
         os.dup2(out_w, 1)
         os.dup2(err_w, 2)
-        os.dup2(ctrl_r, 3)
+        os.dup2(ctrl_r, 3)  # last: the sources above may be fd 3
         os.closerange(4, 65536)  # the agent's channel and everything else
-        null = os.open("/dev/null", os.O_RDONLY)
-        if null != 0:
-            os.dup2(null, 0)
-            os.close(null)
+        if live_stdin < 0:
+            null = os.open("/dev/null", os.O_RDONLY)
+            if null != 0:
+                os.dup2(null, 0)
+                os.close(null)
         signal.set_wakeup_fd(-1)
         for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD, signal.SIGINT):
             signal.signal(sig, signal.SIG_DFL)
-        os.setsid()
         try:
             with open("/proc/self/oom_score_adj", "w") as fh:
                 fh.write("1000")
@@ -215,13 +248,14 @@ def _runner_main(ctrl_r: int, out_w: int, err_w: int) -> None:  # pragma: no cov
         argv, env, cwd, stdin, limits, uid, gid, pyrun = marshal.loads(_read_exact(3, size))
         os.close(3)
         argv0 = argv[0]
-        stdin_fd = os.memfd_create("stdin", 0)
-        view = memoryview(stdin)
-        while view:
-            view = view[os.write(stdin_fd, view) :]
-        os.lseek(stdin_fd, 0, os.SEEK_SET)
-        os.dup2(stdin_fd, 0)
-        os.close(stdin_fd)
+        if live_stdin < 0:  # else the agent writes stdin as it comes
+            stdin_fd = os.memfd_create("stdin", 0)
+            view = memoryview(stdin)
+            while view:
+                view = view[os.write(stdin_fd, view) :]
+            os.lseek(stdin_fd, 0, os.SEEK_SET)
+            os.dup2(stdin_fd, 0)
+            os.close(stdin_fd)
         _set_rlimits(limits)
         os.setgroups([])
         os.setresgid(gid, gid, gid)
@@ -241,6 +275,11 @@ def _runner_main(ctrl_r: int, out_w: int, err_w: int) -> None:  # pragma: no cov
     except BaseException as exc:
         os.write(2, f"tvm: cannot start program: {exc}\n".encode())
     os._exit(127)
+
+
+def set_winsize(fd: int, rows: int, cols: int) -> None:
+    """Set a terminal's size (its foreground process group gets SIGWINCH)."""
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
 def _set_rlimits(limits: dict) -> None:  # pragma: no cover - runs in the runner
@@ -265,6 +304,30 @@ def _set_rlimits(limits: dict) -> None:  # pragma: no cover - runs in the runner
         pass
 
 
+class Live:
+    """The hooks of a streamed stage, served by :func:`run_stage`'s loop
+    (the implementation: :class:`stream.LiveStage`)."""
+
+    def attach(self, runner: Runner, poller: select.poll, output_fds: set[int]) -> None:
+        """The stage starts: register the descriptors to serve in ``poller``."""
+
+    def handle(self, fd: int, event: int) -> str | None:
+        """One of its descriptors is ready; a status to end the stage with, or None."""
+        return None
+
+    def output(self, stream: str, chunk: bytes) -> None:
+        """A chunk the program wrote (and the stage kept)."""
+
+    def throttle(self) -> None:
+        """Stop or resume reading the program's output (flow control)."""
+
+    def unthrottle(self) -> None:
+        """The program is gone: read what is left whatever the flow control says."""
+
+    def detach(self) -> None:
+        """The stage ended: release what :meth:`attach` took."""
+
+
 def run_stage(
     argv: list[str],
     *,
@@ -276,13 +339,16 @@ def run_stage(
     gid: int,
     pyrun: tuple[list[str], set[str]] | None = None,
     runner: Runner | None = None,
+    live: Live | None = None,
 ) -> dict:
     """Run ``argv`` as ``uid``/``gid`` under ``limits``; return the measurements.
 
     With ``pyrun`` (script and args, baseline modules), the program is a Python
     script run in a forked child of this interpreter instead of a new one
     (see :mod:`pyrun`); everything else is the same. ``runner``: a child forked
-    ahead of time (else one is forked now).
+    ahead of time (else one is forked now). ``live``: a streamed stage (its
+    runner made with ``live``): output is also handed to it as it comes, and it
+    serves its own descriptors in the same loop (see :mod:`stream`).
     """
     reaper = _Reaper()
     reaper.reap()  # leftovers from earlier stages do not count here
@@ -316,6 +382,14 @@ def run_stage(
     poller = select.poll()
     for fd in (out_r, err_r, wake_r):
         poller.register(fd, select.POLLIN)
+    names = {out_r: "stdout", err_r: "stderr"}
+    sink = None
+    if live is not None:
+        live.attach(runner, poller, open_fds)
+
+        def sink(fd: int, chunk: bytes) -> None:
+            live.output(names[fd], chunk)
+
     deadline = started + wall_limit
     next_cpu_check = started + CPU_POLL_SECONDS
     try:
@@ -334,27 +408,36 @@ def run_stage(
                     break
                 next_cpu_check = now + CPU_POLL_SECONDS
             timeout = max(0.0, min(deadline, next_cpu_check) - now)
-            for fd, _ in poller.poll(timeout * 1000):
+            for fd, event in poller.poll(timeout * 1000):
                 if fd == wake_r:
                     _drain(wake_r)
                     reaper.reap()
-                elif not _pump(fd, buffers, truncated, open_fds, poller, cap, combined):
-                    killed_for = OUTPUT_LIMIT
+                elif fd in names:
+                    if not _pump(fd, buffers, truncated, open_fds, poller, cap, combined, sink):
+                        killed_for = OUTPUT_LIMIT
+                elif live is not None:
+                    killed_for = live.handle(fd, event) or killed_for
             if killed_for:
                 break
+            if live is not None:
+                live.throttle()
             reaper.reap()
         wall_ms = int((time.monotonic() - started) * 1000)
         kill_uid(uid, reaper)
         reaper.reap()
         end = time.monotonic() + 1.0
+        if live is not None:
+            live.unthrottle()  # what is left in the pipes goes out regardless
         while open_fds and time.monotonic() < end:
-            for fd, _ in poller.poll(100):
+            for fd, event in poller.poll(100):
                 if fd == wake_r:
                     _drain(wake_r)
                 elif fd in open_fds and not _pump(
-                    fd, buffers, truncated, open_fds, poller, cap, combined
+                    fd, buffers, truncated, open_fds, poller, cap, combined, sink
                 ):
                     killed_for = killed_for or OUTPUT_LIMIT
+                elif fd not in names and live is not None:
+                    live.handle(fd, event)
         if pid not in reaper.statuses:  # never reaped: it must be gone by now
             _, wait_status, usage = os.wait4(pid, 0)
             reaper.statuses[pid] = wait_status
@@ -364,6 +447,8 @@ def run_stage(
         signal.signal(signal.SIGCHLD, previous_handler)
         for fd in (out_r, err_r, wake_r, wake_w):
             os.close(fd)
+        if live is not None:
+            live.detach()
 
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cgroup_after = _program_cpu_ns() if cgroup_before is not None else None
@@ -423,12 +508,18 @@ def _pump(
     poller: select.poll,
     cap: int,
     combined: bytearray,
+    sink: Callable[[int, bytes], None] | None = None,
 ) -> bool:
-    """Read what ``fd`` has; False when the stream went over its cap."""
+    """Read what ``fd`` has; False when the stream went over its cap. ``sink``
+    is handed every chunk kept (a streamed stage)."""
     try:
         chunk = os.read(fd, _READ_CHUNK)
     except BlockingIOError:
         return True
+    except OSError as exc:  # a pty's master once every holder of its slave is gone
+        if exc.errno != errno.EIO:
+            raise
+        chunk = b""
     if not chunk:
         poller.unregister(fd)
         open_fds.discard(fd)
@@ -438,10 +529,14 @@ def _pump(
     if len(chunk) > room:
         buf.extend(chunk[: max(room, 0)])
         combined.extend(chunk[: max(room, 0)])
+        if sink is not None and room > 0:
+            sink(fd, chunk[:room])
         truncated[fd] = True
         poller.unregister(fd)
         open_fds.discard(fd)
         return False
     buf.extend(chunk)
     combined.extend(chunk)
+    if sink is not None:
+        sink(fd, chunk)
     return True

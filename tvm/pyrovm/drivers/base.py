@@ -32,6 +32,7 @@ from tvm.errors import AgentError
 from tvm.pyrovm.agent.main import DEFAULT_ENV
 from tvm.pyrovm.drivers.channel import Channel
 from tvm.pyrovm.drivers.messages import (
+    Ack,
     Archive,
     ArchiveRequest,
     Event,
@@ -40,6 +41,7 @@ from tvm.pyrovm.drivers.messages import (
     Hello,
     Init,
     Ok,
+    Resize,
     Signal,
     Stage,
     StageReply,
@@ -250,6 +252,8 @@ class Sandbox(ABC):
         pyrun: bool = False,
         last: bool = True,
         files: list[tuple[str, bytes, int]] | None = None,
+        stream: bool = False,
+        terminal: dict[str, int] | None = None,
     ) -> AsyncIterator[StageRun]:
         """Run one stage, open while the block runs: ``async for event in run``
         reads what the agent streams, ``await run.send(Stdin(...))`` feeds it;
@@ -259,13 +263,15 @@ class Sandbox(ABC):
         script in a forked child of its own interpreter (no second start-up).
         ``last``: no stage follows, so the agent prepares no runner for one.
         ``files``: written first, in the same round trip (as :meth:`write_files`).
+        ``stream``: output comes as events while it runs, and stdin, signals and
+        (with ``terminal``, a pty's rows and cols) resizes reach it.
         """
         await self.apply_limits(limits)
         oom_before = self.oom_kills()
         started = time.monotonic()
         request = Stage(
             name=name, argv=argv, stdin=stdin, limits=limit_dict(limits), pyrun=pyrun,
-            last=last, files=file_list(files or []),
+            last=last, files=file_list(files or []), stream=stream, terminal=terminal,
         )  # fmt: skip
         run = StageRun()
         try:
@@ -353,7 +359,7 @@ class StageRun:
         assert self.exchange is not None
         return aiter(self.exchange)
 
-    async def send(self, message: Stdin | Signal) -> None:
+    async def send(self, message: Stdin | Signal | Resize | Ack) -> None:
         assert self.exchange is not None
         await self.exchange.send(message)
 

@@ -126,6 +126,11 @@ class Stage(Message):
     pyrun: bool = False
     last: bool = True
     files: list[File] = field(default_factory=list)
+    # Streamed (tvm/pyrovm/agent/stream.py): output comes as ``output`` events
+    # while it runs, and Stdin, Signal, Resize and Ack reach it; ``terminal``
+    # ({"rows", "cols"}) runs it on a pty instead of pipes.
+    stream: bool = False
+    terminal: dict[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -168,8 +173,25 @@ class Signal(Message):
     signal: str
 
 
-# Requests with the reply each gets (Shutdown gets none); Stdin and Signal are
-# sent only while a request is open and get no reply of their own.
+@dataclass(frozen=True)
+class Resize(Message):
+    """Streaming, terminal mode: the program's pty is now ``rows`` x ``cols``."""
+
+    TYPE = "resize"
+    rows: int
+    cols: int
+
+
+@dataclass(frozen=True)
+class Ack(Message):
+    """Streaming flow control: ``size`` more output bytes were forwarded."""
+
+    TYPE = "ack"
+    size: int
+
+
+# Requests with the reply each gets (Shutdown gets none); Stdin, Signal, Resize
+# and Ack are sent only while a request is open and get no reply of their own.
 REPLIES: dict[type[Message], type[Message]] = {
     Init: Ok,
     Files: Ok,
@@ -180,7 +202,7 @@ REPLIES: dict[type[Message], type[Message]] = {
 }
 FROM_AGENT: tuple[type[Message], ...] = (Hello, Ok, Pong, Error, StageReply, Archive, Event)
 TO_AGENT: tuple[type[Message], ...] = (
-    Init, Files, Stage, ArchiveRequest, Unpack, Ping, Shutdown, Stdin, Signal,
+    Init, Files, Stage, ArchiveRequest, Unpack, Ping, Shutdown, Stdin, Signal, Resize, Ack,
 )  # fmt: skip
 _BY_TYPE: dict[str, type[Message]] = {cls.TYPE: cls for cls in FROM_AGENT}
 
