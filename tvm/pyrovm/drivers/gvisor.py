@@ -219,6 +219,8 @@ class GVisorSandbox(Sandbox):
         pyrun: bool = False,
         last: bool = True,
         files: list[tuple[str, bytes, int]] | None = None,
+        stream: bool = False,
+        terminal: dict[str, int] | None = None,
     ) -> AsyncIterator[StageRun]:
         """The base stage, with its CPU decided by the host: the Sentry's own
         clock misses children reaped by the kernel (SIGCHLD ignored) and runs
@@ -232,7 +234,9 @@ class GVisorSandbox(Sandbox):
         guest = dataclasses.replace(limits, cpu_time_ms=limits.cpu_time_ms * 2 + 1000)
         run: StageRun | None = None
         try:
-            async with super().stage(name, argv, stdin, guest, pyrun, last, files) as run:
+            async with super().stage(
+                name, argv, stdin, guest, pyrun, last, files, stream, terminal
+            ) as run:
                 yield run
         except AgentError:
             if run is None or not watchdog.done():
