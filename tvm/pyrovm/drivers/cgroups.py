@@ -1,7 +1,7 @@
 """One cgroup per sandbox, on cgroup v1 and v2 hosts alike.
 
 Sandboxes live under the service's own cgroup (read from /proc/self/cgroup),
-in a ``tvm`` subtree, so the service needs no delegation beyond its own:
+in a ``tvm`` subtree, so the service needs no delegation beyond its own::
 
     v1:  /sys/fs/cgroup/<controller>/<own path>/tvm/<sandbox>
          (memory, pids, cpu, cpuacct; cpu and cpuacct may be one hierarchy)
