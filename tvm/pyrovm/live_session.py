@@ -57,12 +57,19 @@ class ProcessRecord:
     config: dict[str, Any]
     end: ProcessEnd | None = None
     watchers: list[asyncio.Queue[ProcessEvent]] = field(default_factory=list)
+    # What came before anyone attached (its starter attaches right after the
+    # start, but the first output may be read before it does).
+    backlog: list[ProcessEvent] | None = field(default_factory=list)
 
     def attach(self) -> asyncio.Queue[ProcessEvent]:
         queue: asyncio.Queue[ProcessEvent] = asyncio.Queue()
-        if self.end is not None:
+        backlog, self.backlog = self.backlog, None
+        if backlog is not None:  # the end too, if it came
+            for event in backlog:
+                queue.put_nowait(event)
+        elif self.end is not None:
             queue.put_nowait(self.end)
-        else:
+        if self.end is None:
             self.watchers.append(queue)
         return queue
 
@@ -73,6 +80,8 @@ class ProcessRecord:
     def publish(self, event: ProcessEvent) -> None:
         if isinstance(event, ProcessEnd):
             self.end = event
+        if self.backlog is not None:
+            self.backlog.append(event)
         for queue in self.watchers:
             queue.put_nowait(event)
         if self.end is not None:
