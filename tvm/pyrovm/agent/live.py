@@ -249,10 +249,12 @@ class Live:
     def op_proc_signal(self, message: dict) -> dict:
         proc = self._process(message)
         signum = int(message.get("signal", signal.SIGKILL))
-        try:
-            os.killpg(proc.pid, signum)  # its session: what it started too
-        except ProcessLookupError:
-            os.kill(proc.pid, signum)
+        # As the program's uid: the agent holds no CAP_KILL.
+        with self.priv, as_user(self.uid, self.gid):
+            try:
+                os.killpg(proc.pid, signum)  # its session: what it started too
+            except ProcessLookupError:
+                os.kill(proc.pid, signum)
         return {}
 
     def op_proc_list(self, message: dict) -> dict:

@@ -17,7 +17,7 @@ import select
 import signal
 import threading
 
-from .live_base import LiveError
+from .live_base import LiveError, as_user
 
 KERNEL = "import sys; sys.path.insert(0, '/.tvm'); from tvm_agent.pykernel import main; main()"
 LANGUAGES = ("python",)
@@ -66,10 +66,11 @@ class Contexts:
 
     def _stop(self, ctx: Context) -> None:
         if ctx.pid:
-            try:
-                os.killpg(ctx.pid, signal.SIGKILL)
-            except OSError:
-                pass
+            with self.live.priv, as_user(self.live.uid, self.live.gid):
+                try:
+                    os.killpg(ctx.pid, signal.SIGKILL)
+                except OSError:
+                    pass
             self.live.wait_status(ctx.pid, 5.0)
         for fd in (ctx.cells_w, ctx.out_r, ctx.err_r):
             if fd >= 0:
@@ -118,7 +119,8 @@ class Contexts:
     def op_ctx_interrupt(self, message: dict) -> dict:
         ctx = self._context(message)
         if ctx.pid:
-            os.kill(ctx.pid, signal.SIGINT)
+            with self.live.priv, as_user(self.live.uid, self.live.gid):
+                os.kill(ctx.pid, signal.SIGINT)
         return {}
 
     def op_ctx_exec(self, message: dict) -> dict:
