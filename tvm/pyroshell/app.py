@@ -167,6 +167,7 @@ def create_gateway_app(
     """The gateway app; ``pool`` and ``store`` may be injected (tests).
     ``embedded``: run sandboxes in this process too (:mod:`.embedded`)."""
     from tvm.pyroshell import e2b
+    from tvm.pyroshell.live_routes import router as live_router
 
     catalog = load_catalog()
 
@@ -200,6 +201,7 @@ def create_gateway_app(
     app.include_router(judge0_router())
     app.include_router(connect_router())
     app.include_router(playground_router())
+    app.include_router(live_router())
     e2b.install(app)
 
     @app.get("/health")

@@ -27,6 +27,8 @@ log = logging.getLogger("tvm.pyrovm.live")
 
 # Ended processes whose end an attach may still ask for.
 KEPT_ENDED = 64
+# Output kept for a process nobody has attached to yet; older output is dropped.
+BACKLOG_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class ProcessRecord:
     # What came before anyone attached (its starter attaches right after the
     # start, but the first output may be read before it does).
     backlog: list[ProcessEvent] | None = field(default_factory=list)
+    backlog_bytes: int = 0
 
     def attach(self) -> asyncio.Queue[ProcessEvent]:
         queue: asyncio.Queue[ProcessEvent] = asyncio.Queue()
@@ -82,6 +85,10 @@ class ProcessRecord:
             self.end = event
         if self.backlog is not None:
             self.backlog.append(event)
+            self.backlog_bytes += len(event.data) if isinstance(event, Output) else 0
+            while self.backlog_bytes > BACKLOG_BYTES:
+                oldest = self.backlog.pop(0)
+                self.backlog_bytes -= len(oldest.data) if isinstance(oldest, Output) else 0
         for queue in self.watchers:
             queue.put_nowait(event)
         if self.end is not None:

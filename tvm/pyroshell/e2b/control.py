@@ -18,7 +18,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from tvm.errors import InvalidRequest, NotFound, TVMError
-from tvm.pyroshell.e2b.sandboxes import error_body, manager
+from tvm.pyroshell.e2b.sandboxes import error_body
+from tvm.pyroshell.live_ops import live_manager
 from tvm.pyrovm.live import LiveManager, LiveRequest, LiveSandbox
 
 # The daemon version TVM answers as: new enough that the SDKs use octet-stream
@@ -88,7 +89,7 @@ async def _owner(request: Request) -> str:
 
 
 async def _mine(request: Request, sandbox_id: str) -> tuple[LiveManager, LiveSandbox]:
-    live = manager(request)
+    live = live_manager(request)
     owner = await _owner(request)
     sandbox = live.get(sandbox_id)
     if owner and sandbox.owner != owner:
@@ -126,7 +127,7 @@ def router() -> APIRouter:
     routes = APIRouter(tags=["e2b"])
 
     async def create(request: Request) -> Response:
-        live = manager(request)
+        live = live_manager(request)
         owner = await _owner(request)
         gateway = request.app.state.gateway
         await gateway.gate.admit(await gateway.gate.principal(request))
@@ -147,7 +148,7 @@ def router() -> APIRouter:
     routes.post("/v2/sandboxes", include_in_schema=False)(e2b_errors(create))
 
     async def list_sandboxes(request: Request) -> Response:
-        live = manager(request)
+        live = live_manager(request)
         owner = await _owner(request)
         query = request.query_params
         states = {s for v in query.getlist("state") for s in v.split(",") if s}

@@ -22,11 +22,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from tvm.errors import InvalidRequest, LiveOperationError, TVMError
 from tvm.pyroshell.e2b import connect
 from tvm.pyroshell.e2b.sandboxes import SandboxGone, error_body, sandbox_for
+from tvm.pyroshell.live_ops import download, one_chunk, upload
 from tvm.pyrovm.live import LiveSandbox
 from tvm.pyrovm.live_session import LiveSession, Output, ProcessEnd, ProcessRecord
 
-# Pieces in which files travel between the gateway and the agent.
-PIECE = 4 << 20
 DEFAULT_KEEPALIVE = 50.0
 _TYPES = {"file": "FILE_TYPE_FILE", "dir": "FILE_TYPE_DIRECTORY", "symlink": "FILE_TYPE_SYMLINK"}
 
@@ -254,51 +253,15 @@ RPCS: dict[str, Handler] = {
 
 
 # -- /files -----------------------------------------------------------------------------
-async def download(live: LiveSandbox, path: str) -> StreamingResponse:
-    first = await _agent(live, "file_read", path=path, offset=0, length=PIECE)
-    size = int(first["size"])
-
-    async def pieces() -> AsyncIterator[bytes]:
-        data = base64.b64decode(first["data"])
-        offset = len(data)
-        yield data
-        while offset < size and data:
-            reply = await _agent(live, "file_read", path=path, offset=offset, length=PIECE)
-            data = base64.b64decode(reply["data"])
-            offset += len(data)
-            yield data
-
+async def read_file_response(live: LiveSandbox, path: str) -> StreamingResponse:
+    size, pieces = await download(live, path)
     return StreamingResponse(
-        pieces(), media_type="application/octet-stream", headers={"Content-Length": str(size)}
+        pieces, media_type="application/octet-stream", headers={"Content-Length": str(size)}
     )
 
 
-async def upload(live: LiveSandbox, path: str, stream: AsyncIterator[bytes]) -> dict[str, Any]:
-    """Write what ``stream`` yields to ``path``, in pieces."""
-    pending = b""
-    written = False
-    entry: dict[str, Any] = {}
-    async for chunk in stream:
-        pending += chunk
-        while len(pending) >= PIECE:
-            piece, pending = pending[:PIECE], pending[PIECE:]
-            entry = await _write(live, path, piece, append=written)
-            written = True
-    if pending or not written:
-        entry = await _write(live, path, pending, append=written)
+def written(entry: dict[str, Any]) -> dict[str, Any]:
     return {"name": entry["name"], "type": "file", "path": entry["path"]}
-
-
-async def _write(live: LiveSandbox, path: str, data: bytes, append: bool) -> dict[str, Any]:
-    reply = await _agent(
-        live, "file_write", path=path, data=base64.b64encode(data).decode(), append=append
-    )
-    entry: dict[str, Any] = reply["entry"]
-    return entry
-
-
-async def _single(data: bytes) -> AsyncIterator[bytes]:
-    yield data
 
 
 def multipart_files(content_type: str, body: bytes) -> list[tuple[str, bytes]]:
@@ -341,7 +304,7 @@ def router() -> APIRouter:
     @routes.get("/files")
     async def read_file(request: Request, path: str = "") -> Response:
         try:
-            return await download(sandbox_for(request), path)
+            return await read_file_response(sandbox_for(request), path)
         except TVMError as exc:
             return error_body(exc)
 
@@ -351,19 +314,19 @@ def router() -> APIRouter:
             live = sandbox_for(request)
             kind = request.headers.get("content-type", "")
             if kind.startswith("multipart/form-data"):
-                written: list[dict[str, Any]] = []
+                done: list[dict[str, Any]] = []
                 for filename, content in multipart_files(kind, await request.body()):
-                    target = path if path and not written else filename
-                    written.append(await upload(live, target or filename, _single(content)))
-                if not written:
+                    target = path if path and not done else filename
+                    done.append(written(await upload(live, target or filename, one_chunk(content))))
+                if not done:
                     raise InvalidRequest("file", "the form has no file part")
             else:
                 if not path:
                     raise InvalidRequest("path", "the query parameter path is required")
-                written = [await upload(live, path, request.stream())]
+                done = [written(await upload(live, path, request.stream()))]
         except TVMError as exc:
             return error_body(exc)
-        return JSONResponse(written)
+        return JSONResponse(done)
 
     @routes.post("/{service}/{method}")
     async def rpc(service: str, method: str, request: Request) -> Response:

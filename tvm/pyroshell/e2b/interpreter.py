@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from tvm.errors import InvalidRequest, LiveOperationError, TVMError
 from tvm.pyroshell.e2b.sandboxes import error_body, sandbox_for
+from tvm.pyroshell.live_ops import default_context
 from tvm.pyrovm.live import LiveSandbox
 from tvm.pyrovm.live_session import Output
 
@@ -34,17 +35,6 @@ def _language(value: object) -> str:
 
 def _context(reply: dict[str, Any]) -> dict[str, Any]:
     return {"id": reply["ctx"], "language": reply["language"], "cwd": reply["cwd"]}
-
-
-async def default_context(live: LiveSandbox, language: str) -> str:
-    """The context a cell without ``context_id`` runs in (made on first use)."""
-    ident = f"default-{language}"
-    try:
-        await live.session.request("ctx_create", ctx=ident, language=language)
-    except LiveOperationError as exc:
-        if exc.code != "already_exists":
-            raise
-    return ident
 
 
 def _line(message: dict[str, Any]) -> bytes:

@@ -14,8 +14,9 @@ import hmac
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from tvm.errors import CapacityError, NotFound, TVMError, Unauthorized
-from tvm.pyrovm.live import LiveManager, LiveSandbox
+from tvm.errors import NotFound, TVMError, Unauthorized
+from tvm.pyroshell.live_ops import live_manager
+from tvm.pyrovm.live import LiveSandbox
 
 SANDBOX_HEADER = "e2b-sandbox-id"
 PORT_HEADER = "e2b-sandbox-port"
@@ -30,24 +31,10 @@ class SandboxGone(TVMError):
     status_code = 502
 
 
-def manager(request: Request) -> LiveManager:
-    """The live sandboxes of this gateway's embedded worker."""
-    gateway = request.app.state.tvm_gateway_app.state.gateway
-    local = gateway.pool.embedded
-    live: LiveManager | None = getattr(local, "live", None) if local is not None else None
-    if live is None:
-        raise CapacityError(
-            "live sandboxes run on the gateway's embedded worker: start TVM with --workers 0",
-            retry_after=60,
-            status_code=503,
-        )
-    return live
-
-
 def sandbox_for(request: Request, token_required: bool = True) -> LiveSandbox:
     sandbox_id = request.headers.get(SANDBOX_HEADER, "")
     try:
-        live = manager(request).get(sandbox_id)
+        live = live_manager(request).get(sandbox_id)
     except NotFound as exc:
         raise SandboxGone(f"The sandbox {sandbox_id} was not found") from exc
     if token_required:
