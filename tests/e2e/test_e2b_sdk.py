@@ -11,24 +11,18 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import Server, descendants, namespace_unavailable, sandbox_cgroups
+from tests.conftest import Server, namespace_unavailable
+from tests.live_support import assert_nothing_left, driver_unavailable
 from tvm.config.settings import Settings
-from tvm.pyrovm import drivers
 
 e2b = pytest.importorskip("e2b", reason="the e2b SDK is a dev extra: pip install -e '.[dev]'")
 code_interpreter = pytest.importorskip("e2b_code_interpreter")
 
 MAX_LIVE = 4
-
-
-def _driver_unavailable(name: str) -> str:
-    availability = drivers.driver_class(name).probe()
-    return "" if availability.usable else f"{name}: {availability.reason}"
 
 
 @pytest.fixture(
@@ -42,7 +36,7 @@ def service(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     settings = Settings()
-    reason = namespace_unavailable(settings) or _driver_unavailable(request.param)
+    reason = namespace_unavailable(settings) or driver_unavailable(request.param)
     if reason:
         pytest.skip(reason)
     tmp = tmp_path_factory.mktemp(f"e2b-{request.param}")
@@ -67,37 +61,6 @@ def sdk_env(service: Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server
     monkeypatch.setenv("E2B_API_KEY", "e2b_anything")
     yield service
     assert_nothing_left(service)
-
-
-def live_count(service: Server) -> int:
-    health = httpx.get(service.url + "/health", timeout=30).json()
-    return int(health["embedded"]["live"]["live"])
-
-
-def assert_nothing_left(service: Server) -> None:
-    settings = Settings()
-    low, high = settings.uid_base, settings.uid_base + settings.uid_count
-    deadline = time.monotonic() + 15
-    while True:
-        own = descendants(service.proc.pid)
-        procs = [pid for pid in own if _uid_in(pid, low, high)]
-        groups = [p for p in sandbox_cgroups() if int(p.name.split("-")[0]) in own]
-        live = live_count(service)
-        if not (procs or groups or live) or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    assert live == 0, f"{live} live sandbox(es) left in the service"
-    assert not procs, f"sandbox processes left behind: {procs}"
-    assert not groups, f"sandbox cgroups left behind: {groups}"
-
-
-def _uid_in(pid: int, low: int, high: int) -> bool:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
-    uids = next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1:]
-    return any(low <= int(uid) < high for uid in uids)
 
 
 # -- commands ---------------------------------------------------------------------
