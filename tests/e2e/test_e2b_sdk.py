@@ -8,9 +8,10 @@ process of a sandbox uid under it, no sandbox cgroup it made.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -275,3 +276,60 @@ def test_access_token_is_per_sandbox(sdk_env: Server) -> None:
             headers={"E2b-Sandbox-Id": second.sandbox_id, **files}, timeout=60,
         )  # fmt: skip
         assert other.status_code == 401
+
+
+# -- watches and the async SDK ---------------------------------------------------------
+def _until(found: Callable[[], list[tuple[str, str]]], wanted: set[tuple[str, str]]) -> set:
+    seen: set[tuple[str, str]] = set()
+    deadline = time.monotonic() + 30
+    while not wanted <= seen and time.monotonic() < deadline:
+        seen |= set(found())
+        time.sleep(0.1)
+    return seen
+
+
+def test_watch_dir(sdk_env: Server) -> None:
+    with e2b.Sandbox.create() as sbx:
+        sbx.files.make_dir("watched")
+        handle = sbx.files.watch_dir("watched")
+        sbx.files.write("watched/new.txt", "content")
+
+        def events() -> list[tuple[str, str]]:
+            return [(e.name, e.type.value) for e in handle.get_new_events()]
+
+        assert {("new.txt", "create"), ("new.txt", "write")} <= _until(
+            events, {("new.txt", "create"), ("new.txt", "write")}
+        )
+        sbx.files.remove("watched/new.txt")
+        assert ("new.txt", "remove") in _until(events, {("new.txt", "remove")})
+        handle.stop()
+        with pytest.raises(e2b.SandboxException):
+            sbx.files.watch_dir("no/such/dir")
+
+
+def test_async_sdk(sdk_env: Server) -> None:
+    async def scenario() -> tuple[list[str], set[tuple[str, str]], str]:
+        sbx = await e2b.AsyncSandbox.create()
+        try:
+            lines: list[str] = []
+            handle = await sbx.commands.run(
+                "echo one; sleep 0.2; echo two", background=True, on_stdout=lines.append
+            )
+            result = await handle.wait()
+            await sbx.files.make_dir("w")
+            seen: set[tuple[str, str]] = set()
+            watch = await sbx.files.watch_dir(
+                "w", on_event=lambda e: seen.add((e.name, e.type.value)), recursive=True
+            )
+            await sbx.files.write("w/sub/x.txt", "x")
+            deadline = time.monotonic() + 30
+            while ("sub/x.txt", "create") not in seen and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            await watch.stop()
+            return lines, seen, result.stdout
+        finally:
+            await sbx.kill()
+
+    lines, seen, stdout = asyncio.run(scenario())
+    assert lines == ["one\n", "two\n"] and stdout == "one\ntwo\n"
+    assert ("sub/x.txt", "create") in seen

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tvm.pyroshell.e2b import control, envd, interpreter
 from tvm.pyroshell.e2b.sandboxes import INTERPRETER_PORT, PORT_HEADER, SANDBOX_HEADER
+from tvm.pyroshell.e2b.watch import Watchers
 
 
 class SandboxRouter:
@@ -44,6 +45,7 @@ def _sub_app(app: FastAPI, router_factory: object) -> FastAPI:
     sub = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     sub.include_router(router_factory())  # type: ignore[operator]
     sub.state.tvm_gateway_app = app
+    sub.state.watchers = Watchers()  # the daemon's directory watchers
     return sub
 
 

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from tvm.errors import InvalidRequest, LiveOperationError, TVMError
-from tvm.pyroshell.e2b import connect
+from tvm.pyroshell.e2b import connect, watch
 from tvm.pyroshell.e2b.sandboxes import SandboxGone, error_body, sandbox_for
 from tvm.pyroshell.live_ops import download, one_chunk, upload
 from tvm.pyrovm.live import LiveSandbox
@@ -236,6 +236,62 @@ async def fs_remove(live: LiveSandbox, message: dict[str, Any], request: Request
     return JSONResponse({})
 
 
+async def fs_watch_dir(live: LiveSandbox, message: dict[str, Any], request: Request) -> Response:
+    stream = watch.watch(live, str(message.get("path", "")), bool(message.get("recursive")))
+    await anext(stream)  # a bad path is the call's error
+    keepalive = _keepalive(request)
+
+    async def frames() -> AsyncIterator[bytes]:
+        yield connect.envelope({"start": {}})
+        pending: asyncio.Task[list[dict[str, Any]]] | None = None
+        try:
+            while True:
+                pending = pending or asyncio.ensure_future(anext(stream))
+                done, _ = await asyncio.wait({pending}, timeout=keepalive)
+                if not done:
+                    yield connect.envelope({"keepalive": {}})
+                    continue
+                try:
+                    batch = pending.result()
+                except StopAsyncIteration:
+                    break
+                pending = None
+                for event in batch:
+                    yield connect.envelope({"filesystem": event})
+            yield connect.end_of_stream()
+        finally:
+            if pending is not None:
+                pending.cancel()
+
+    return StreamingResponse(frames(), media_type=connect.STREAM_TYPE)
+
+
+def _watchers(request: Request) -> watch.Watchers:
+    found: watch.Watchers = request.app.state.watchers
+    return found
+
+
+async def fs_create_watcher(
+    live: LiveSandbox, message: dict[str, Any], request: Request
+) -> Response:
+    path, recursive = str(message.get("path", "")), bool(message.get("recursive"))
+    return JSONResponse({"watcherId": await _watchers(request).create(live, path, recursive)})
+
+
+async def fs_get_watcher_events(
+    live: LiveSandbox, message: dict[str, Any], request: Request
+) -> Response:
+    events = _watchers(request).take(live, str(message.get("watcherId", "")))
+    return JSONResponse({"events": events})
+
+
+async def fs_remove_watcher(
+    live: LiveSandbox, message: dict[str, Any], request: Request
+) -> Response:
+    await _watchers(request).remove(live, str(message.get("watcherId", "")))
+    return JSONResponse({})
+
+
 RPCS: dict[str, Handler] = {
     "process.Process/Start": process_start,
     "process.Process/Connect": process_connect,
@@ -249,6 +305,10 @@ RPCS: dict[str, Handler] = {
     "filesystem.Filesystem/Move": fs_move,
     "filesystem.Filesystem/ListDir": fs_list_dir,
     "filesystem.Filesystem/Remove": fs_remove,
+    "filesystem.Filesystem/WatchDir": fs_watch_dir,
+    "filesystem.Filesystem/CreateWatcher": fs_create_watcher,
+    "filesystem.Filesystem/GetWatcherEvents": fs_get_watcher_events,
+    "filesystem.Filesystem/RemoveWatcher": fs_remove_watcher,
 }
 
 
