@@ -18,7 +18,9 @@ import pytest
 
 from tests.conftest import Server, namespace_unavailable
 from tests.live_support import assert_nothing_left, driver_unavailable
+from tvm.config.catalog import load_catalog
 from tvm.config.settings import Settings
+from tvm.pyrovm.images import ImageStore
 
 e2b = pytest.importorskip("e2b", reason="the e2b SDK is a dev extra: pip install -e '.[dev]'")
 code_interpreter = pytest.importorskip("e2b_code_interpreter")
@@ -161,6 +163,10 @@ def test_run_code_state_errors_and_contexts(sdk_env: Server) -> None:
         lines: list[str] = []
         sbx.run_code("for i in range(3): print(i)", on_stdout=lambda m: lines.append(m.line))
         assert "".join(lines) == "0\n1\n2\n"
+        science = load_catalog().resolve("python-scientific")
+        if ImageStore(Settings()).is_built(science.image):  # else: plain Python
+            assert sbx.run_code("import numpy\nint(numpy.arange(4).sum())").text == "6"
+        assert sbx.get_metrics() == []
 
 
 # -- lifecycle ------------------------------------------------------------------------

@@ -51,8 +51,16 @@ def test_timeout_and_memory_ranges_name_the_setting() -> None:
 def test_unknown_template_is_not_found() -> None:
     with pytest.raises(NotFound, match="'code-interpreter-v1'"):
         manager().language_for("tensorflow-gpu")
-    assert manager().language_for("code-interpreter-v1").name == "python"
     assert manager().language_for("base").name == "python"
+    assert manager().language_for("node").name == "javascript"
+
+
+def test_the_code_interpreter_gets_the_scientific_python_where_built() -> None:
+    assert manager().language_for("code-interpreter-v1").version.endswith("-scientific")
+    unbuilt = manager()
+    unbuilt.images = type("Unbuilt", (Images,), {"is_built": lambda self, recipe: False})()
+    chosen = unbuilt.language_for("code-interpreter-v1")
+    assert chosen.name == "python" and not chosen.version.endswith("-scientific")
 
 
 def test_caps_are_429_with_retry_after() -> None:

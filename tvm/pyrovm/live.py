@@ -35,7 +35,10 @@ log = logging.getLogger("tvm.pyrovm.live")
 
 HOME = "/home/user"
 # Templates that mean "a sandbox with Python and the common tools".
-PYTHON_TEMPLATES = ("", "base", "code-interpreter-v1", "code-interpreter", "python")
+PYTHON_TEMPLATES = ("", "base", "python")
+# E2B's code interpreter: Python with numpy, scipy and pandas where that image is built.
+SCIENCE_TEMPLATES = ("code-interpreter-v1", "code-interpreter")
+SCIENCE = "python-scientific"
 OPEN_FILES = 1024
 REAP_INTERVAL = 0.5
 
@@ -111,6 +114,11 @@ class LiveManager:
         """The catalog entry whose image a template runs: its newest built version
         (``name:version`` picks one)."""
         name, _, version = template.partition(":")
+        if name in SCIENCE_TEMPLATES and not version:
+            science = [lang for lang in self.catalog if lang.matches(SCIENCE)]
+            if science and self.images.is_built(science[-1].image):
+                return science[-1]
+            name = "python"
         wanted = "python" if name in PYTHON_TEMPLATES else name
         try:
             newest = self.catalog.resolve(wanted, version or None)

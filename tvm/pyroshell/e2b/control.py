@@ -214,6 +214,20 @@ def router() -> APIRouter:
     routes.post("/sandboxes/{sandbox_id}/connect", include_in_schema=False)(e2b_errors(connect))
     routes.post("/v2/sandboxes/{sandbox_id}/connect", include_in_schema=False)(e2b_errors(connect))
 
+    # Metrics and logs: none are kept (the SDKs get empty lists, not an error).
+    @routes.get("/sandboxes/{sandbox_id}/metrics", include_in_schema=False)
+    @e2b_errors
+    async def metrics(sandbox_id: str, request: Request) -> Response:
+        await _mine(request, sandbox_id)
+        return JSONResponse([])
+
+    async def logs(sandbox_id: str, request: Request) -> Response:
+        await _mine(request, sandbox_id)
+        return JSONResponse({"logs": [], "logEntries": []})
+
+    routes.get("/sandboxes/{sandbox_id}/logs", include_in_schema=False)(e2b_errors(logs))
+    routes.get("/v2/sandboxes/{sandbox_id}/logs", include_in_schema=False)(e2b_errors(logs))
+
     @routes.post("/sandboxes/{sandbox_id}/pause", include_in_schema=False)
     @e2b_errors
     async def pause(sandbox_id: str, request: Request) -> Response:
