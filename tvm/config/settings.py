@@ -125,7 +125,7 @@ class Settings(BaseSettings):
         300, ge=1, description="a live sandbox's lifetime unless it asks for other"
     )
     live_max_timeout_seconds: int = Field(
-        3600, ge=1, description="the longest lifetime a live sandbox may ask for"
+        86400, ge=1, description="the longest lifetime a live sandbox may ask for (E2B allows 24 h)"
     )
 
     prestart: bool = Field(
