@@ -10,7 +10,8 @@ Measured, interleaved run by run so that machine noise hits every method alike:
 then throughput with 1, 2, 4 and 8 concurrent clients, C compile+run against
 the catalog's C compile command (``gcc ... *.c -lm``, through sh) + run as bare
 processes, the service's own overhead per request, and every other
-usable driver. Prints a table, saves JSON under bench/results/.
+usable driver; then live sandboxes through E2B's SDK (``live_bench.py``).
+Prints a table, saves JSON under bench/results/.
 """
 
 from __future__ import annotations
@@ -254,6 +255,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         server.stop()
         await engine.close()
         shutil.rmtree(tmp, ignore_errors=True)
+    from live_bench import measure  # live sandboxes through E2B's SDK
+
+    bench.results["live"] = await asyncio.to_thread(measure, min(args.runs, 20))
     bench.results["machine"] = {
         "cpus": os.cpu_count(),
         "kernel": platform.release(),
@@ -291,6 +295,13 @@ def report(results: dict[str, Any]) -> None:
     console.print(f"service overhead per request: p50 {over['p50']} ms, p90 {over['p90']} ms")
     for name, info in results.get("drivers", {}).items():
         console.print(f"driver {name}: {info}")
+    live = results.get("live", {})
+    if live:
+        console.print(
+            f"live sandboxes (E2B SDK): create -> first output p50 "
+            f"{live['create_to_first_output_ms']['p50']} ms, run_code('1+1') p50 "
+            f"{live['run_code_1_plus_1_ms']['p50']} ms, idle sandbox {live.get('idle_sandbox_mb')}"
+        )
 
 
 def main() -> None:

@@ -13,7 +13,8 @@ service itself and for bad requests::
     │   ├── Unauthorized            401: a valid API key is required
     │   ├── Forbidden               403: the key may not do this (an admin key may)
     │   ├── NotFound                404: no such submission / image / key
-    │   └── DestinationRefused      400: an outbound request may not go there (outbound.py)
+    │   ├── DestinationRefused      400: an outbound request may not go there (outbound.py)
+    │   └── LiveOperationError      4xx: a live sandbox refused an operation (no such file...)
     ├── CapacityError               429/503 with Retry-After: too busy right now
     ├── Unreachable                 an allowed outbound destination did not answer in time
     ├── ImageError
@@ -99,6 +100,19 @@ class DestinationRefused(RequestError):
 
 class Unreachable(TVMError):
     """An outbound request could not connect, or got no answer within its time."""
+
+
+class LiveOperationError(RequestError):
+    """An operation inside a live sandbox failed for the caller's reason;
+    ``code`` is the agent's (``not_found``, ``already_exists``, ``invalid``,
+    ``internal``)."""
+
+    STATUS = {"not_found": 404, "already_exists": 409, "invalid": 400, "internal": 500}
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status_code = self.STATUS.get(code, 400)
 
 
 class CapacityError(TVMError):

@@ -112,3 +112,16 @@ def test_vminit_reads_tvm_settings_from_the_kernel_command_line(tmp_path: Path) 
     cmdline = tmp_path / "cmdline"
     cmdline.write_text("console=ttyS0 quiet tvm.channel=vsock:52 tvm.work_mb=32 init=/.tvm/init\n")
     assert vminit.cmdline(str(cmdline)) == {"channel": "vsock:52", "work_mb": "32"}
+
+
+def test_a_live_sandbox_gets_a_writable_home_on_every_driver() -> None:
+    from dataclasses import replace
+
+    from tvm.pyrovm.vm.cmdline import guest_cmdline
+
+    live = replace(SPEC, home_mb=256)
+    home = {m["destination"]: m for m in oci_config(live)["mounts"]}["/home"]
+    assert home["type"] == "tmpfs" and f"size={256 << 20}" in home["options"]
+    assert "/home" not in {m["destination"] for m in oci_config(SPEC)["mounts"]}
+    assert "tvm.home_mb=256" in guest_cmdline(live, "virtio:agent").split()
+    assert "tvm.home_mb" not in guest_cmdline(SPEC, "virtio:agent")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import BinaryIO
@@ -31,18 +32,16 @@ async def _run_local(request: CodeExecutionRequest, settings: Settings) -> Execu
 def _run_remote(request: CodeExecutionRequest, url: str) -> ExecutionResponse:
     import httpx
 
-    reply = httpx.post(
-        url.rstrip("/") + "/api/v1/execute",
-        json=request.model_dump(exclude_none=True),
-        timeout=120,
-    )
-    if reply.status_code != 200:
-        try:
-            message = reply.json().get("message", reply.text)
-        except ValueError:
-            message = reply.text
-        raise click.ClickException(f"server answered {reply.status_code}: {message}")
-    return ExecutionResponse.model_validate(reply.json())
+    from tvm.client import Client, ops
+    from tvm.errors import TVMError
+
+    try:
+        with Client(url.rstrip("/"), api_key=os.environ.get("TVM_API_KEY")) as client:
+            return client.run(ops.execute(request))
+    except TVMError as exc:
+        raise click.ClickException(f"server answered {exc.status_code}: {exc.message}") from exc
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"cannot reach {url}: {exc}") from exc
 
 
 @click.command(context_settings={"ignore_unknown_options": True})

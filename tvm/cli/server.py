@@ -89,10 +89,16 @@ def start(
         _run_gateway(settings, role, driver, debug)
 
 
+KEEP_ALIVE_SECONDS = 100
+
+
 def _serve(app: Any, settings: Settings, debug: bool) -> None:
     import uvicorn
 
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=debug)
+    # Idle connections stay open longer than clients keep them in their pools
+    # (E2B's SDK: 90 s), so that no client reuses one the server just closed.
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None,
+                access_log=debug, timeout_keep_alive=KEEP_ALIVE_SECONDS)  # fmt: skip
 
 
 @contextlib.contextmanager

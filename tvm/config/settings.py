@@ -106,6 +106,28 @@ class Settings(BaseSettings):
         300, gt=0, description="a language unused this long keeps no warm sandbox"
     )
 
+    # Live sandboxes (created with a lifetime, then many calls: docs/live-sandboxes.md).
+    live_max_sandboxes: int = Field(
+        10, ge=0, le=1000, description="live sandboxes at once on one worker; beyond: 429"
+    )
+    live_memory_budget_mb: int = Field(
+        4096, ge=0, description="memory of all live sandboxes of a worker together; beyond: 429"
+    )
+    live_memory_mb: int = Field(
+        512, ge=16, le=65536, description="a live sandbox's memory unless it asks for other"
+    )
+    live_max_memory_mb: int = Field(2048, ge=16, le=65536, description="most one may ask for")
+    live_disk_mb: int = Field(
+        256, ge=1, le=65536, description="size of a live sandbox's writable /home (its disk)"
+    )
+    live_processes: int = Field(128, ge=8, le=4096, description="processes in a live sandbox")
+    live_timeout_seconds: int = Field(
+        300, ge=1, description="a live sandbox's lifetime unless it asks for other"
+    )
+    live_max_timeout_seconds: int = Field(
+        86400, ge=1, description="the longest lifetime a live sandbox may ask for (E2B allows 24 h)"
+    )
+
     prestart: bool = Field(
         True, description="run Python programs in the sandbox's already started interpreter"
     )

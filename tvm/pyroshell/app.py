@@ -166,6 +166,9 @@ def create_gateway_app(
 ) -> FastAPI:
     """The gateway app; ``pool`` and ``store`` may be injected (tests).
     ``embedded``: run sandboxes in this process too (:mod:`.embedded`)."""
+    from tvm.pyroshell import e2b
+    from tvm.pyroshell.live_routes import router as live_router
+
     catalog = load_catalog()
 
     @contextlib.asynccontextmanager
@@ -198,6 +201,8 @@ def create_gateway_app(
     app.include_router(judge0_router())
     app.include_router(connect_router())
     app.include_router(playground_router())
+    app.include_router(live_router())
+    e2b.install(app)
 
     @app.get("/health")
     async def health(request: Request, probe: Literal["ready", "live"] = "ready") -> JSONResponse:

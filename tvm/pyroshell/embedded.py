@@ -24,6 +24,7 @@ from tvm.pyrovm import drivers
 from tvm.pyrovm.api import languages_table, runtimes_table
 from tvm.pyrovm.engine import Engine
 from tvm.pyrovm.images import ImageStore
+from tvm.pyrovm.live import LiveManager
 
 log = logging.getLogger("tvm.gateway.embedded")
 
@@ -38,15 +39,23 @@ class EmbeddedWorker:
         self.catalog = catalog or load_catalog()
         self.images = engine.images if engine is not None else ImageStore(settings)
         self.engine = engine
+        self.live: LiveManager | None = None  # live sandboxes (E2B, /api/v1/sandboxes)
 
     async def start(self) -> None:
         if self.engine is None:
             driver = drivers.choose(self.settings)
             self.engine = Engine(self.settings, self.catalog, driver, self.images)
         await self.engine.start()
+        engine = self.engine
+        self.live = LiveManager(
+            self.settings, self.catalog, engine.driver, self.images, engine.sandboxes.uids
+        )
+        await self.live.start()
         log.info("embedded worker ready: driver=%s", self.engine.driver.name)
 
     async def close(self) -> None:
+        if self.live is not None:
+            await self.live.close()
         if self.engine is not None:
             await self.engine.close()
 
@@ -57,6 +66,7 @@ class EmbeddedWorker:
             "admitted": engine.admitted,
             "sandboxes": engine.sandboxes.stats(),
             "driver": engine.driver.name,
+            "live": self.live.stats() if self.live is not None else None,
         }
 
     # -- the WorkerClient protocol ------------------------------------------------

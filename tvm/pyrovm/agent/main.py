@@ -135,6 +135,11 @@ class Agent:
                 return
             if kind in stream.CONTROL:  # late for a streamed stage that has ended
                 continue
+            if kind == "live":  # a sandbox with a lifetime: the channel changes shape
+                from . import live
+
+                live.serve(self, message)
+                return
             handler = getattr(self, f"on_{kind}", None)
             try:
                 if handler is None:

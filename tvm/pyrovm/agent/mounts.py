@@ -86,9 +86,10 @@ def _overlay(lower: str, target: str) -> None:
     mount("overlay", target, "overlay", flags, f"lowerdir={lower}:{EMPTY}")
 
 
-def build_root(workdir_bytes: int, tmp_bytes: int, shm_bytes: int) -> None:
+def build_root(workdir_bytes: int, tmp_bytes: int, shm_bytes: int, home_bytes: int = 0) -> None:
     """Make this mount namespace's new root and move into it (see the module
-    docstring). Call it in a new mount namespace, before anything else runs."""
+    docstring). Call it in a new mount namespace, before anything else runs.
+    ``home_bytes``: a writable /home of that size (a live sandbox's)."""
     mount("none", "/", None, MS_REC | MS_PRIVATE)
     tmpfs(STAGE, 1 << 20, mode="0700")
     os.mkdir(NEW_ROOT)
@@ -105,6 +106,8 @@ def build_root(workdir_bytes: int, tmp_bytes: int, shm_bytes: int) -> None:
     tmpfs(f"{new}/work", workdir_bytes)
     tmpfs(f"{new}/tmp", tmp_bytes)
     tmpfs(f"{new}/dev/shm", shm_bytes)
+    if home_bytes:
+        tmpfs(f"{new}/home", home_bytes)
     mount("devpts", f"{new}/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, DEVPTS_OPTIONS)
     mount("proc", f"{new}/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     for name in PROC_COVERS:

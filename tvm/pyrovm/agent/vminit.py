@@ -10,6 +10,7 @@ Settings come from the kernel command line (``/proc/cmdline``):
     tvm.channel=virtio:agent   virtio-serial port named "agent" (QEMU)
     tvm.channel=vsock:52       listen on AF_VSOCK port 52 (Firecracker)
     tvm.work_mb=64 tvm.tmp_mb=64   tmpfs sizes
+    tvm.home_mb=256            a live sandbox's writable /home (tmpfs)
     tvm.scratch=/dev/vdb       /work and /tmp on this disk instead (Firecracker)
     tvm.clock=<unix seconds>   the host's time at boot
 
@@ -75,6 +76,8 @@ def setup_filesystems(settings: dict[str, str]) -> None:
         with contextlib.suppress(OSError):
             os.symlink(target, f"/dev/{name}")
     mount("tmpfs", "/dev/shm", "tmpfs", nosuid, "mode=1777,size=16m")
+    if int(settings.get("home_mb", "0")):
+        mount("tmpfs", "/home", "tmpfs", nosuid, f"mode=1777,size={settings['home_mb']}m")
     if settings.get("scratch"):
         setup_scratch(settings["scratch"])
         return

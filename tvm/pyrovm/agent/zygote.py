@@ -188,7 +188,10 @@ class Zygote:
         cpu_fds = fds[2 + ncg + npg :]  # the program cgroup's CPU counter
         _check(_libc.unshare(NAMESPACES), "unshare")
         mounts.build_root(
-            int(request["workdir_bytes"]), int(request["tmp_bytes"]), int(request["shm_bytes"])
+            int(request["workdir_bytes"]),
+            int(request["tmp_bytes"]),
+            int(request["shm_bytes"]),
+            int(request.get("home_bytes", 0)),
         )
         socket.sethostname(HOSTNAME)
         _loopback_up()

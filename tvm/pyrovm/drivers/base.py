@@ -130,6 +130,7 @@ class SandboxSpec:
     processes: int = 256
     cpus: int = 1
     stages: int = 1  # how many stages a job will run in it (compile + run: 2)
+    home_mb: int = 0  # a live sandbox's writable /home (0: none, /home stays read-only)
 
 
 @dataclass(frozen=True)

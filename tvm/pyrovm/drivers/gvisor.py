@@ -102,6 +102,10 @@ def oci_config(spec: SandboxSpec, memory_mb: int | None = None) -> dict[str, Any
     mb = 1 << 20
     tmpfs_opts = ["nosuid", "nodev", "mode=1777"]
     memory = (memory_mb or spec.memory_mb) + SENTRY_OVERHEAD_MB
+    home = [
+        {"destination": "/home", "type": "tmpfs", "source": "tmpfs",
+         "options": [*tmpfs_opts, f"size={spec.home_mb * mb}"]}
+    ] if spec.home_mb else []  # fmt: skip
     return {
         "ociVersion": "1.0.0",
         "process": {
@@ -125,6 +129,7 @@ def oci_config(spec: SandboxSpec, memory_mb: int | None = None) -> dict[str, Any
         "root": {"path": str(spec.rootfs), "readonly": True},
         "hostname": "tvm",
         "mounts": [
+            *home,
             {"destination": "/proc", "type": "proc", "source": "proc"},
             {"destination": "/dev", "type": "tmpfs", "source": "tmpfs"},
             {

@@ -290,6 +290,7 @@ class NamespaceDriver(Driver):
                 "workdir_bytes": spec.workdir_mb * mb,
                 "tmp_bytes": spec.tmp_mb * mb,
                 "shm_bytes": SHM_MB * mb,
+                "home_bytes": spec.home_mb * mb,
                 "cgroups": len(cgroup.procs_files),
                 "program_cgroups": len(cgroup.program_procs_files),
                 "init": to_wire(sandbox.init_message()),  # no round trip for it after the hello

@@ -41,4 +41,6 @@ def guest_cmdline(
         args.append(f"tvm.scratch={scratch}")
     args += [f"tvm.work_mb={spec.workdir_mb}", f"tvm.tmp_mb={spec.tmp_mb}",
              f"tvm.clock={int(time.time())}"]  # fmt: skip
+    if spec.home_mb:  # a live sandbox's writable /home
+        args.append(f"tvm.home_mb={spec.home_mb}")
     return " ".join(args)

@@ -1,0 +1,99 @@
+"""tvm.client: its operations over a mock transport (shapes, errors), and the
+two clients offering the same methods."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+
+import httpx
+import pytest
+
+from tvm.client import AsyncClient, Client, aio, sync
+from tvm.errors import CapacityError, InvalidRequest, NotFound, TVMError
+
+INFO = {"id": "sb1", "template": "base", "language": "python", "version": "3.11.2",
+        "started_at": "2026-01-01T00:00:00Z", "end_at": "2026-01-01T00:05:00Z",
+        "memory_mb": 512, "disk_mb": 256, "metadata": {}}  # fmt: skip
+
+
+def handler(request: httpx.Request) -> httpx.Response:
+    path, method = request.url.path, request.method
+    if (method, path) == ("POST", "/api/v1/sandboxes"):
+        body = json.loads(request.content)
+        if body.get("timeout") == 0:
+            return httpx.Response(
+                400, json={"message": "timeout: must be >= 1", "field": "timeout"}
+            )
+        return httpx.Response(201, json={**INFO, "metadata": body.get("metadata", {})})
+    if (method, path) == ("POST", "/api/v1/sandboxes/sb1/commands"):
+        body = json.loads(request.content)
+        return httpx.Response(200, json={"pid": 7, "stdout": body["cmd"], "exit_code": 0})
+    if (method, path) == ("GET", "/api/v1/sandboxes/sb1/files"):
+        if request.url.params["path"] == "missing":
+            return httpx.Response(404, json={"message": "No such file: missing"})
+        return httpx.Response(200, content=b"\x00\xff")
+    if (method, path) == ("PUT", "/api/v1/sandboxes/sb1/files"):
+        assert request.headers["content-type"] == "application/octet-stream"
+        return httpx.Response(200, json={"name": "f", "type": "file", "path": "/home/user/f",
+                                         "size": len(request.content), "mode": 420,
+                                         "permissions": "-rw-r--r--", "owner": "user",
+                                         "group": "user", "modified": "2026-01-01T00:00:00Z"})  # fmt: skip
+    if (method, path) == ("DELETE", "/api/v1/sandboxes/sb1"):
+        return httpx.Response(204)
+    if (method, path) == ("GET", "/api/v1/sandboxes"):
+        return httpx.Response(429, headers={"Retry-After": "7"}, json={"message": "busy"})
+    return httpx.Response(500, json={"message": f"unexpected {method} {path}"})
+
+
+def test_sync_client_results_and_errors() -> None:
+    http = httpx.Client(transport=httpx.MockTransport(handler), base_url="http://tvm")
+    client = Client(http=http)
+    with client.sandboxes.create(metadata={"a": "b"}) as sbx:
+        assert sbx.info.metadata == {"a": "b"}
+        assert sbx.commands.run("echo hi").stdout == "echo hi"
+        assert sbx.files.read("blob") == b"\x00\xff"
+        assert sbx.files.write("f", b"abc").size == 3
+        with pytest.raises(NotFound, match="No such file"):
+            sbx.files.read("missing")
+    with pytest.raises(InvalidRequest) as bad:
+        client.sandboxes.create(timeout=0)
+    assert (bad.value.field, bad.value.problem) == ("timeout", "must be >= 1")
+    with pytest.raises(CapacityError) as busy:
+        client.sandboxes.list()
+    assert busy.value.retry_after == 7
+
+
+def test_async_client_runs_the_same_operations() -> None:
+    async def scenario() -> tuple[str, bytes]:
+        http = httpx.AsyncClient(transport=httpx.MockTransport(handler), base_url="http://tvm")
+        client = AsyncClient(http=http)
+        async with await client.sandboxes.create() as sbx:
+            out = await sbx.commands.run("echo async")
+            data = await sbx.files.read("blob")
+        with pytest.raises(TVMError):
+            await client.sandboxes.get("elsewhere")
+        await client.close()
+        return out.stdout, data
+
+    assert asyncio.run(scenario()) == ("echo async", b"\x00\xff")
+
+
+@pytest.mark.parametrize("name", ["Client", "Sandboxes", "Sandbox", "Commands", "Files"])
+def test_both_clients_offer_the_same_methods(name: str) -> None:
+    blocking = getattr(sync, name)
+    asynchronous = getattr(aio, "AsyncClient" if name == "Client" else name)
+
+    def public(cls: type) -> dict[str, inspect.Signature]:
+        found = {n: inspect.signature(f) for n, f in vars(cls).items()
+                 if inspect.isfunction(f) and not n.startswith("_")}  # fmt: skip
+        return found
+
+    assert public(blocking).keys() == public(asynchronous).keys()
+    for method, signature in public(blocking).items():
+        if method == "run" and name == "Client":
+            continue
+        other = public(asynchronous)[method]
+        assert list(signature.parameters) == list(other.parameters), method
+        assert inspect.iscoroutinefunction(getattr(asynchronous, method)) or method == "__init__"

@@ -1,0 +1,139 @@
+"""The native API's models for live sandboxes (``/api/v1/sandboxes/...``).
+
+Shared by the gateway's routes (:mod:`tvm.pyroshell.live_routes`, which
+document them in the OpenAPI schema) and the Python SDK (:mod:`tvm.client`,
+which returns them as its typed results).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SandboxCreate(_Request):
+    template: str = Field(
+        "base", description="'base' (Python and common tools) or a language of /api/v1/languages"
+    )
+    timeout: int | None = Field(None, description="seconds it lives; default live_timeout_seconds")
+    memory_mb: int | None = Field(None, description="its memory; default live_memory_mb")
+    env: dict[str, str] = Field(default_factory=dict, description="environment of its processes")
+    metadata: dict[str, str] = Field(default_factory=dict, description="your labels, for listing")
+
+
+class SandboxInfo(BaseModel):
+    id: str
+    template: str
+    language: str = Field(description="the catalog language whose image it runs")
+    version: str
+    started_at: datetime
+    end_at: datetime
+    memory_mb: int
+    disk_mb: int
+    metadata: dict[str, str]
+
+
+class TimeoutUpdate(_Request):
+    timeout: int = Field(description="seconds from now until it ends")
+
+
+class CommandRequest(_Request):
+    cmd: str = Field(description="a shell command line (run by /bin/bash -c)")
+    cwd: str | None = Field(None, description="working directory; default /home/user")
+    env: dict[str, str] = Field(default_factory=dict)
+    stdin: str | None = Field(None, description="input; for a background command: keep it open")
+    background: bool = Field(False, description="answer with the pid at once")
+    timeout: float | None = Field(
+        60, gt=0, description="seconds before it is killed (not in the background)"
+    )
+
+
+class CommandResult(BaseModel):
+    pid: int
+    stdout: str = ""
+    stderr: str = ""
+    exit_code: int | None = Field(None, description="None: still running (background)")
+    signal: str | None = None
+    timed_out: bool = False
+
+
+class CommandInput(_Request):
+    data: str
+
+
+class CommandSignal(_Request):
+    signal: Literal["SIGTERM", "SIGKILL", "SIGINT"] = "SIGKILL"
+
+
+class ProcessInfo(BaseModel):
+    pid: int
+    cmd: str
+    args: list[str]
+    cwd: str | None = None
+
+
+class CommandEvent(BaseModel):
+    """One line of a command's NDJSON event stream."""
+
+    type: Literal["stdout", "stderr", "exit"]
+    data: str | None = None
+    exit_code: int | None = None
+    signal: str | None = None
+
+
+class EntryInfo(BaseModel):
+    name: str
+    type: Literal["file", "dir", "symlink"]
+    path: str
+    size: int
+    mode: int
+    permissions: str
+    owner: str
+    group: str
+    modified: datetime
+
+
+class PathRequest(_Request):
+    path: str
+
+
+class MoveRequest(_Request):
+    source: str
+    destination: str
+
+
+class CodeRequest(_Request):
+    code: str
+    context: str | None = Field(None, description="a context id; default: the sandbox's own")
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class CodeError(BaseModel):
+    name: str
+    value: str
+    traceback: str
+
+
+class CodeResult(BaseModel):
+    text: str | None = Field(None, description="repr of the cell's last expression")
+    stdout: str = ""
+    stderr: str = ""
+    error: CodeError | None = None
+    execution_count: int = 0
+
+
+class ContextCreate(_Request):
+    language: Literal["python"] = "python"
+    cwd: str | None = None
+
+
+class ContextInfo(BaseModel):
+    id: str
+    language: str
+    cwd: str

@@ -1,0 +1,57 @@
+"""Which live sandbox a call is for, and whether the caller may use it.
+
+E2B's SDKs send every in-sandbox call to one origin and name the sandbox in
+``E2b-Sandbox-Id`` (the port in ``E2b-Sandbox-Port``: 49983 for the daemon,
+49999 for the code interpreter); ``X-Access-Token`` must be the token the
+sandbox was created with. A sandbox that is gone answers 502 with "was not
+found", which is what makes the SDK say the sandbox is not running.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+from tvm.errors import NotFound, TVMError, Unauthorized
+from tvm.pyroshell.live_ops import live_manager
+from tvm.pyrovm.live import LiveSandbox
+
+SANDBOX_HEADER = "e2b-sandbox-id"
+PORT_HEADER = "e2b-sandbox-port"
+TOKEN_HEADER = "x-access-token"
+ENVD_PORT = 49983
+INTERPRETER_PORT = 49999
+
+
+class SandboxGone(TVMError):
+    """The sandbox a call names does not exist (any more)."""
+
+    status_code = 502
+
+
+def sandbox_for(request: Request, token_required: bool = True) -> LiveSandbox:
+    sandbox_id = request.headers.get(SANDBOX_HEADER, "")
+    try:
+        live = live_manager(request).get(sandbox_id)
+    except NotFound as exc:
+        raise SandboxGone(f"The sandbox {sandbox_id} was not found") from exc
+    if token_required:
+        given = request.headers.get(TOKEN_HEADER, "")
+        if not hmac.compare_digest(given.encode(), live.token.encode()):
+            raise Unauthorized(f"X-Access-Token: not the access token of sandbox {live.id}")
+    return live
+
+
+def error_body(error: TVMError) -> JSONResponse:
+    """E2B's error body: ``{"code": <HTTP status>, "message"}``."""
+    headers = {}
+    retry = getattr(error, "retry_after", None)
+    if retry is not None:
+        headers["Retry-After"] = str(retry)
+    return JSONResponse(
+        {"code": error.status_code, "message": error.message},
+        status_code=error.status_code,
+        headers=headers,
+    )

@@ -1,0 +1,364 @@
+"""The native API for live sandboxes: ``/api/v1/sandboxes/...``.
+
+Create one (``POST /api/v1/sandboxes``), then run commands in it (collected,
+or in the background with their events as NDJSON), move files (raw bytes),
+run Python code in contexts that keep their state, and kill it (or let its
+timeout end it). Authentication is the gateway's API key; a key sees only
+the sandboxes it created. Errors are TVM's usual ``{"message", "field"}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import signal
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import StreamingResponse
+
+from tvm.errors import NotFound
+from tvm.live_api import (
+    CodeRequest,
+    CodeResult,
+    CommandInput,
+    CommandRequest,
+    CommandResult,
+    CommandSignal,
+    ContextCreate,
+    ContextInfo,
+    EntryInfo,
+    MoveRequest,
+    PathRequest,
+    ProcessInfo,
+    SandboxCreate,
+    SandboxInfo,
+    TimeoutUpdate,
+)
+from tvm.pyroshell.auth import Principal
+from tvm.pyroshell.live_ops import default_context, download, live_manager, upload
+from tvm.pyrovm.live import LiveRequest, LiveSandbox
+from tvm.pyrovm.live_session import Output, ProcessEnd, ProcessRecord
+
+PREFIX = "/api/v1/sandboxes"
+# Most output a collected command keeps per stream.
+OUTPUT_CAP = 16 << 20
+SIGNALS = {"SIGTERM": signal.SIGTERM, "SIGKILL": signal.SIGKILL, "SIGINT": signal.SIGINT}
+
+
+async def _who(request: Request) -> Principal:
+    found: Principal = await request.app.state.gateway.gate.principal(request)
+    return found
+
+
+Who = Annotated[Principal, Depends(_who)]
+
+
+def _owner(who: Principal) -> str:
+    return who.bucket if who.key_id is not None else ""
+
+
+def _mine(request: Request, sandbox_id: str, who: Principal) -> LiveSandbox:
+    live = live_manager(request).get(sandbox_id)
+    if _owner(who) and live.owner != _owner(who):
+        raise NotFound(f"sandbox {sandbox_id} was not found (it ended, or never existed)")
+    return live
+
+
+def info(live: LiveSandbox) -> SandboxInfo:
+    return SandboxInfo(
+        id=live.id, template=live.template, language=live.language.name,
+        version=live.language.version, started_at=live.started_at, end_at=live.end_datetime,
+        memory_mb=live.memory_mb, disk_mb=live.disk_mb, metadata=live.metadata,
+    )  # fmt: skip
+
+
+def entry(raw: dict[str, Any]) -> EntryInfo:
+    return EntryInfo(
+        name=raw["name"], type=raw["type"], path=raw["path"], size=raw["size"],
+        mode=raw["mode"], permissions=raw["permissions"], owner=raw["owner"],
+        group=raw["group"], modified=datetime.fromtimestamp(raw["mtime"], UTC),
+    )  # fmt: skip
+
+
+def _record(live: LiveSandbox, pid: int) -> ProcessRecord:
+    record = live.session.processes.get(pid)
+    if record is None:
+        raise NotFound(f"process {pid} not found in sandbox {live.id}")
+    return record
+
+
+async def collect(live: LiveSandbox, record: ProcessRecord, timeout: float | None) -> CommandResult:
+    """Wait for the process's end, keeping its output (killed after ``timeout``)."""
+    out = {"stdout": bytearray(), "stderr": bytearray()}
+    queue = record.attach()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    timed_out = False
+    try:
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                event = await asyncio.wait_for(queue.get(), left)
+            except TimeoutError:
+                timed_out = True
+                await live.session.request("proc_signal", pid=record.pid, signal=signal.SIGKILL)
+                deadline = None
+                continue
+            if isinstance(event, ProcessEnd):
+                break
+            kept = out[event.stream]
+            kept += event.data[: max(0, OUTPUT_CAP - len(kept))]
+    finally:
+        record.detach(queue)
+    return CommandResult(
+        pid=record.pid,
+        stdout=out["stdout"].decode(errors="replace"),
+        stderr=out["stderr"].decode(errors="replace"),
+        exit_code=event.exit_code if event.signal is None else None,
+        signal=event.signal,
+        timed_out=timed_out,
+    )
+
+
+def router() -> APIRouter:
+    routes = APIRouter(prefix=PREFIX, tags=["sandboxes"])
+
+    @routes.post("", status_code=201)
+    async def create(body: SandboxCreate, request: Request, who: Who) -> SandboxInfo:
+        await request.app.state.gateway.gate.admit(who)
+        live = await live_manager(request).create(
+            LiveRequest(
+                template=body.template,
+                timeout=body.timeout,
+                memory_mb=body.memory_mb,
+                env=body.env,
+                metadata=body.metadata,
+                owner=_owner(who),
+            )
+        )
+        return info(live)
+
+    @routes.get("")
+    async def list_sandboxes(request: Request, who: Who) -> list[SandboxInfo]:
+        owner = _owner(who)
+        found = live_manager(request).sandboxes.values()
+        return [info(sb) for sb in found if not owner or sb.owner == owner]
+
+    @routes.get("/{sandbox_id}")
+    async def get_sandbox(sandbox_id: str, request: Request, who: Who) -> SandboxInfo:
+        return info(_mine(request, sandbox_id, who))
+
+    @routes.delete("/{sandbox_id}", status_code=204)
+    async def kill(sandbox_id: str, request: Request, who: Who) -> Response:
+        live = _mine(request, sandbox_id, who)
+        await live_manager(request).kill(live.id)
+        return Response(status_code=204)
+
+    @routes.post("/{sandbox_id}/timeout")
+    async def set_timeout(
+        sandbox_id: str, body: TimeoutUpdate, request: Request, who: Who
+    ) -> SandboxInfo:
+        live = _mine(request, sandbox_id, who)
+        return info(live_manager(request).set_timeout(live.id, body.timeout))
+
+    # -- commands ---------------------------------------------------------------
+    @routes.post("/{sandbox_id}/commands")
+    async def run_command(
+        sandbox_id: str, body: CommandRequest, request: Request, who: Who
+    ) -> CommandResult:
+        live = _mine(request, sandbox_id, who)
+        keep_open = body.background and body.stdin is not None
+        record = await live.session.start_process(
+            {
+                "cmd": "/bin/bash",
+                "args": ["-l", "-c", body.cmd],
+                "env": body.env,
+                "cwd": body.cwd,
+                "stdin": body.stdin is not None,
+                "tag": None,
+            }
+        )
+        if body.stdin:
+            data = base64.b64encode(body.stdin.encode()).decode()
+            await live.session.request("proc_input", pid=record.pid, data=data)
+        if body.stdin is not None and not keep_open:
+            await live.session.request("proc_close_stdin", pid=record.pid)
+        if body.background:
+            return CommandResult(pid=record.pid)
+        return await collect(live, record, body.timeout)
+
+    @routes.get("/{sandbox_id}/commands")
+    async def list_commands(sandbox_id: str, request: Request, who: Who) -> list[ProcessInfo]:
+        live = _mine(request, sandbox_id, who)
+        return [
+            ProcessInfo(
+                pid=r.pid, cmd=r.config["cmd"], args=r.config["args"], cwd=r.config.get("cwd")
+            )
+            for r in live.session.running()
+        ]
+
+    @routes.post("/{sandbox_id}/commands/{pid}/wait")
+    async def wait_command(sandbox_id: str, pid: int, request: Request, who: Who) -> CommandResult:
+        live = _mine(request, sandbox_id, who)
+        return await collect(live, _record(live, pid), None)
+
+    @routes.get(
+        "/{sandbox_id}/commands/{pid}/events",
+        response_class=StreamingResponse,
+        responses={
+            200: {
+                "content": {"application/x-ndjson": {}},
+                "description": "CommandEvent lines until its exit",
+            }
+        },
+    )
+    async def command_events(sandbox_id: str, pid: int, request: Request, who: Who) -> Response:
+        record = _record(_mine(request, sandbox_id, who), pid)
+
+        async def lines() -> AsyncIterator[bytes]:
+            queue = record.attach()
+            try:
+                while True:
+                    event = await queue.get()
+                    line: dict[str, object]
+                    if isinstance(event, Output):
+                        text = event.data.decode(errors="replace")
+                        line = {"type": event.stream, "data": text}
+                    else:
+                        line = {"type": "exit", "exit_code": event.exit_code,
+                                "signal": event.signal}  # fmt: skip
+                    yield json.dumps(line).encode() + b"\n"
+                    if isinstance(event, ProcessEnd):
+                        return
+            finally:
+                record.detach(queue)
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+    @routes.post("/{sandbox_id}/commands/{pid}/stdin", status_code=204)
+    async def send_stdin(
+        sandbox_id: str, pid: int, body: CommandInput, request: Request, who: Who
+    ) -> Response:
+        live = _mine(request, sandbox_id, who)
+        data = base64.b64encode(body.data.encode()).decode()
+        await live.session.request("proc_input", pid=_record(live, pid).pid, data=data)
+        return Response(status_code=204)
+
+    @routes.post("/{sandbox_id}/commands/{pid}/close-stdin", status_code=204)
+    async def close_stdin(sandbox_id: str, pid: int, request: Request, who: Who) -> Response:
+        live = _mine(request, sandbox_id, who)
+        await live.session.request("proc_close_stdin", pid=_record(live, pid).pid)
+        return Response(status_code=204)
+
+    @routes.post("/{sandbox_id}/commands/{pid}/signal", status_code=204)
+    async def send_signal(
+        sandbox_id: str, pid: int, body: CommandSignal, request: Request, who: Who
+    ) -> Response:
+        live = _mine(request, sandbox_id, who)
+        signum = int(SIGNALS[body.signal])
+        await live.session.request("proc_signal", pid=_record(live, pid).pid, signal=signum)
+        return Response(status_code=204)
+
+    # -- files --------------------------------------------------------------------
+    @routes.get(
+        "/{sandbox_id}/files",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"application/octet-stream": {}}}},
+    )
+    async def read_file(sandbox_id: str, path: str, request: Request, who: Who) -> Response:
+        size, pieces = await download(_mine(request, sandbox_id, who), path)
+        return StreamingResponse(pieces, media_type="application/octet-stream",
+                                 headers={"Content-Length": str(size)})  # fmt: skip
+
+    @routes.put("/{sandbox_id}/files")
+    async def write_file(sandbox_id: str, path: str, request: Request, who: Who) -> EntryInfo:
+        live = _mine(request, sandbox_id, who)
+        return entry(await upload(live, path, request.stream()))
+
+    @routes.delete("/{sandbox_id}/files", status_code=204)
+    async def remove(sandbox_id: str, path: str, request: Request, who: Who) -> Response:
+        await _mine(request, sandbox_id, who).session.request("remove", path=path)
+        return Response(status_code=204)
+
+    @routes.get("/{sandbox_id}/files/list")
+    async def list_dir(
+        sandbox_id: str, path: str, request: Request, who: Who, depth: int = 1
+    ) -> list[EntryInfo]:
+        reply = await _mine(request, sandbox_id, who).session.request(
+            "list", path=path, depth=depth
+        )
+        return [entry(e) for e in reply["entries"]]
+
+    @routes.get("/{sandbox_id}/files/stat")
+    async def stat(sandbox_id: str, path: str, request: Request, who: Who) -> EntryInfo:
+        reply = await _mine(request, sandbox_id, who).session.request("stat", path=path)
+        return entry(reply["entry"])
+
+    @routes.post("/{sandbox_id}/files/mkdir")
+    async def make_dir(sandbox_id: str, body: PathRequest, request: Request, who: Who) -> EntryInfo:
+        reply = await _mine(request, sandbox_id, who).session.request("mkdir", path=body.path)
+        return entry(reply["entry"])
+
+    @routes.post("/{sandbox_id}/files/move")
+    async def move(sandbox_id: str, body: MoveRequest, request: Request, who: Who) -> EntryInfo:
+        reply = await _mine(request, sandbox_id, who).session.request(
+            "move", source=body.source, destination=body.destination
+        )
+        return entry(reply["entry"])
+
+    # -- code -------------------------------------------------------------------------
+    @routes.post("/{sandbox_id}/code")
+    async def run_code(
+        sandbox_id: str, body: CodeRequest, request: Request, who: Who
+    ) -> CodeResult:
+        live = _mine(request, sandbox_id, who)
+        ident = body.context or await default_context(live)
+        out: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
+        reply: dict[str, Any] = {}
+        async for item in live.session.run_cell({"ctx": ident, "code": body.code, "env": body.env}):
+            if isinstance(item, Output):
+                out[item.stream].append(item.data)
+            else:
+                reply = item
+        return CodeResult(
+            text=reply.get("result"),
+            stdout=b"".join(out["stdout"]).decode(errors="replace"),
+            stderr=b"".join(out["stderr"]).decode(errors="replace"),
+            error=reply.get("error"),
+            execution_count=reply.get("count", 0),
+        )
+
+    @routes.post("/{sandbox_id}/contexts", status_code=201)
+    async def create_context(
+        sandbox_id: str, body: ContextCreate, request: Request, who: Who
+    ) -> ContextInfo:
+        reply = await _mine(request, sandbox_id, who).session.request(
+            "ctx_create", language=body.language, cwd=body.cwd
+        )
+        return ContextInfo(id=reply["ctx"], language=reply["language"], cwd=reply["cwd"])
+
+    @routes.get("/{sandbox_id}/contexts")
+    async def list_contexts(sandbox_id: str, request: Request, who: Who) -> list[ContextInfo]:
+        reply = await _mine(request, sandbox_id, who).session.request("ctx_list")
+        return [ContextInfo(id=c["ctx"], language=c["language"], cwd=c["cwd"])
+                for c in reply["contexts"]]  # fmt: skip
+
+    @routes.post("/{sandbox_id}/contexts/{context_id}/restart", status_code=204)
+    async def restart_context(
+        sandbox_id: str, context_id: str, request: Request, who: Who
+    ) -> Response:
+        await _mine(request, sandbox_id, who).session.request("ctx_restart", ctx=context_id)
+        return Response(status_code=204)
+
+    @routes.delete("/{sandbox_id}/contexts/{context_id}", status_code=204)
+    async def delete_context(
+        sandbox_id: str, context_id: str, request: Request, who: Who
+    ) -> Response:
+        await _mine(request, sandbox_id, who).session.request("ctx_delete", ctx=context_id)
+        return Response(status_code=204)
+
+    return routes

@@ -1,0 +1,293 @@
+"""Live sandboxes on one worker: created with a lifetime, then many calls.
+
+A live sandbox is a fresh sandbox of the worker's driver (same isolation as
+an execution: namespaces or gVisor, read-only image root, seccomp, its own
+program uid, cgroup memory and process caps held for its whole life), whose
+agent is switched into live mode (:mod:`tvm.pyrovm.live_session`). It has a
+writable ``/home`` (its disk) with the home ``/home/user``, no network, and
+lives until its timeout, a kill, or the worker's stop.
+
+Admission: at most ``live_max_sandboxes`` at once and ``live_memory_budget_mb``
+of memory for all of them together; beyond either, a 429 with Retry-After.
+The reaper ends each sandbox at its end time (``set_timeout`` moves it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from tvm.config.catalog import Catalog, Language, StageLimits
+from tvm.config.settings import Settings
+from tvm.errors import CapacityError, InvalidRequest, NotFound, UnknownLanguage
+from tvm.pyrovm.drivers.base import Driver, SandboxSpec
+from tvm.pyrovm.images import ImageStore
+from tvm.pyrovm.live_session import LiveSession
+from tvm.pyrovm.pool import UidAllocator
+
+log = logging.getLogger("tvm.pyrovm.live")
+
+HOME = "/home/user"
+# Templates that mean "a sandbox with Python and the common tools".
+PYTHON_TEMPLATES = ("", "base", "python")
+# E2B's code interpreter: Python with numpy, scipy and pandas where that image is built.
+SCIENCE_TEMPLATES = ("code-interpreter-v1", "code-interpreter")
+SCIENCE = "python-scientific"
+OPEN_FILES = 1024
+REAP_INTERVAL = 0.5
+
+
+@dataclass(frozen=True)
+class LiveRequest:
+    """What a caller asks for; unset fields take the worker's settings."""
+
+    template: str = "base"
+    timeout: int | None = None  # seconds
+    memory_mb: int | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    internet: bool | None = None
+    owner: str = ""  # who created it (an API key's name), for listing
+
+
+@dataclass
+class LiveSandbox:
+    id: str
+    template: str
+    language: Language
+    token: str  # the per-sandbox access token its in-sandbox calls must carry
+    session: LiveSession
+    memory_mb: int
+    disk_mb: int
+    cpus: int
+    metadata: dict[str, str]
+    env: dict[str, str]
+    owner: str
+    started_at: datetime
+    end_at: float  # time.monotonic() at which the reaper ends it
+
+    @property
+    def end_datetime(self) -> datetime:
+        return datetime.fromtimestamp(time.time() + self.end_at - time.monotonic(), UTC)
+
+
+class LiveManager:
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        driver: Driver,
+        images: ImageStore,
+        uids: UidAllocator,
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.driver = driver
+        self.images = images
+        self.uids = uids
+        self.sandboxes: dict[str, LiveSandbox] = {}
+        self.creating_mb = 0  # memory of sandboxes being created
+        self.creating = 0
+        self.reaped = 0
+        self._reaper: asyncio.Task[None] | None = None
+        self.closed = False
+
+    async def start(self) -> None:
+        self._reaper = asyncio.create_task(self._reap_forever())
+
+    async def close(self) -> None:
+        self.closed = True
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        await asyncio.gather(*(self.kill(sid) for sid in list(self.sandboxes)))
+
+    # -- what a request may ask -------------------------------------------------
+    def language_for(self, template: str) -> Language:
+        """The catalog entry whose image a template runs: its newest built version
+        (``name:version`` picks one)."""
+        name, _, version = template.partition(":")
+        if name in SCIENCE_TEMPLATES and not version:
+            science = [lang for lang in self.catalog if lang.matches(SCIENCE)]
+            if science and self.images.is_built(science[-1].image):
+                return science[-1]
+            name = "python"
+        wanted = "python" if name in PYTHON_TEMPLATES else name
+        try:
+            newest = self.catalog.resolve(wanted, version or None)
+        except UnknownLanguage as exc:
+            raise NotFound(
+                f"template {template!r} not found: use 'base', 'code-interpreter-v1' "
+                "or a language of GET /api/v1/languages"
+            ) from exc
+        built = [
+            lang for lang in self.catalog
+            if lang.name == newest.name and (not version or lang.version == newest.version)
+            and self.images.is_built(lang.image)
+        ]  # fmt: skip
+        return built[-1] if built else newest
+
+    def timeout_for(self, seconds: int | None) -> int:
+        if seconds is None:
+            return self.settings.live_timeout_seconds
+        most = self.settings.live_max_timeout_seconds
+        if not 0 < seconds <= most:
+            raise InvalidRequest(
+                "timeout", f"must be between 1 and {most} seconds (live_max_timeout_seconds)"
+            )
+        return seconds
+
+    def _admit(self, memory_mb: int) -> None:
+        settings = self.settings
+        count = len(self.sandboxes) + self.creating
+        if count >= settings.live_max_sandboxes:
+            raise CapacityError(
+                f"worker has live_max_sandboxes={settings.live_max_sandboxes} live sandboxes; "
+                "kill one or retry later",
+                retry_after=5,
+            )
+        used = sum(sb.memory_mb for sb in self.sandboxes.values()) + self.creating_mb
+        if used + memory_mb > settings.live_memory_budget_mb:
+            raise CapacityError(
+                f"live sandboxes would use {used + memory_mb} MB, over "
+                f"live_memory_budget_mb={settings.live_memory_budget_mb}; retry later",
+                retry_after=5,
+            )
+
+    # -- lifecycle ----------------------------------------------------------------
+    async def create(self, request: LiveRequest) -> LiveSandbox:
+        settings = self.settings
+        if request.internet:
+            raise InvalidRequest(
+                "allow_internet_access",
+                "a TVM sandbox has no network; leave it unset or false",
+            )
+        memory = request.memory_mb or settings.live_memory_mb
+        if not 16 <= memory <= settings.live_max_memory_mb:
+            raise InvalidRequest(
+                "memory_mb", f"must be between 16 and {settings.live_max_memory_mb}"
+            )
+        timeout = self.timeout_for(request.timeout)
+        language = self.language_for(request.template)
+        rootfs = self.images.rootfs(language.image)  # ImageNotBuilt: 503 naming the image
+        self._admit(memory)
+        self.creating += 1
+        self.creating_mb += memory
+        uid = self.uids.take()
+        try:
+            sandbox = await self.driver.start(
+                SandboxSpec(
+                    image=language.image.name,
+                    rootfs=rootfs,
+                    uid=uid,
+                    workdir_mb=settings.workdir_size_mb,
+                    tmp_mb=settings.tmp_size_mb,
+                    memory_mb=memory,
+                    processes=settings.live_processes,
+                    home_mb=settings.live_disk_mb,
+                )
+            )
+        except BaseException:
+            self.uids.give(uid)
+            raise
+        finally:
+            self.creating -= 1
+            self.creating_mb -= memory
+        try:
+            limits = StageLimits(
+                timeout_ms=timeout * 1000,
+                cpu_time_ms=timeout * 1000,
+                memory_mb=memory,
+                processes=settings.live_processes,
+                output_bytes=0,
+                file_size_kb=settings.live_disk_mb * 1024,
+                open_files=OPEN_FILES,
+            )
+            await sandbox.apply_limits(limits)
+            session = LiveSession(sandbox)
+            env = {str(k): str(v) for k, v in request.env.items()}
+            await session.open(
+                HOME,
+                env,
+                {"processes": limits.processes, "open_files": OPEN_FILES,
+                 "file_size_kb": limits.file_size_kb},
+            )  # fmt: skip
+        except BaseException:
+            await sandbox.destroy()
+            self.uids.give(uid)
+            raise
+        live = LiveSandbox(
+            id="sb" + secrets.token_hex(8),
+            template=request.template or "base",
+            language=language,
+            token=secrets.token_urlsafe(24),
+            session=session,
+            memory_mb=memory,
+            disk_mb=settings.live_disk_mb,
+            cpus=1,
+            metadata={str(k): str(v) for k, v in request.metadata.items()},
+            env=env,
+            owner=request.owner,
+            started_at=datetime.now(UTC),
+            end_at=time.monotonic() + timeout,
+        )
+        if self.closed:
+            await self._destroy(live)
+            raise CapacityError("worker is stopping", retry_after=5, status_code=503)
+        self.sandboxes[live.id] = live
+        log.info("live sandbox %s (%s) up for %d s", live.id, live.template, timeout)
+        return live
+
+    def get(self, sandbox_id: str) -> LiveSandbox:
+        live = self.sandboxes.get(sandbox_id)
+        if live is None:
+            raise NotFound(f"sandbox {sandbox_id} was not found (it ended, or never existed)")
+        return live
+
+    def set_timeout(self, sandbox_id: str, seconds: int) -> LiveSandbox:
+        live = self.get(sandbox_id)
+        live.end_at = time.monotonic() + self.timeout_for(seconds)
+        return live
+
+    async def kill(self, sandbox_id: str) -> bool:
+        live = self.sandboxes.pop(sandbox_id, None)
+        if live is None:
+            return False
+        await self._destroy(live)
+        return True
+
+    async def _destroy(self, live: LiveSandbox) -> None:
+        try:
+            await live.session.close()
+            await live.session.sandbox.destroy()
+        finally:
+            self.uids.give(live.session.sandbox.spec.uid)
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await asyncio.sleep(REAP_INTERVAL)
+            now = time.monotonic()
+            for live in list(self.sandboxes.values()):
+                gone = live.session.closed is not None
+                if now >= live.end_at or gone:
+                    log.info("live sandbox %s ended (%s)", live.id, "gone" if gone else "timeout")
+                    self.reaped += 1
+                    try:
+                        await self.kill(live.id)
+                    except Exception as exc:  # the next ones still get reaped
+                        log.warning("live sandbox %s: teardown failed: %s", live.id, exc)
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "live": len(self.sandboxes),
+            "max": self.settings.live_max_sandboxes,
+            "memory_mb": sum(sb.memory_mb for sb in self.sandboxes.values()),
+            "reaped": self.reaped,
+        }
