@@ -433,3 +433,24 @@ def test_hook_runs_as_a_module() -> None:
     proc = subprocess.run([sys.executable, "-m", "tvm.pyrovm.images", "--help"],
                           capture_output=True, text=True, check=False)  # fmt: skip
     assert proc.returncode == 0 and "customize" in proc.stdout
+
+
+def test_a_busy_store_is_refused_or_waited_for(settings: Settings) -> None:
+    import threading
+
+    first, second = image_store.ImageStore(settings), image_store.ImageStore(settings)
+    told: list[str] = []
+    got = threading.Event()
+
+    def waiter() -> None:
+        with second.lock(wait=told.append):
+            got.set()
+
+    with first.lock():
+        with pytest.raises(ImageError, match="another 'tvm images' command"), second.lock():
+            pass
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        assert not got.wait(0.3)  # waits while the first holds the store
+    thread.join(5)
+    assert got.is_set() and told and "waiting for it to finish" in told[0]

@@ -139,7 +139,8 @@ class ImageBuilder:
         image once all are done."""
         results: list[BuildResult] = []
         failures: list[str] = []
-        with self.store.lock():
+        names = ", ".join(dict.fromkeys(recipe.name for recipe in recipes)) or "images"
+        with self.store.lock(wait=lambda why: self.reporter.phase(names, why)):
             self.store.clean_leftovers()
             for recipe in dict.fromkeys(recipes):
                 try:

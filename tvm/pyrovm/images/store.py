@@ -21,7 +21,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,17 +98,23 @@ class ImageStore:
         return [e.path / "rootfs" for e in self.entries() if e.manifest is not None]
 
     @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        """Exclusive right to change the store (build, remove, prune)."""
+    def lock(self, wait: Callable[[str], None] | None = None) -> Iterator[None]:
+        """Exclusive right to change the store (build, remove, prune). Held by
+        another command: an :class:`ImageError`, or with ``wait`` (told why)
+        the right once that command is done."""
         self.root.mkdir(parents=True, exist_ok=True)
         with (self.root / ".lock").open("w") as fh:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError as exc:
-                raise ImageError(
+                busy = (
                     f"another 'tvm images' command is changing {self.root} (it holds "
-                    f"{self.root / '.lock'}); wait for it to finish and retry"
-                ) from exc
+                    f"{self.root / '.lock'})"
+                )
+                if wait is None:
+                    raise ImageError(f"{busy}; wait for it to finish and retry") from exc
+                wait(f"{busy}; waiting for it to finish")
+                fcntl.flock(fh, fcntl.LOCK_EX)
             yield
 
     def install(self, partial: Path, final: Path) -> None:
