@@ -15,7 +15,7 @@ from tests.gateway_support import gateway_client, gateway_settings, wait_done
 from tests.unit.fakes import FakeDriver, stage_reply
 from tests.unit.test_engine import make_engine
 from tvm.pyroshell.auth import hash_secret
-from tvm.pyrovm.api import create_app
+from tvm.pyrovm.service import create_app
 
 A, B = "http://127.0.0.1:9", "http://127.0.0.1:10"
 

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from tests.unit.fakes import FakeDriver, stage_reply
 from tests.unit.test_engine import make_engine
-from tvm.pyrovm.api import create_app
+from tvm.pyrovm.service import create_app
 
 
 @pytest.fixture

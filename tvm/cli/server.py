@@ -125,7 +125,7 @@ def _exit_on_sigterm() -> None:
 
 def _run_worker(settings: Settings, debug: bool) -> None:
     from tvm.pyroshell.worker_processes import SUPERVISED_ENV
-    from tvm.pyrovm.api import create_app
+    from tvm.pyrovm.service import create_app
 
     configure_logging(settings, component="tvm")
     _exit_on_sigterm()

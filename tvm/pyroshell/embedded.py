@@ -21,9 +21,9 @@ from tvm.config.settings import Settings
 from tvm.errors import CapacityError
 from tvm.pyroshell.worker_client import Health, Refused, Unavailable
 from tvm.pyrovm import drivers
-from tvm.pyrovm.api import languages_table, runtimes_table
 from tvm.pyrovm.engine import Engine
 from tvm.pyrovm.images import ImageStore
+from tvm.pyrovm.listings import languages_table, runtimes_table
 from tvm.pyrovm.live import LiveManager
 
 log = logging.getLogger("tvm.gateway.embedded")

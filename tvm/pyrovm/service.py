@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request, WebSocket
 from tvm import __version__
 from tvm.api import CodeExecutionRequest, ExecutionResponse, build_job
 from tvm.compat import piston
-from tvm.config.catalog import Catalog, load_catalog, verified_keys
+from tvm.config.catalog import load_catalog
 from tvm.config.settings import Settings
 from tvm.errors import InvalidRequest
 from tvm.pyrovm import drivers
@@ -24,6 +24,7 @@ from tvm.pyrovm.connect import Session, serve_native
 from tvm.pyrovm.engine import Engine
 from tvm.pyrovm.images import ImageStore
 from tvm.pyrovm.interactive import Terminal
+from tvm.pyrovm.listings import languages_table, runtimes_table
 from tvm.utils import metrics
 from tvm.utils.web import (
     REQUEST_ID_HEADER,
@@ -33,36 +34,6 @@ from tvm.utils.web import (
 )
 
 log = logging.getLogger("tvm.api")
-
-
-def languages_table(catalog: Catalog, images: ImageStore) -> list[dict[str, Any]]:
-    tested = verified_keys(catalog)
-    out = []
-    for lang in catalog:
-        out.append(
-            {
-                "name": lang.name,
-                "version": lang.version,
-                "display_name": lang.display_name,
-                "aliases": list(lang.aliases),
-                "runtime": lang.runtime,
-                "compiled": lang.compiled,
-                "image": lang.image.name,
-                "image_built": images.is_built(lang.image),
-                "tested": lang.key in tested,  # its test program passed (offered by v2)
-                "judge0_ids": list(lang.judge0_ids),
-                "limits": {
-                    stage: {"default": vars(spec.default), "max": vars(spec.maximum)}
-                    for stage, spec in (("run", lang.run_limits), ("compile", lang.compile_limits))
-                },
-            }
-        )
-    return out
-
-
-def runtimes_table(catalog: Catalog, images: ImageStore) -> list[dict[str, Any]]:
-    """Piston's ``GET /api/v2/runtimes``: the tested entries whose image is built."""
-    return piston.runtimes(catalog, {lang.key for lang in catalog if images.is_built(lang.image)})
 
 
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
