@@ -220,8 +220,8 @@ def postgres() -> Iterator[str]:
 def test_two_replicas_one_killed(tmp_path: Path, receiver: Receiver, postgres: str) -> None:
     env = {"TVM_DISPATCHER_CONCURRENCY": "2", "TVM_LEASE_SECONDS": "3"}
     ports = [free_port(), free_port()]
-    a = start_tvm(tmp_path, postgres, ports[0], TVM_UID_BASE="61000", TVM_UID_COUNT="200", **env)
-    b = start_tvm(tmp_path, postgres, ports[1], TVM_UID_BASE="61200", TVM_UID_COUNT="200", **env)
+    a = start_tvm(tmp_path, postgres, ports[0], TVM_UID_BASE="60400", TVM_UID_COUNT="200", **env)
+    b = start_tvm(tmp_path, postgres, ports[1], TVM_UID_BASE="60600", TVM_UID_COUNT="200", **env)
     try:
         tokens = []
         for i in range(5):  # both accept work
