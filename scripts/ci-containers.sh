@@ -80,7 +80,7 @@ step "one container, all-in-one, the host's image store as its volume"
 docker rm -f "$AIO" >/dev/null 2>&1 || true
 docker run -d --name "$AIO" --network host "${PRIVILEGE[@]}" \
     -v "$IMAGES_DIR:/var/lib/tvm/images" \
-    -e TVM_HOST=127.0.0.1 -e TVM_PORT=$AIO_PORT -e TVM_UID_BASE=63000 -e TVM_UID_COUNT=500 \
+    -e TVM_HOST=127.0.0.1 -e TVM_PORT=$AIO_PORT \
     tvm/pyrovm:latest >/dev/null
 if ! wait_healthy "http://127.0.0.1:$AIO_PORT" 900; then docker logs "$AIO" | tail -40; exit 1; fi
 if docker logs "$AIO" 2>&1 | grep -q "mmdebstrap"; then

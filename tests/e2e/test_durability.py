@@ -93,8 +93,10 @@ def receiver() -> Iterator[Receiver]:
 
 
 def start_tvm(tmp: Path, database: str, port: int, **env: str) -> Service:
+    # The callback receiver is on loopback, which callbacks may reach only when allowed.
     full = dict(os.environ, TVM_DATABASE_URL=database, TVM_LOG_JSON="false",
-                TVM_POOL_SIZE="0", TVM_POOL_LANGUAGES="[]", **env)  # fmt: skip
+                TVM_POOL_SIZE="0", TVM_POOL_LANGUAGES="[]",
+                TVM_OUTBOUND_ALLOW='["127.0.0.1/32"]', **env)  # fmt: skip
     argv = [sys.executable, "-m", "tvm.cli", "start", "--port", str(port)]
     service = Service(argv, tmp / f"tvm-{port}.log", full, port)
     service.wait_ready(timeout=90)
@@ -220,8 +222,8 @@ def postgres() -> Iterator[str]:
 def test_two_replicas_one_killed(tmp_path: Path, receiver: Receiver, postgres: str) -> None:
     env = {"TVM_DISPATCHER_CONCURRENCY": "2", "TVM_LEASE_SECONDS": "3"}
     ports = [free_port(), free_port()]
-    a = start_tvm(tmp_path, postgres, ports[0], TVM_UID_BASE="61000", TVM_UID_COUNT="200", **env)
-    b = start_tvm(tmp_path, postgres, ports[1], TVM_UID_BASE="61200", TVM_UID_COUNT="200", **env)
+    a = start_tvm(tmp_path, postgres, ports[0], TVM_UID_BASE="60400", TVM_UID_COUNT="200", **env)
+    b = start_tvm(tmp_path, postgres, ports[1], TVM_UID_BASE="60600", TVM_UID_COUNT="200", **env)
     try:
         tokens = []
         for i in range(5):  # both accept work

@@ -74,6 +74,9 @@ def test_hostnet_compose_ports_uids_and_addresses() -> None:
     ranges = sorted((int(w["environment"]["TVM_UID_BASE"]), int(w["environment"]["TVM_UID_COUNT"]))
                     for w in workers.values())  # fmt: skip
     assert all(a + n <= b for (a, n), (b, _) in itertools.pairwise(ranges))
+    default = Settings(home=Path("/nonexistent"))
+    low, high = default.uid_base, default.uid_base + default.uid_count  # the images' users
+    assert all(low <= a and a + n <= high for a, n in ranges)
     for worker in workers.values():
         assert worker["cap_drop"] == ["SYS_RESOURCE"] and "privileged" not in worker
     text = (ROOT / "docker-compose.hostnet.yml").read_text()
