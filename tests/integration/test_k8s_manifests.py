@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -321,3 +322,27 @@ def test_mesh_policies(overlay: tuple[str, list[Obj]]) -> None:
     assert netpol["from"] == [
         {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "pyroshell"}}}
     ]
+
+
+# -- the image the pods run (the Dockerfile and its entry point) ---------------------
+
+
+def test_pods_match_the_image_contract(overlay: tuple[str, list[Obj]]) -> None:
+    """Each TVM container's first argument is a role the image's entry point knows,
+    on the port the image exposes; the gateway runs as the image's own user."""
+    _, objs = overlay
+    entrypoint = (ROOT / "scripts" / "docker-entrypoint.sh").read_text()
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    roles = {
+        role.strip()
+        for labels in re.findall(r"^    ([a-z| -]+)\)$", entrypoint, re.M)
+        for role in labels.split("|")
+    }
+    assert {"gateway", "worker"} <= roles
+    (exposed,) = re.findall(r"^EXPOSE (\d+)$", dockerfile, re.M)
+    for wl, c in checks.tvm_containers(objs):
+        assert c["args"][0] in roles, wl["metadata"]["name"]
+        assert [p["containerPort"] for p in c["ports"]] == [int(exposed)]
+    (uid,) = re.findall(r"useradd .*--uid (\d+)", dockerfile)
+    pod = by(objs, "Deployment", "pyroshell")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsUser"] == int(uid)
