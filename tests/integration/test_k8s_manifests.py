@@ -115,8 +115,8 @@ def test_istio_objects_pass_their_crd_schemas(
 @pytest.mark.parametrize(
     "breakage",
     [
-        lambda vs: vs["spec"]["http"][1].update(timeOut="360s"),  # unknown field
-        lambda vs: vs["spec"]["http"][1]["retries"].update(attempts="two"),  # wrong type
+        lambda vs: vs["spec"]["http"][2].update(timeOut="360s"),  # unknown field
+        lambda vs: vs["spec"]["http"][2]["retries"].update(attempts="two"),  # wrong type
         lambda vs: vs["spec"].update(http=[{"route": [{"destination": {"port": 1}}]}]),
     ],
     ids=["unknown-field", "wrong-type", "missing-required"],
@@ -184,7 +184,10 @@ def test_timeouts_outlast_the_longest_execution(overlay: tuple[str, list[Obj]]) 
     assert not checks.check_timeouts(objs, longest)
     vs = by(objs, "VirtualService", "pyroshell")
     post = [r for r in vs["spec"]["http"] if checks.route_can_match(r, "POST")]
-    assert post and all(checks.seconds(r["timeout"]) > longest for r in post)
+    bounded = [r for r in post if checks.seconds(r["timeout"]) > 0]  # 0s: no timeout
+    assert bounded and all(checks.seconds(r["timeout"]) > longest for r in bounded)
+    routes = {r["name"]: r for r in vs["spec"]["http"]}
+    assert routes["submissions"] in bounded and "match" not in routes["submissions"]
 
 
 @pytest.mark.parametrize(
@@ -200,7 +203,7 @@ def test_timeouts_outlast_the_longest_execution(overlay: tuple[str, list[Obj]]) 
          checks.check_services),
         (lambda o: container(o, "pyroshell").update(image="tvm/pyrovm:latest"),
          lambda objs: checks.check_images(objs, THIRD_PARTY_IMAGES["dev"])),
-        (lambda o: by(o, "VirtualService", "pyroshell")["spec"]["http"][2].pop("retries"),
+        (lambda o: by(o, "VirtualService", "pyroshell")["spec"]["http"][-1].pop("retries"),
          checks.check_retries),
         (lambda o: by(o, "AuthorizationPolicy", "pyrovm-from-gateway")["spec"]["rules"][0]["from"][0]["source"].update(principals=["cluster.local/ns/tvm/sa/someone"]),
          checks.check_service_accounts),
@@ -221,7 +224,7 @@ def test_each_check_catches_its_mistake(breakage: Any, check: Any) -> None:
 
 def test_timeout_check_catches_a_short_timeout() -> None:
     objs = render(K8S / "overlays" / "dev")
-    by(objs, "VirtualService", "pyroshell")["spec"]["http"][2]["timeout"] = "60s"
+    by(objs, "VirtualService", "pyroshell")["spec"]["http"][-1]["timeout"] = "60s"
     assert checks.check_timeouts(objs, 330)
 
 
