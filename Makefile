@@ -55,13 +55,13 @@ verify-languages: images
 	TVM_UPDATE_VERIFIED=1 $(BIN)/pytest -q tests/integration/test_languages.py
 
 lint: venv
-	$(BIN)/ruff check tvm tests bench docs
-	$(BIN)/ruff format --check tvm tests bench docs
+	$(BIN)/ruff check tvm tests bench docs/conf.py docs/_ext
+	$(BIN)/ruff format --check tvm tests bench docs/conf.py docs/_ext
 	$(BIN)/mypy
 
 format: venv
-	$(BIN)/ruff format tvm tests bench docs
-	$(BIN)/ruff check --fix tvm tests bench docs
+	$(BIN)/ruff format tvm tests bench docs/conf.py docs/_ext
+	$(BIN)/ruff check --fix tvm tests bench docs/conf.py docs/_ext
 
 docs: venv
 	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/build/html

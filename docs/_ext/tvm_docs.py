@@ -39,27 +39,17 @@ def _type(field: Any) -> str:
 
 
 class SettingsTable(SphinxDirective):
-    """The table of every setting."""
+    """A definition list of every setting: name, type, default, meaning."""
 
     def run(self) -> list[nodes.Node]:
         from tvm.config.settings import Settings
 
-        lines = [
-            ".. list-table::",
-            "   :header-rows: 1",
-            "   :widths: 30 15 20 35",
-            "",
-            "   * - variable",
-            "     - type",
-            "     - default",
-            "     - meaning",
-        ]
+        lines: list[str] = []
         for name, field in Settings.model_fields.items():
             lines += [
-                f"   * - ``TVM_{name.upper()}``",
-                f"     - ``{_type(field)}``",
-                f"     - ``{_default(field)}``",
-                f"     - {field.description or ''}",
+                f"``TVM_{name.upper()}`` (``{_type(field)}``, default ``{_default(field)}``)",
+                f"   {field.description or ''}",
+                "",
             ]
         return self._parse(lines)
 

@@ -45,7 +45,7 @@ def text(page: Path) -> str:
 def test_every_markdown_page_is_built_and_linked(html: Path) -> None:
     pages = {p.stem for p in DOCS.glob("*.md")}
     assert {"index", "install", "usage", "api", "openapi", "configuration", "isolation",
-            "performance", "languages", "kubernetes", "reference"} <= pages  # fmt: skip
+            "performance", "languages", "deploy", "kubernetes", "reference"} <= pages  # fmt: skip
     index = (html / "index.html").read_text()
     for page in pages - {"index"}:
         assert (html / f"{page}.html").is_file(), page

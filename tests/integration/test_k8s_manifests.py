@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -114,8 +115,8 @@ def test_istio_objects_pass_their_crd_schemas(
 @pytest.mark.parametrize(
     "breakage",
     [
-        lambda vs: vs["spec"]["http"][1].update(timeOut="360s"),  # unknown field
-        lambda vs: vs["spec"]["http"][1]["retries"].update(attempts="two"),  # wrong type
+        lambda vs: vs["spec"]["http"][2].update(timeOut="360s"),  # unknown field
+        lambda vs: vs["spec"]["http"][2]["retries"].update(attempts="two"),  # wrong type
         lambda vs: vs["spec"].update(http=[{"route": [{"destination": {"port": 1}}]}]),
     ],
     ids=["unknown-field", "wrong-type", "missing-required"],
@@ -183,7 +184,10 @@ def test_timeouts_outlast_the_longest_execution(overlay: tuple[str, list[Obj]]) 
     assert not checks.check_timeouts(objs, longest)
     vs = by(objs, "VirtualService", "pyroshell")
     post = [r for r in vs["spec"]["http"] if checks.route_can_match(r, "POST")]
-    assert post and all(checks.seconds(r["timeout"]) > longest for r in post)
+    bounded = [r for r in post if checks.seconds(r["timeout"]) > 0]  # 0s: no timeout
+    assert bounded and all(checks.seconds(r["timeout"]) > longest for r in bounded)
+    routes = {r["name"]: r for r in vs["spec"]["http"]}
+    assert routes["submissions"] in bounded and "match" not in routes["submissions"]
 
 
 @pytest.mark.parametrize(
@@ -199,7 +203,7 @@ def test_timeouts_outlast_the_longest_execution(overlay: tuple[str, list[Obj]]) 
          checks.check_services),
         (lambda o: container(o, "pyroshell").update(image="tvm/pyrovm:latest"),
          lambda objs: checks.check_images(objs, THIRD_PARTY_IMAGES["dev"])),
-        (lambda o: by(o, "VirtualService", "pyroshell")["spec"]["http"][2].pop("retries"),
+        (lambda o: by(o, "VirtualService", "pyroshell")["spec"]["http"][-1].pop("retries"),
          checks.check_retries),
         (lambda o: by(o, "AuthorizationPolicy", "pyrovm-from-gateway")["spec"]["rules"][0]["from"][0]["source"].update(principals=["cluster.local/ns/tvm/sa/someone"]),
          checks.check_service_accounts),
@@ -220,7 +224,7 @@ def test_each_check_catches_its_mistake(breakage: Any, check: Any) -> None:
 
 def test_timeout_check_catches_a_short_timeout() -> None:
     objs = render(K8S / "overlays" / "dev")
-    by(objs, "VirtualService", "pyroshell")["spec"]["http"][2]["timeout"] = "60s"
+    by(objs, "VirtualService", "pyroshell")["spec"]["http"][-1]["timeout"] = "60s"
     assert checks.check_timeouts(objs, 330)
 
 
@@ -321,3 +325,27 @@ def test_mesh_policies(overlay: tuple[str, list[Obj]]) -> None:
     assert netpol["from"] == [
         {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "pyroshell"}}}
     ]
+
+
+# -- the image the pods run (the Dockerfile and its entry point) ---------------------
+
+
+def test_pods_match_the_image_contract(overlay: tuple[str, list[Obj]]) -> None:
+    """Each TVM container's first argument is a role the image's entry point knows,
+    on the port the image exposes; the gateway runs as the image's own user."""
+    _, objs = overlay
+    entrypoint = (ROOT / "scripts" / "docker-entrypoint.sh").read_text()
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    roles = {
+        role.strip()
+        for labels in re.findall(r"^    ([a-z| -]+)\)$", entrypoint, re.M)
+        for role in labels.split("|")
+    }
+    assert {"gateway", "worker"} <= roles
+    (exposed,) = re.findall(r"^EXPOSE (\d+)$", dockerfile, re.M)
+    for wl, c in checks.tvm_containers(objs):
+        assert c["args"][0] in roles, wl["metadata"]["name"]
+        assert [p["containerPort"] for p in c["ports"]] == [int(exposed)]
+    (uid,) = re.findall(r"useradd .*--uid (\d+)", dockerfile)
+    pod = by(objs, "Deployment", "pyroshell")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsUser"] == int(uid)
