@@ -308,6 +308,7 @@ class CgroupManager:
             }
             for d in self.base.values():
                 d.mkdir(exist_ok=True)
+            self._weigh_subtree(self.base["cpu"] / "cpu.shares", V1_SHARES_PER_CPU, 262144)
 
     def _prepare_v2(self, own: Path) -> Path:
         needed = set(V2_CONTROLLERS)
@@ -330,7 +331,16 @@ class CgroupManager:
         base.mkdir(exist_ok=True)
         _write(base / "cgroup.subtree_control", " ".join(f"+{c}" for c in V2_CONTROLLERS))
         _warn_if_sockets_uncharged()
+        self._weigh_subtree(base / "cpu.weight", V2_WEIGHT_PER_CPU, 10000)
         return base
+
+    @staticmethod
+    def _weigh_subtree(path: Path, per_cpu: int, most: int) -> None:
+        """All sandboxes together weigh as one busy process per core against the
+        host's other processes (each of which weighs as one), so that sharing
+        CPU fairly between sandboxes does not starve them all of it."""
+        with contextlib.suppress(OSError):
+            _write(path, str(min(most, per_cpu * (os.cpu_count() or 1))))
 
     def create(self, name: str) -> Cgroup:
         """A new sandbox cgroup, named after this process so that a worker that

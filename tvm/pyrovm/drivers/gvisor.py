@@ -18,7 +18,7 @@ the whole sandbox dies with it: the base sandbox's memory-limit rule reports
 that stage as ``memory_limit`` (its output is lost), not as an agent failure.
 CPU is capped by the host cgroup's CFS quota and measured by its counter,
 which sees what the Sentry cannot attribute (children reaped by the kernel):
-a stage past its CPU time is ended with the whole sandbox, as ``timeout``.
+a stage well past its CPU time is ended with the whole sandbox, as ``timeout``.
 """
 
 from __future__ import annotations
@@ -72,6 +72,9 @@ SENTRY_THREADS = 512
 
 # How often the host checks a stage's CPU time in the Sentry's cgroup.
 CPU_POLL_SECONDS = 0.05
+# How far past its CPU time (and half as much again) the host lets a stage go
+# before it ends the sandbox: the agent inside stops it first where it can.
+CPU_MARGIN_MS = 500
 # Per-sandbox state dirs in the system temp dir: tvm-gvisor-<worker pid>-*.
 TEMP_PREFIX = "tvm-gvisor-"
 
@@ -230,17 +233,20 @@ class GVisorSandbox(Sandbox):
         """The base stage, with its CPU decided by the host: the Sentry's own
         clock misses children reaped by the kernel (SIGCHLD ignored) and runs
         ahead of the host's (it counts time its threads wait for a host CPU).
-        The host cgroup around the Sentry counts what the stage really cost; a
-        stage past its CPU time ends with the whole sandbox, as ``timeout``."""
+        The host cgroup around the Sentry counts what the stage really cost, and
+        a stage well past its CPU time ends with the whole sandbox, as
+        ``timeout``."""
         cpu_before = self.cgroup.cpu_ns()
         started = time.monotonic()
-        watchdog = asyncio.ensure_future(self._cpu_watchdog(cpu_before, limits.cpu_time_ms))
-        # The guest's own CPU limit, looser, is only a backstop.
-        guest = dataclasses.replace(limits, cpu_time_ms=limits.cpu_time_ms * 2 + 1000)
+        # The agent inside stops the stage at its CPU time as it counts it (the
+        # sandbox lives on); the host ends the whole sandbox only past what the
+        # agent can miss, children the kernel reaped, beyond a margin.
+        backstop = limits.cpu_time_ms * 3 // 2 + CPU_MARGIN_MS
+        watchdog = asyncio.ensure_future(self._cpu_watchdog(cpu_before, backstop))
         run: StageRun | None = None
         try:
             async with super().stage(
-                name, argv, stdin, guest, pyrun, last, files, stream, terminal
+                name, argv, stdin, limits, pyrun, last, files, stream, terminal
             ) as run:
                 yield run
         except AgentError:
