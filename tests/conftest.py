@@ -124,7 +124,14 @@ class Server:
         self.log = tmp / f"server-{self.port}.log"
         # No warm pools unless a test asks: then every sandbox a test made is gone
         # when its request is answered, and `no_leaks` can demand exactly that.
-        defaults = {"TVM_LOG_JSON": "false", "TVM_POOL_SIZE": "0", "TVM_POOL_LANGUAGES": "[]"}
+        # Its own SQLite database unless the test names one: one gateway per
+        # SQLite file, and a `tvm start` of the operator's may hold the default.
+        defaults = {
+            "TVM_LOG_JSON": "false",
+            "TVM_POOL_SIZE": "0",
+            "TVM_POOL_LANGUAGES": "[]",
+            "TVM_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/tvm-{self.port}.db",
+        }
         full_env = {**os.environ, **defaults, **(env or {})}
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
