@@ -145,11 +145,13 @@ async def test_a_zygote_is_replaced_after_its_age_and_its_sandboxes_live_on(
 
 
 async def test_a_successor_is_ready_before_a_zygote_is_too_old(settings: Settings) -> None:
-    driver = make_driver(settings, zygote_max_age=2.0)
+    # An age long enough that a loaded host still starts the second sandbox
+    # before the zygote is too old (1.2 s of margin).
+    driver = make_driver(settings, zygote_max_age=8.0)
     spec = _spec(settings)
     first = await driver.start(spec)
     old = zygote_of(first)
-    await asyncio.sleep(1.7)  # past 80% of its age: the next start begins a successor
+    await asyncio.sleep(6.8)  # past 80% of its age: the next start begins a successor
     second = await driver.start(spec)
     others: list[Sandbox] = []
     try:
