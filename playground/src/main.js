@@ -327,10 +327,12 @@ function badge(status) {
   return el("span", { class: `badge status-${status}` }, STATUS_TEXT[status] ?? status);
 }
 
-function figures(stage) {
+function figures(stage, cls) {
   const exit = stage.signal ? `signal ${stage.signal}` : stage.exit_code ?? "—";
+  // A compiler that exits non-zero is a compile error, not the program's runtime error.
+  const status = cls === "compile" && stage.status === "runtime_error" ? "compile_error" : stage.status;
   const items = [
-    ["Status", badge(stage.status)],
+    ["Status", badge(status)],
     ["Exit", exit],
     ["CPU time", `${stage.cpu_ms} ms`],
     ["Wall time", `${stage.wall_ms} ms`],
@@ -349,7 +351,7 @@ function renderStage(title, stage, cls) {
     "section",
     { class: `stage ${cls}`, "aria-label": title },
     el("h3", {}, title),
-    figures(stage),
+    figures(stage, cls),
     stream("stdout", stage.stdout, "stdout"),
     stream("stderr", stage.stderr, "stderr"),
     stage.truncated ? el("p", { class: "note" }, "Output was cut at the output limit.") : null,

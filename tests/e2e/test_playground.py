@@ -140,6 +140,7 @@ def test_c_compile_error_is_shown_as_such(page: Any) -> None:
     page.wait_for_selector("#result .stage.compile", timeout=60000)
     assert page.locator("#result h2 .badge").inner_text() == "Compile error"
     assert page.locator("#result .compile h3").inner_text() == "Compile error"
+    assert figure(page, "#result .compile", "Status") == "Compile error"
     assert "missing" in page.locator("#result .compile .stderr pre").inner_text()
     assert page.locator("#result .stage.run").count() == 0
     shot(page, "c-compile-error")
