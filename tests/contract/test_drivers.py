@@ -9,6 +9,7 @@ probe's reason.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -226,3 +227,40 @@ async def test_destroy_leaves_nothing(driver_name: str, leak_guard: list[Sandbox
     await asyncio.gather(box.destroy(), box.destroy())
     assert box.destroyed
     await driver.close()
+
+
+async def _streamed(box: Sandbox, code: str, lines: list[bytes], terminal: dict[str, int] | None,
+                    eof: bool) -> tuple[list[bytes], StageReply]:  # fmt: skip
+    """A streamed stage fed ``lines`` one at a time, each after some output came."""
+    from tvm.pyrovm.drivers.messages import Ack, Stdin
+
+    chunks: list[bytes] = []
+    todo = list(lines)
+    argv = ["python3", "-c", code]
+    async with box.stage("run", argv, b"", LIMITS, stream=True, terminal=terminal) as run:
+        async for event in run:
+            assert event.event == "output"
+            data = base64.b64decode(event.data["data"])
+            chunks.append(data)
+            await run.send(Ack(len(data)))
+            if todo:
+                await run.send(Stdin(todo.pop(0), eof=eof and not todo))
+    return chunks, run.result
+
+
+async def test_streamed_stage_echoes_line_by_line(sandbox: Sandbox) -> None:
+    code = "import sys\nprint('ready', flush=True)\nfor l in sys.stdin: print('got', l.strip(), flush=True)"
+    chunks, result = await _streamed(sandbox, code, [b"a\n", b"b\n"], None, eof=True)
+    assert result.status == "ok", result
+    assert b"".join(chunks) == result.stdout == b"ready\ngot a\ngot b\n"
+    assert len(chunks) >= 3  # each line came on its own, before the program ended
+
+
+async def test_streamed_stage_on_a_terminal(sandbox: Sandbox) -> None:
+    code = "import os\nprint('tty', os.isatty(0), os.get_terminal_size(), flush=True)\nprint('read', input())"
+    chunks, result = await _streamed(
+        sandbox, code, [b"typed\r"], {"rows": 12, "cols": 34}, eof=False
+    )
+    assert result.status == "ok", result
+    text = b"".join(chunks)
+    assert b"tty True os.terminal_size(columns=34, lines=12)" in text and b"read typed" in text

@@ -57,6 +57,7 @@ class LiveStage(supervisor.Live):
         self.tty = tty
         self.pending = bytearray(stdin)
         self.eof = False
+        self.eot_sent = False
         self.offsets = {"stdout": 0, "stderr": 0}
         self.unacked = 0
         self.free = False  # the program is gone: no more flow control
@@ -134,10 +135,7 @@ class LiveStage(supervisor.Live):
             self.unacked = max(0, self.unacked - int(message.get("size", 0)))
         elif kind == "stdin" and not self.eof:
             self.pending += base64.b64decode(message.get("data", ""))
-            if message.get("eof"):
-                self.eof = True
-                if self.tty:
-                    self.pending += _EOT
+            self.eof = bool(message.get("eof"))
             self._update_stdin()
         elif kind == "signal":
             signum = signal_number(message.get("signal", ""))
@@ -175,6 +173,12 @@ class LiveStage(supervisor.Live):
                 self.writing = False
             if self.eof and not self.tty:
                 self._close_stdin()
+            elif self.eof and not self.eot_sent:
+                # A terminal's end of file: EOT on its own, once what came before
+                # is written (a line discipline may not see it inside a write).
+                self.eot_sent = True
+                self.pending += _EOT
+                self._update_stdin()
 
     def _write_stdin(self) -> None:
         assert self.stdin_w is not None

@@ -78,6 +78,13 @@ def setup_filesystems(settings: dict[str, str]) -> None:
     mount("tmpfs", "/dev/shm", "tmpfs", nosuid, "mode=1777,size=16m")
     if int(settings.get("home_mb", "0")):
         mount("tmpfs", "/home", "tmpfs", nosuid, f"mode=1777,size={settings['home_mb']}m")
+    with contextlib.suppress(OSError):  # ptys, for streamed stages in terminal mode
+        os.makedirs("/dev/pts", exist_ok=True)
+        mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+              "newinstance,ptmxmode=0666,mode=0620")  # fmt: skip
+        if os.path.lexists("/dev/ptmx"):
+            os.unlink("/dev/ptmx")
+        os.symlink("pts/ptmx", "/dev/ptmx")
     if settings.get("scratch"):
         setup_scratch(settings["scratch"])
         return
@@ -184,6 +191,9 @@ class PortReader:
                 self.connected = True
                 return
             time.sleep(0.02)
+
+    def fileno(self) -> int:  # a streamed stage polls the channel (agent/stream.py)
+        return self.fd
 
     def read(self, n: int) -> bytes:
         while True:
