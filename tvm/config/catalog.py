@@ -78,16 +78,23 @@ class ImageRecipe:
     suite: str
     packages: tuple[str, ...]
     pip: tuple[str, ...] = ()
+    # Headers to precompile at build time (``bits/stdc++.h``), once for each of
+    # ``pch_compiles``: the catalog's compile commands of the languages on this
+    # image, whose flags the precompiled header must match to be used.
+    pch: tuple[str, ...] = ()
+    pch_compiles: tuple[str, ...] = ()
 
     @property
     def digest(self) -> str:
         """Content hash of the recipe: a rebuild is skipped while it is unchanged."""
-        recipe = {
+        recipe: dict[str, Any] = {
             "format": IMAGE_FORMAT,
             "suite": self.suite,
             "packages": sorted(self.packages),
             "pip": sorted(self.pip),
         }
+        if self.pch:  # only then, so that images without one keep their hash
+            recipe["pch"] = {"headers": sorted(self.pch), "compiles": sorted(self.pch_compiles)}
         blob = json.dumps(recipe, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -234,9 +241,11 @@ def parse_catalog(data: Mapping[str, Any]) -> Catalog:
                 suite=spec["suite"],
                 packages=tuple(spec.get("packages", ())),
                 pip=tuple(spec.get("pip", ())),
+                pch=tuple(spec.get("pch", ())),
             )
             for name, spec in data["images"].items()
         }
+        images = _with_pch_compiles(images, data["language"])
         languages = []
         seen: set[str] = set()
         for entry in data["language"]:
@@ -265,6 +274,19 @@ def parse_catalog(data: Mapping[str, Any]) -> Catalog:
     except (KeyError, TypeError) as exc:
         raise ConfigError(f"language catalog is malformed: missing or bad {exc}") from exc
     return Catalog(languages, images)
+
+
+def _with_pch_compiles(
+    images: dict[str, ImageRecipe], entries: list[dict[str, Any]]
+) -> dict[str, ImageRecipe]:
+    """Give each image that precompiles headers the compile commands of its languages."""
+    for name, image in images.items():
+        if image.pch:
+            compiles = [
+                e["compile"] for e in entries if e.get("image") == name and e.get("compile")
+            ]
+            images[name] = replace(image, pch_compiles=tuple(dict.fromkeys(compiles)))
+    return images
 
 
 @lru_cache(maxsize=4)

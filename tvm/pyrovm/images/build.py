@@ -72,6 +72,10 @@ def mmdebstrap_argv(
     hook += ["--uid-base", str(settings.uid_base), "--uid-count", str(settings.uid_count)]
     for requirement in recipe.pip:
         hook += ["--pip", requirement]
+    for header in recipe.pch:
+        hook += ["--pch", header]
+    for command in recipe.pch_compiles if recipe.pch else ():
+        hook += ["--pch-compile", command]
     argv = [
         shutil.which("mmdebstrap") or "mmdebstrap",
         "--mode=" + ("root" if os.geteuid() == 0 else "unshare"),
@@ -279,6 +283,7 @@ def make_manifest(
             "suite": recipe.suite,
             "packages": list(recipe.packages),
             "pip": list(recipe.pip),
+            "pch": list(recipe.pch),
         },
         "mirror": mirror,
         "python": python_version(rootfs),

@@ -3,7 +3,8 @@ freshly bootstrapped image (``python -m tvm.pyrovm.images customize ROOTFS ...``
 
 It adds the mount points bwrap needs, passwd/group entries for the sandbox
 uids, the recipe's ``pip`` packages (host pip, ``--target`` the image's site
-dir) and ``.pyc`` files compiled by the image's own Python, and removes docs.
+dir), ``.pyc`` files compiled by the image's own Python and the recipe's
+precompiled headers (:mod:`.pch`), and removes docs.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from tvm.errors import ImageBuildFailed
 from tvm.pyrovm.images.contents import installed_packages, python_version
+from tvm.pyrovm.images.pch import build_pch
 
 
 def _info(message: str) -> None:
@@ -126,7 +128,14 @@ def compile_python(rootfs: Path) -> None:
         _info(f"compileall exited {proc.returncode}: some files have no .pyc (see above)")
 
 
-def customize_rootfs(rootfs: Path, uid_base: int, uid_count: int, pip: Sequence[str] = ()) -> None:
+def customize_rootfs(
+    rootfs: Path,
+    uid_base: int,
+    uid_count: int,
+    pip: Sequence[str] = (),
+    pch: Sequence[str] = (),
+    pch_compiles: Sequence[str] = (),
+) -> None:
     """Everything the customize hook does to a freshly bootstrapped image."""
     _info("creating mount points")
     make_mount_points(rootfs)
@@ -139,6 +148,10 @@ def customize_rootfs(rootfs: Path, uid_base: int, uid_count: int, pip: Sequence[
         install_pip_packages(rootfs, pip)
     _info("byte-compiling Python modules")
     compile_python(rootfs)
+    if pch:
+        _info(f"precompiling {' '.join(pch)}")
+        for path in build_pch(rootfs, pch, pch_compiles):
+            _info(f"wrote {path}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -150,9 +163,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     customize.add_argument("--uid-base", type=int, required=True)
     customize.add_argument("--uid-count", type=int, required=True)
     customize.add_argument("--pip", action="append", default=[])
+    customize.add_argument("--pch", action="append", default=[], help="header to precompile")
+    customize.add_argument("--pch-compile", action="append", default=[], help="for this command")
     args = parser.parse_args(argv)
     try:
-        customize_rootfs(args.rootfs, args.uid_base, args.uid_count, args.pip)
+        customize_rootfs(
+            args.rootfs, args.uid_base, args.uid_count, args.pip, args.pch, args.pch_compile
+        )
     except (OSError, subprocess.CalledProcessError, ImageBuildFailed) as exc:
         print(f"E: tvm: customize failed: {exc}", file=sys.stderr, flush=True)
         return 1
