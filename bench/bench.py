@@ -10,8 +10,9 @@ Measured, interleaved run by run so that machine noise hits every method alike:
 then throughput with 1, 2, 4 and 8 concurrent clients, C compile+run against
 the catalog's C compile command (``gcc ... *.c -lm``, through sh) + run as bare
 processes, the service's own overhead per request, and every other
-usable driver; then live sandboxes through E2B's SDK (``live_bench.py``).
-Prints a table, saves JSON under bench/results/.
+usable driver; then live sandboxes through E2B's SDK (``live_bench.py``), and
+hello world per language through the API against the same toolchain run bare in
+its image (:mod:`bench.languages`). Prints tables, saves JSON under bench/results/.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.languages import per_language  # noqa: E402
 from tests.conftest import Server  # noqa: E402
 from tvm.api import CodeExecutionRequest, build_job  # noqa: E402
 from tvm.config.catalog import load_catalog  # noqa: E402
@@ -247,17 +249,24 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 "engine": bench.engine_probe(engine, PRINT1),
                 "http": bench.http_probe(client, body),
             }
-            await bench.latency(probes)
-            await bench.rates(probes, [1, 2, 4, 8], args.total)
-            await bench.compiled(client)
-        await bench.other_drivers()
+            if not args.languages_only:
+                await bench.latency(probes)
+                await bench.rates(probes, [1, 2, 4, 8], args.total)
+                await bench.compiled(client)
+            store = ImageStore(settings)
+            bench.results["languages_ms"] = await per_language(
+                client, bench.catalog, store, args.lang_runs
+            )
+        if not args.languages_only:
+            await bench.other_drivers()
     finally:
         server.stop()
         await engine.close()
         shutil.rmtree(tmp, ignore_errors=True)
-    from live_bench import measure  # live sandboxes through E2B's SDK
+    if not args.languages_only:
+        from live_bench import measure  # live sandboxes through E2B's SDK
 
-    bench.results["live"] = await asyncio.to_thread(measure, min(args.runs, 20))
+        bench.results["live"] = await asyncio.to_thread(measure, min(args.runs, 20))
     bench.results["machine"] = {
         "cpus": os.cpu_count(),
         "kernel": platform.release(),
@@ -269,8 +278,24 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     return bench.results
 
 
+def report_languages(console: Console, rows: dict[str, Any]) -> None:
+    table = Table(title="hello world, compile + run (ms, medians): API against bare in the image")
+    for col in ("language", "bare", "http", "http / bare"):
+        table.add_column(col, justify="right" if col != "language" else "left")
+    for key, row in rows.items():
+        if "skipped" in row:
+            table.add_row(key, "-", "-", f"skipped: {row['skipped'][:60]}")
+        else:
+            table.add_row(key, f"{row['bare']:.0f}", f"{row['http']:.0f}", f"{row['ratio']:.2f}x")
+    console.print(table)
+
+
 def report(results: dict[str, Any]) -> None:
     console = Console()
+    if "languages_ms" in results:
+        report_languages(console, results["languages_ms"])
+    if not results["latency_ms"]:
+        return
     lat = results["latency_ms"]
     bare = lat["bare"]["p50"]
     table = Table(title="latency of print(1) (ms)")
@@ -308,6 +333,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=60, help="interleaved latency samples")
     parser.add_argument("--total", type=int, default=80, help="executions per throughput point")
+    parser.add_argument(
+        "--lang-runs", type=int, default=int(os.environ.get("TVM_BENCH_LANG_RUNS", "3")),
+        help="interleaved samples per language (env TVM_BENCH_LANG_RUNS)",
+    )  # fmt: skip
+    parser.add_argument("--languages-only", action="store_true", help="only the language table")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = parser.parse_args()
     if os.geteuid() != 0:

@@ -1,0 +1,1 @@
+"""`make bench`: the benchmark scripts (run as ``python bench/bench.py``)."""
