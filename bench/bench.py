@@ -38,7 +38,7 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.languages import per_language  # noqa: E402
+from bench.languages import chroot_setup, per_language  # noqa: E402
 from tests.conftest import Server  # noqa: E402
 from tvm.api import CodeExecutionRequest, build_job  # noqa: E402
 from tvm.config.catalog import load_catalog  # noqa: E402
@@ -255,7 +255,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 await bench.compiled(client)
             store = ImageStore(settings)
             bench.results["languages_ms"] = await per_language(
-                client, bench.catalog, store, args.lang_runs
+                client, bench.catalog, store, args.lang_runs, frozenset(args.lang)
+            )
+            bench.results["languages_chroot_setup_ms"] = await chroot_setup(
+                store, bench.catalog, max(3, args.lang_runs)
             )
         if not args.languages_only:
             await bench.other_drivers()
@@ -280,20 +283,29 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
 def report_languages(console: Console, rows: dict[str, Any]) -> None:
     table = Table(title="hello world, compile + run (ms, medians): API against bare in the image")
-    for col in ("language", "bare", "http", "http / bare"):
+    for col in ("language", "bare", "http", "http / bare", "bare cold (no pch)"):
         table.add_column(col, justify="right" if col != "language" else "left")
     for key, row in rows.items():
         if "skipped" in row:
             table.add_row(key, "-", "-", f"skipped: {row['skipped'][:60]}")
-        else:
-            table.add_row(key, f"{row['bare']:.0f}", f"{row['http']:.0f}", f"{row['ratio']:.2f}x")
+            continue
+        cells = [f"{row[k]:.0f}" if k in row else "-" for k in ("bare", "http")]
+        ratio = f"{row['ratio']:.2f}x" if "ratio" in row else "-"
+        if row.get("errors"):
+            ratio += f" ({len(row['errors'])} failed)"
+        table.add_row(key, *cells, ratio, f"{row['bare_cold']:.0f}" if "bare_cold" in row else "")
     console.print(table)
+    for key, row in rows.items():
+        for error in row.get("errors", [])[:2]:
+            console.print(f"{key} failed sample: {error}")
 
 
 def report(results: dict[str, Any]) -> None:
     console = Console()
     if "languages_ms" in results:
         report_languages(console, results["languages_ms"])
+        setup = results["languages_chroot_setup_ms"]
+        console.print(f"bare side's own setup (mount namespace + chroot): {setup} ms")
     if not results["latency_ms"]:
         return
     lat = results["latency_ms"]
@@ -338,6 +350,7 @@ def main() -> None:
         help="interleaved samples per language (env TVM_BENCH_LANG_RUNS)",
     )  # fmt: skip
     parser.add_argument("--languages-only", action="store_true", help="only the language table")
+    parser.add_argument("--lang", action="append", default=[], help="only this language (repeat)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = parser.parse_args()
     if os.geteuid() != 0:
