@@ -17,9 +17,9 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Body, Depends, FastAPI, Request, Response
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -42,11 +42,13 @@ from tvm.pyroshell.playground import playground_router
 from tvm.pyroshell.store import QUEUED, Store
 from tvm.pyroshell.workers import Lost, WorkerPool, lost_response
 from tvm.utils import metrics
+from tvm.utils.textguard import reject_unencodable
 from tvm.utils.web import (
     AssumeJSON,
     error_response,
     install_error_handlers,
     install_request_id,
+    render_error,
     validation_message,
 )
 
@@ -58,7 +60,7 @@ async def run_native(
     body: CodeExecutionRequest,
     who: Principal,
     request_id: str,
-    rename: Callable[[InvalidRequest], InvalidRequest] | None = None,
+    rename: Callable[[InvalidRequest], TVMError] | None = None,
 ) -> ExecutionResponse:
     """Validate and run a native request on a worker (the sync path of both APIs);
     ``rename`` names a compatible API's field in a validation error."""
@@ -95,15 +97,17 @@ def execution_router() -> APIRouter:
         result = await run_native(gateway(request), body, who, request.state.request_id)
         return Response(result.model_dump_json(), media_type="application/json")
 
-    @router.post("/api/v2/execute", response_model=dict[str, Any])
-    async def piston_execute(body: piston.PistonRequest, request: Request, who: Who) -> Response:
-        native = piston.to_native(body)
+    @router.post("/api/v2/execute", response_model=dict[str, Any], tags=[piston.PISTON_TAG])
+    async def piston_execute(
+        request: Request, who: Who, body: Annotated[Any, Body()] = None
+    ) -> Response:
+        native = piston.parse(body, gateway(request).catalog)
         result = await run_native(
             gateway(request), native, who, request.state.request_id, piston.rename_field
         )
         return JSONResponse(piston.from_native(result))
 
-    @router.get("/api/v2/runtimes")
+    @router.get("/api/v2/runtimes", tags=[piston.PISTON_TAG])
     async def piston_runtimes(request: Request) -> list[dict[str, Any]]:
         return await gateway(request).pool.runtimes(request.state.request_id)
 
@@ -138,13 +142,13 @@ def install_gateway_errors(app: FastAPI) -> None:
 
     @app.exception_handler(TVMError)
     async def _tvm_error(request: Request, exc: TVMError) -> JSONResponse:
-        return judge0_error(exc) if _is_judge0(request) else error_response(exc)
+        return judge0_error(exc) if _is_judge0(request) else render_error(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         field, problem = validation_message(exc)
         error = InvalidRequest(field, problem)
-        return judge0_error(error) if _is_judge0(request) else error_response(error)
+        return judge0_error(error) if _is_judge0(request) else render_error(request, error)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
@@ -192,7 +196,12 @@ def create_gateway_app(
             await workers.close()
             await db.close()
 
-    app = FastAPI(title="TVM gateway (pyroshell)", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="TVM gateway (pyroshell)",
+        version=__version__,
+        lifespan=lifespan,
+        dependencies=[Depends(reject_unencodable)],
+    )
     install_gateway_errors(app)
     app.add_middleware(AssumeJSON)
     install_request_id(app)
