@@ -30,7 +30,7 @@ def test_fractions_are_truncated_as_piston_does() -> None:
     assert request.limits.memory_mb == 128 and request.compile_limits.memory_mb == 1
 
 
-@pytest.mark.parametrize("unset", [0, 0.0, None, False, ""])
+@pytest.mark.parametrize("unset", [0, 0.0, None])
 def test_unset_values_take_the_defaults(unset: object) -> None:
     request = piston.parse(
         {**BASE, "run_timeout": unset, "run_memory_limit": unset}, load_catalog()
@@ -52,6 +52,12 @@ def test_unknown_encodings_are_utf8_as_in_piston() -> None:
         load_catalog(),
     )
     assert request.files and [f.encoding for f in request.files] == ["utf8", "utf8"]
+
+
+@pytest.mark.parametrize("memory", [-1, -0.5])
+def test_minus_one_memory_is_the_default(memory: float) -> None:
+    request = piston.parse({**BASE, "compile_memory_limit": memory}, load_catalog())
+    assert request.compile_limits.memory_mb is None
 
 
 def _stage(status: str, **fields: Any) -> StageResult:

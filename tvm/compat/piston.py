@@ -9,12 +9,13 @@ validation (:func:`tvm.api.build_job`) does the rest. Errors are
 
 Limits (``compile_timeout``, ``run_timeout``, ``compile_cpu_time``,
 ``run_cpu_time`` in milliseconds, ``compile_memory_limit``,
-``run_memory_limit`` in bytes): any JSON number; ``0``, ``null``, ``false``,
-``""`` or absent take the language's default; a fraction is truncated to
-whole milliseconds (memory: to whole kilobytes of 1000 bytes), as Piston does
-when it hands the limits to isolate; negative or above the catalog's maximum
-is a 400. A memory limit of ``-1`` (what Piston clients send by default, Piston's
-"no limit") also takes the default: TVM always has a memory limit.
+``run_memory_limit`` in bytes): any JSON number; ``0``, ``null`` or absent
+take the language's default; a fraction is truncated to whole milliseconds
+(memory: to whole kilobytes of 1000 bytes), as Piston does when it hands the
+limits to isolate; negative or above the catalog's maximum is a 400. A memory
+limit of ``-1`` (what Piston clients send by default, Piston's "no limit") also
+takes the default: TVM always has a memory limit. Unlike Piston, ``false`` and
+``""`` are not numbers (a 400), so that the OpenAPI schema can say it simply.
 
 The result is Piston's: per stage ``stdout``, ``stderr``, ``output``,
 ``code``, ``signal``, ``message``, ``status`` (RE runtime error, SG signal,
@@ -29,6 +30,8 @@ import math
 import signal as signals
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from tvm.api import CodeExecutionRequest, ExecutionResponse, FileSpec, LimitsIn, StageResult
 from tvm.config.catalog import Catalog, Language, verified_keys
 from tvm.errors import InvalidRequest, RequestError, UnknownLanguage
@@ -42,6 +45,39 @@ MIB = 1 << 20
 
 # Piston's constraint names, in the order Piston checks them -> the native limit.
 CONSTRAINTS = {"memory_limit": "memory_mb", "timeout": "timeout_ms", "cpu_time": "cpu_time_ms"}
+
+
+class PistonMessage(BaseModel):
+    """Piston's error body."""
+
+    message: str
+
+
+class PistonStage(BaseModel):
+    stdout: str
+    stderr: str
+    output: str = Field(description="stdout and stderr interleaved in arrival order")
+    code: int | None
+    signal: str | None
+    message: str | None
+    status: str | None = Field(description="RE, SG, TO, OL, EL, XX or null")
+    cpu_time: int = Field(description="milliseconds")
+    wall_time: int = Field(description="milliseconds")
+    memory: int = Field(description="bytes")
+
+
+class PistonResult(BaseModel):
+    language: str
+    version: str
+    compile: PistonStage | None = Field(None, description="compiled languages only")
+    run: PistonStage = Field(description="a failed compile is repeated here")
+
+
+class PistonRuntime(BaseModel):
+    language: str
+    version: str
+    aliases: list[str]
+    runtime: str | None = None
 
 
 class PistonError(RequestError):
@@ -67,6 +103,15 @@ def _unset(value: Any) -> bool:
     return value is None or value is False or value == "" or (_is_number(value) and value == 0)
 
 
+def _default_limit(value: Any, constraint: str) -> bool:
+    """``null``, ``0`` or absent; for memory also -1 (Piston's "no limit") up to 0."""
+    if value is None:
+        return True
+    if not _is_number(value):
+        return False
+    return value == 0 or (constraint == "memory_limit" and -1 <= value < 0)
+
+
 def _native_limit(constraint: str, value: float) -> int:
     if constraint == "memory_limit":
         kilobytes = math.floor(value / 1000)
@@ -80,7 +125,7 @@ def _limits(body: dict[str, Any], language: Language) -> dict[str, LimitsIn]:
         for stage in STAGES:
             name = f"{stage}_{constraint}"
             value: Any = body.get(name)
-            if _unset(value) or (constraint == "memory_limit" and value == -1):
+            if _default_limit(value, constraint):
                 continue
             if not _is_number(value):
                 raise PistonError(f"If specified, {name} must be a number")

@@ -24,14 +24,16 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client.metrics_core import Metric
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tvm import __version__
-from tvm.api import CodeExecutionRequest, ExecutionResponse, build_job
+from tvm.api import CodeExecutionRequest, ErrorBody, ExecutionResponse, build_job
 from tvm.compat import piston
 from tvm.config.catalog import load_catalog
 from tvm.config.settings import Settings
 from tvm.errors import InvalidRequest, TVMError
+from tvm.pyroshell import openapi
 from tvm.pyroshell.auth import Gatekeeper, Principal
 from tvm.pyroshell.connect import connect_router
 from tvm.pyroshell.deps import JUDGE0_TAG, Gateway, Who, gateway, principal
@@ -42,6 +44,8 @@ from tvm.pyroshell.playground import playground_router
 from tvm.pyroshell.store import QUEUED, Store
 from tvm.pyroshell.workers import Lost, WorkerPool, lost_response
 from tvm.utils import metrics
+from tvm.utils.methods import AllowedMethods
+from tvm.utils.responses import errors
 from tvm.utils.textguard import reject_unencodable
 from tvm.utils.web import (
     AssumeJSON,
@@ -53,6 +57,15 @@ from tvm.utils.web import (
 )
 
 log = logging.getLogger("tvm.gateway")
+
+
+class GatewayHealth(BaseModel):
+    status: str = Field(description="ok, or why not")
+    version: str
+    role: str
+    workers: list[dict[str, Any]]
+    queue_depth: int
+    embedded: dict[str, Any] | None = Field(None, description="the embedded worker's /health")
 
 
 async def run_native(
@@ -86,18 +99,23 @@ async def run_native(
     return outcome
 
 
+NATIVE_ERRORS = errors(ErrorBody, 400, 401, 429, 503)
+PISTON_ERRORS = errors(piston.PistonMessage, 400, 401, 429, 503)
+
+
 def execution_router() -> APIRouter:
     router = APIRouter(dependencies=[Depends(principal)])
 
     # The execute routes answer with a ready Response: the result is already a
     # validated model, and FastAPI's re-validation and encoding of it cost more
     # than the rest of the route (the documented schema stays the model's).
-    @router.post("/api/v1/execute", response_model=ExecutionResponse)
+    @router.post("/api/v1/execute", response_model=ExecutionResponse, responses=NATIVE_ERRORS)
     async def execute(body: CodeExecutionRequest, request: Request, who: Who) -> Response:
         result = await run_native(gateway(request), body, who, request.state.request_id)
         return Response(result.model_dump_json(), media_type="application/json")
 
-    @router.post("/api/v2/execute", response_model=dict[str, Any], tags=[piston.PISTON_TAG])
+    @router.post("/api/v2/execute", response_model=piston.PistonResult, responses=PISTON_ERRORS,
+                 tags=[piston.PISTON_TAG])  # fmt: skip
     async def piston_execute(
         request: Request, who: Who, body: Annotated[Any, Body()] = None
     ) -> Response:
@@ -107,11 +125,17 @@ def execution_router() -> APIRouter:
         )
         return JSONResponse(piston.from_native(result))
 
-    @router.get("/api/v2/runtimes", tags=[piston.PISTON_TAG])
-    async def piston_runtimes(request: Request) -> list[dict[str, Any]]:
-        return await gateway(request).pool.runtimes(request.state.request_id)
+    @router.get(
+        "/api/v2/runtimes",
+        response_model=list[piston.PistonRuntime],
+        responses=errors(piston.PistonMessage, 401, 503),
+        tags=[piston.PISTON_TAG],
+    )
+    async def piston_runtimes(request: Request) -> Response:
+        listed = await gateway(request).pool.runtimes(request.state.request_id)
+        return JSONResponse(listed)  # as listed: no `runtime` key where there is none
 
-    @router.get("/api/v1/languages")
+    @router.get("/api/v1/languages", responses=errors(ErrorBody, 401, 503))
     async def languages(request: Request) -> list[dict[str, Any]]:
         return await gateway(request).pool.languages(request.state.request_id)
 
@@ -204,6 +228,7 @@ def create_gateway_app(
     )
     install_gateway_errors(app)
     app.add_middleware(AssumeJSON)
+    app.add_middleware(AllowedMethods, schema=lambda: app.openapi())
     install_request_id(app)
     metrics.instrument(app, "gateway", _engine_metrics)
     app.include_router(execution_router())
@@ -213,7 +238,11 @@ def create_gateway_app(
     app.include_router(live_router())
     e2b.install(app)
 
-    @app.get("/health")
+    @app.get(
+        "/health",
+        response_model=GatewayHealth,
+        responses={503: {"model": GatewayHealth, "description": "no healthy worker"}},
+    )
     async def health(request: Request, probe: Literal["ready", "live"] = "ready") -> JSONResponse:
         """``probe=live`` (a liveness probe) answers 200 while the process serves, even
         with no healthy worker: restarting the gateway would not bring one back."""
@@ -231,4 +260,5 @@ def create_gateway_app(
             body["embedded"] = gw.pool.embedded.state()
         return JSONResponse(body, status_code=200 if ready or probe == "live" else 503)
 
+    openapi.install(app, settings, catalog)
     return app
