@@ -20,7 +20,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Request, Response
-from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client.metrics_core import Metric
@@ -40,6 +39,7 @@ from tvm.pyroshell.deps import JUDGE0_TAG, Gateway, Who, gateway, principal
 from tvm.pyroshell.dispatcher import Dispatcher, outcome_of
 from tvm.pyroshell.embedded import EmbeddedWorker
 from tvm.pyroshell.judge0_routes import judge0_router
+from tvm.pyroshell.packages import packages_router
 from tvm.pyroshell.playground import playground_router
 from tvm.pyroshell.store import QUEUED, Store
 from tvm.pyroshell.workers import Lost, WorkerPool, lost_response
@@ -50,10 +50,12 @@ from tvm.utils.textguard import reject_unencodable
 from tvm.utils.web import (
     AssumeJSON,
     error_response,
+    http_error,
     install_error_handlers,
     install_request_id,
     render_error,
     validation_message,
+    with_headers,
 )
 
 log = logging.getLogger("tvm.gateway")
@@ -175,10 +177,10 @@ def install_gateway_errors(app: FastAPI) -> None:
         return judge0_error(error) if _is_judge0(request) else render_error(request, error)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        if _is_judge0(request):  # e.g. a body that cannot be parsed
-            return JSONResponse({"error": str(exc.detail)}, exc.status_code, exc.headers)
-        return await http_exception_handler(request, exc)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        error = http_error(exc)
+        response = judge0_error(error) if _is_judge0(request) else render_error(request, error)
+        return with_headers(response, exc)
 
 
 def _engine_metrics(request: Request) -> list[Metric]:
@@ -237,6 +239,7 @@ def create_gateway_app(
     app.include_router(playground_router())
     app.include_router(live_router())
     e2b.install(app)
+    app.include_router(packages_router(catalog))
 
     @app.get(
         "/health",

@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tvm.errors import CapacityError, InvalidRequest, TVMError
 
@@ -76,6 +77,21 @@ class AssumeJSON:
         await self.app(scope, receive, send)
 
 
+def http_error(exc: StarletteHTTPException) -> TVMError:
+    """Starlette's own HTTP errors (a body that is not UTF-8, an unknown path) as
+    ours, so that every error body has the API's shape."""
+    if exc.status_code == 400:
+        return InvalidRequest("body", f"is not valid JSON text: {exc.detail}")
+    error = TVMError(str(exc.detail))
+    error.status_code = exc.status_code
+    return error
+
+
+def with_headers(response: JSONResponse, exc: StarletteHTTPException) -> JSONResponse:
+    response.headers.update(exc.headers or {})
+    return response
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TVMError)
     async def _tvm_error(request: Request, exc: TVMError) -> JSONResponse:
@@ -85,6 +101,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         field, problem = validation_message(exc)
         return render_error(request, InvalidRequest(field, problem))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return with_headers(render_error(request, http_error(exc)), exc)
 
 
 def new_request_id() -> str:
