@@ -3,7 +3,7 @@ Piston, native and health routes matches the OpenAPI schema the server serves, e
 request the schema allows is accepted and every other one refused, OPTIONS and 405
 list every method. Bounded (a few examples per operation) so that it takes minutes.
 
-The Judge0 routes are not in PATHS yet: they are being reworked for issue #12."""
+The Judge0 and live-sandbox routes are not in PATHS yet."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from tests.e2e.piston_stack import start_tvm
 from tests.gateway_support import Service
 
 pytestmark = [pytest.mark.namespace, pytest.mark.slow]
-PATHS = r"^/(api/|health$)"
+# The Piston, native and health routes (live sandboxes and Judge0 have their own owners).
+PATHS = r"^/(api/v1/(execute|languages)|api/v2/(execute|runtimes|packages)|health)$"
 EXAMPLES = 8
 
 
