@@ -9,15 +9,30 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import shlex
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from tvm.config.catalog import Catalog, Language, StageLimits, load_catalog
 from tvm.config.settings import Settings
 from tvm.errors import InvalidRequest
+
+# What the validation below accepts, as regular expressions (also in the OpenAPI
+# schema, tvm/request_schema.py): a file name is 1-255 characters of relative
+# path without '.', '..' or empty components; content by its encoding; no NUL in
+# arguments; compiler options are shell words with balanced quotes.
+_PART = r"(?:[^./\x00][^/\x00]*|\.[^./\x00][^/\x00]*|\.\.[^/\x00]+)"
+FILE_NAME_PATTERN = rf"^{_PART}(?:/{_PART})*$"
+BASE64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+HEX_PATTERN = r"^(?:[0-9a-fA-F]{2})*$"
+NO_NUL_PATTERN = r"^[^\x00]*$"
+SHELL_WORDS_PATTERN = r"""^(?:[^\\'"\x00]|\\[^\x00]|'[^'\x00]*'|"(?:[^"\\\x00]|\\[^\x00])*")*$"""
+MAX_FILE_NAME = 255
+MAX_COMPILER_OPTIONS = 512
+_CONTENT_PATTERNS = {"base64": re.compile(BASE64_PATTERN), "hex": re.compile(HEX_PATTERN)}
 
 Status = Literal[
     "ok",
@@ -41,19 +56,30 @@ class FileSpec(BaseModel):
     encoding: Literal["utf8", "base64", "hex"] = "utf8"
 
 
+def _whole(value: object) -> object:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Whole = Annotated[int, BeforeValidator(_whole)]
+
+
 class LimitsIn(BaseModel):
-    """Requested limits of one stage; unset fields take the language's defaults."""
+    """Requested limits of one stage; unset fields take the language's defaults.
+    Whole numbers only, as JSON Schema counts them: ``5`` and ``5.0``, not ``"5"``,
+    ``5.5`` or ``true``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    timeout_ms: int | None = Field(None, description="wall-clock time")
-    cpu_time_ms: int | None = None
-    memory_mb: int | None = None
-    processes: int | None = None
-    output_bytes: int | None = Field(None, description="per stream (stdout, stderr)")
-    file_size_kb: int | None = None
-    open_files: int | None = None
-    cpus: int | None = Field(None, description="CPU cores the program may use at once")
+    timeout_ms: Whole | None = Field(None, description="wall-clock time")
+    cpu_time_ms: Whole | None = None
+    memory_mb: Whole | None = None
+    processes: Whole | None = None
+    output_bytes: Whole | None = Field(None, description="per stream (stdout, stderr)")
+    file_size_kb: Whole | None = None
+    open_files: Whole | None = None
+    cpus: Whole | None = Field(None, description="CPU cores the program may use at once")
 
 
 class TestCase(BaseModel):
@@ -71,8 +97,14 @@ class CodeExecutionRequest(BaseModel):
 
     language: str = Field(..., description="name or alias, e.g. python, py, c++, js")
     version: str | None = Field(None, description="semver selector; default: newest")
-    files: list[FileSpec] | None = Field(None, description="the program; the first file is run")
-    code: str | None = Field(None, description="shorthand for one file with this content")
+    files: list[FileSpec] | None = Field(
+        None, min_length=1, description="the program; the first file is run"
+    )
+    code: str | None = Field(
+        None,
+        description="the main file's content (the language's source file name); given "
+        "with `files`, it comes first and they are the other files; neither: an empty program",
+    )
     stdin: str = ""
     args: list[str] = Field(default_factory=list)
     limits: LimitsIn = Field(default_factory=LimitsIn, description="run stage limits")
@@ -81,7 +113,9 @@ class CodeExecutionRequest(BaseModel):
         None, description="compile once, then run each case in its own fresh sandbox"
     )
     compiler_options: str | None = Field(
-        None, max_length=512, description="extra compiler flags (compiled languages only)"
+        None,
+        max_length=MAX_COMPILER_OPTIONS,
+        description="extra compiler flags (compiled languages only)",
     )
     output_encoding: Literal["utf8", "base64"] = Field(
         "utf8", description="how stdout/stderr/output are returned: utf8 text or base64 bytes"
@@ -123,6 +157,13 @@ class ExecutionResponse(BaseModel):
     message: str | None = Field(None, description="why, when status is internal_error")
 
 
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx of the native API: what is wrong and, for a bad field, which."""
+
+    message: str
+    field: str | None = Field(None, description="the request field at fault, when one is")
+
+
 @dataclass
 class Case:
     stdin: bytes
@@ -146,9 +187,12 @@ class Job:
 
 
 def _decode(content: str, encoding: str, field_name: str) -> bytes:
+    pattern = _CONTENT_PATTERNS.get(encoding)
+    if pattern is not None and not pattern.match(content):
+        raise InvalidRequest(field_name, f"is not valid {encoding}")
     try:
-        if encoding == "base64":
-            return base64.b64decode(content, validate=True)
+        if encoding == "base64":  # one trailing newline, as `base64` prints it, is allowed
+            return base64.b64decode(content.removesuffix("\n"), validate=True)
         if encoding == "hex":
             return bytes.fromhex(content)
     except (binascii.Error, ValueError) as exc:
@@ -157,8 +201,8 @@ def _decode(content: str, encoding: str, field_name: str) -> bytes:
 
 
 def check_file_name(name: str, field_name: str) -> str:
-    if not name or len(name) > 255:
-        raise InvalidRequest(field_name, "must be 1 to 255 characters")
+    if not name or len(name) > MAX_FILE_NAME:
+        raise InvalidRequest(field_name, f"must be 1 to {MAX_FILE_NAME} characters")
     if "\x00" in name:
         raise InvalidRequest(field_name, "must not contain NUL")
     if name.startswith("/"):
@@ -195,34 +239,32 @@ def build_job(
     """Validate a native request against the catalog and settings."""
     catalog = catalog or load_catalog()
     language = catalog.resolve(request.language, request.version)
-    if request.files and request.code is not None:
-        raise InvalidRequest("code", "give either `files` or `code`, not both")
-    specs = request.files or []
-    if request.code is not None:
-        specs = [FileSpec(name=None, content=request.code)]
-    if not specs:
-        raise InvalidRequest("files", "at least one file (or `code`) is required")
-    if len(specs) > settings.max_files:
+    given = list(request.files or [])
+    if len(given) > settings.max_files:
         raise InvalidRequest("files", f"at most {settings.max_files} files are allowed")
+    # (spec, its field in the request): `code` is the main file; neither: an empty one
+    specs = [(spec, f"files[{i}]") for i, spec in enumerate(given)]
+    if request.code is not None or not specs:
+        specs.insert(0, (FileSpec(name=None, content=request.code or ""), "code"))
     files: list[tuple[str, bytes, int]] = []
     seen: set[str] = set()
-    for i, spec in enumerate(specs):
+    for i, (spec, where) in enumerate(specs):
         name = spec.name if spec.name else (language.source_file if i == 0 else f"file{i}")
-        name = check_file_name(name, f"files[{i}].name")
+        name = check_file_name(name, f"{where}.name")
         if name in seen:
-            raise InvalidRequest(f"files[{i}].name", f"duplicate file name {name!r}")
+            raise InvalidRequest(f"{where}.name", f"duplicate file name {name!r}")
         seen.add(name)
-        data = _decode(spec.content, spec.encoding, f"files[{i}].content")
+        content = where if where == "code" else f"{where}.content"
+        data = _decode(spec.content, spec.encoding, content)
         if len(data) > settings.max_file_bytes:
-            raise InvalidRequest(
-                f"files[{i}].content", f"must be at most {settings.max_file_bytes} bytes"
-            )
+            raise InvalidRequest(content, f"must be at most {settings.max_file_bytes} bytes")
         files.append((name, data, 0o644))
     run_limits = _validate_resource_limits(request.limits, language, "run", "limits")
     compile_limits = _validate_resource_limits(
         request.compile_limits, language, "compile", "compile_limits"
     )
     _check_args(request.args, "args", settings)
+    _check_stdin(request.stdin.encode(), "stdin", settings)
     cases = []
     if request.tests is not None:
         if not 1 <= len(request.tests) <= settings.max_tests:
@@ -234,9 +276,7 @@ def build_job(
             _check_stdin(stdin, f"tests[{i}].stdin", settings)
             cases.append(Case(stdin, list(args), test.expected_output))
     else:
-        stdin = request.stdin.encode()
-        _check_stdin(stdin, "stdin", settings)
-        cases.append(Case(stdin, list(request.args)))
+        cases.append(Case(request.stdin.encode(), list(request.args)))
     return Job(
         language, files, run_limits, compile_limits, cases, batch=request.tests is not None,
         compiler_options=_split_options(request.compiler_options, "compiler_options"),

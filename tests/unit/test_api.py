@@ -67,8 +67,20 @@ def test_files_are_decoded_and_capped(settings: Settings) -> None:
             req(code=None, files=[{"name": "a", "content": ""}, {"name": "a", "content": ""}]),
             settings,
         )
-    with pytest.raises(InvalidRequest, match="either"):
-        build_job(req(files=[{"content": "x"}]), settings)
+    with pytest.raises(InvalidRequest, match="duplicate"):  # `code` is the main file
+        build_job(req(code="x", files=[{"name": "main.py", "content": "y"}]), settings)
+
+
+def test_code_with_files_comes_first_and_neither_is_an_empty_program(settings: Settings) -> None:
+    job = build_job(req(code="main", files=[{"content": "other"}]), settings)
+    assert [(name, data) for name, data, _ in job.files] == [
+        ("main.py", b"main"),
+        ("file1", b"other"),
+    ]
+    job = build_job(req(code=None), settings)
+    assert [(name, data) for name, data, _ in job.files] == [("main.py", b"")]
+    with pytest.raises(InvalidRequest, match="files\\[0\\].content: is not valid hex"):
+        build_job(req(code="x", files=[{"content": "a b", "encoding": "hex"}]), settings)
 
 
 def test_stdin_args_and_tests_are_capped(settings: Settings) -> None:

@@ -49,7 +49,7 @@ def test_piston_execute_shape(client: TestClient) -> None:
 
 @pytest.mark.parametrize(
     ("code", "status", "signal"),
-    [("fail", "RE", None), ("segv", "SG", "SIGSEGV"), ("flood", "OL", None)],
+    [("fail", "RE", None), ("segv", "SG", "SIGSEGV"), ("flood", "OL", "SIGKILL")],
 )
 def test_piston_statuses(client: TestClient, code: str, status: str, signal: str | None) -> None:
     r = client.post(
@@ -67,33 +67,75 @@ def test_piston_compiled_language_has_compile_stage(client: TestClient) -> None:
     assert r.status_code == 200 and r.json()["compile"]["code"] == 0
 
 
+PY = {"language": "python", "version": "*"}
+FILES = {"files": [{"content": "x"}]}
+
+
 @pytest.mark.parametrize(
-    ("body", "field"),
+    ("body", "message"),
     [
-        ({"language": "python", "files": []}, "files"),
-        ({"language": "python"}, "files"),
-        ({"version": "*", "files": [{"content": "x"}]}, "language"),
-        ({"language": "python", "files": [{"name": "x"}]}, "files[0].content"),
-        ({"language": "python", "files": [{"content": "x"}], "run_timeout": 10**9}, "run_timeout"),
-        ({"language": "python", "files": [{"content": "x"}], "run_memory_limit": 10**12},
-         "run_memory_limit"),
-        ({"language": "python", "files": [{"content": "x"}], "run_timeout": -5}, "run_timeout"),
-        ({"language": "python", "files": [{"content": "x", "name": "/abs"}]}, "files[0].name"),
+        ({"version": "*", **FILES}, "language is required as a string"),
+        ({"language": "", "version": "*", **FILES}, "language is required as a string"),
+        ({"language": 3, "version": "*", **FILES}, "language is required as a string"),
+        ({"language": "python", **FILES}, "version is required as a string"),
+        (PY, "files is required as an array"),
+        ({**PY, "files": {"content": "x"}}, "files is required as an array"),
+        ({**PY, "files": [{"name": "x"}]}, "files[0].content is required as a string"),
+        ({**PY, "files": [{"content": "x"}, "y"]}, "files[1].content is required as a string"),
+        ({"language": "python", "version": "0.0.1", **FILES}, "python-0.0.1 runtime is unknown"),
+        ({"language": "brainfudge", "version": "1.0.0", **FILES},
+         "brainfudge-1.0.0 runtime is unknown"),
+        ({**PY, "files": []}, "files must include at least one utf8 encoded file"),
+        ({**PY, "files": [{"content": "eA==", "encoding": "base64"}]},
+         "files must include at least one utf8 encoded file"),
+        ({**PY, **FILES, "run_timeout": "1000"}, "If specified, run_timeout must be a number"),
+        ({**PY, **FILES, "compile_memory_limit": True},
+         "If specified, compile_memory_limit must be a number"),
+        ({**PY, **FILES, "run_cpu_time": ""}, "If specified, run_cpu_time must be a number"),
+        ({**PY, **FILES, "run_timeout": 10**9},
+         "run_timeout cannot exceed the configured limit of 30000"),
+        ({**PY, **FILES, "run_timeout": 30000.5},
+         "run_timeout cannot exceed the configured limit of 30000"),
+        ({**PY, **FILES, "run_memory_limit": 10**12},
+         f"run_memory_limit cannot exceed the configured limit of {1024 << 20}"),
+        ({**PY, **FILES, "run_timeout": -5}, "run_timeout must be non-negative"),
+        ({**PY, **FILES, "run_cpu_time": -0.5}, "run_cpu_time must be non-negative"),
+        ({**PY, **FILES, "run_memory_limit": -2}, "run_memory_limit must be non-negative"),
+        ({**PY, **FILES, "stdin": 5}, "stdin must be a string"),
+        ({**PY, **FILES, "args": [1]}, "args must be an array of strings"),
+        ({**PY, "files": [{"content": "x", "name": "/abs"}]},
+         "files[0].name must be a relative path, not absolute"),
+        ({**PY, "files": [{"content": "x", "name": 7}]}, "files[0].name must be a string"),
     ],
 )  # fmt: skip
-def test_piston_bad_requests_name_the_field(client: TestClient, body: dict, field: str) -> None:
+def test_piston_bad_requests_have_pistons_messages(
+    client: TestClient, body: dict, message: str
+) -> None:
     r = client.post("/api/v2/execute", json=body)
     assert r.status_code == 400, r.text
-    assert r.json()["message"].startswith(field)
+    assert r.json() == {"message": message}
 
 
-def test_unknown_runtime_message_is_pistons(client: TestClient) -> None:
-    r = client.post(
-        "/api/v2/execute",
-        json={"language": "brainfudge", "version": "1.0.0", "files": [{"content": "x"}]},
-    )
-    assert r.status_code == 400
-    assert r.json()["message"].startswith("brainfudge-1.0.0 runtime is unknown")
+def test_piston_body_that_is_not_json(client: TestClient) -> None:
+    r = client.post("/api/v2/execute", content=b"{nope")
+    assert r.status_code == 400 and r.json() == {"message": "body is not valid JSON"}
+
+
+@pytest.mark.parametrize("value", [0, None])
+def test_piston_unset_limits_take_the_default(client: TestClient, value: object) -> None:
+    body = {**PY, **FILES, "run_timeout": value, "compile_timeout": value,
+            "run_memory_limit": value, "run_cpu_time": value}  # fmt: skip
+    r = client.post("/api/v2/execute", json=body)
+    assert r.status_code == 200, r.text
+
+
+def test_piston_fractional_limits_and_minus_one_memory(client: TestClient) -> None:
+    body = {**PY, **FILES, "run_timeout": 2500.5, "run_cpu_time": 1000.9,
+            "compile_timeout": 10000, "run_memory_limit": -1,
+            "compile_memory_limit": 134217728.7}  # fmt: skip
+    r = client.post("/api/v2/execute", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json()["run"]["stdout"] == "hello\n"
 
 
 def test_native_execute_and_errors(client: TestClient) -> None:

@@ -32,13 +32,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import WebSocket
-from pydantic import ValidationError
 
 from tvm.api import CodeExecutionRequest
 from tvm.compat import piston
+from tvm.config.catalog import Catalog, load_catalog
 from tvm.errors import InvalidRequest, TVMError
 from tvm.pyrovm.agent.stream import signal_number
-from tvm.pyrovm.connect import Close, Session, close, converse, receive_json, request_error
+from tvm.pyrovm.connect import Close, Session, close, converse, receive_json
 from tvm.pyrovm.interactive import Event, Output, StageEnded, StageStarted, Started
 
 INIT_DEADLINE_SECONDS = 1.0  # Piston's
@@ -58,12 +58,9 @@ def _refusal(message: Any) -> Close | None:
     return NOT_INITIALIZED if kind in ("data", "signal") else None
 
 
-def parse_init(message: Any) -> CodeExecutionRequest:
-    try:
-        body = piston.PistonRequest.model_validate(message)
-    except ValidationError as exc:
-        raise request_error(exc) from exc
-    return piston.to_native(body)
+def parse_init(message: Any, catalog: Catalog | None = None) -> CodeExecutionRequest:
+    """The ``init`` message is checked as ``POST /api/v2/execute`` checks its body."""
+    return piston.parse(message, catalog or load_catalog())
 
 
 def handler(session: Session) -> Callable[[Any], None]:
@@ -152,8 +149,7 @@ async def serve(
     except TVMError as exc:
         message_text = exc.message
         if isinstance(exc, InvalidRequest):
-            exc = piston.rename_field(exc)
-            message_text = exc.message
+            message_text = piston.rename_field(exc).message
         with contextlib.suppress(Exception):
             await ws.send_text(json.dumps({"type": "error", "message": message_text}))
         await close(ws, NOTIFIED_ERROR, "Notified Error")

@@ -205,6 +205,11 @@ def _semver_key(version: str) -> tuple[int, ...]:
     return (*parts, 0 if variant else 1)
 
 
+def satisfies(version: str, selector: str) -> bool:
+    """Whether ``version`` matches the semver ``selector`` as the catalog resolves it."""
+    return _satisfies(version, selector)
+
+
 def _satisfies(version: str, selector: str) -> bool:
     if selector in ("*", "latest", "x"):
         return True

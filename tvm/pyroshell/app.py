@@ -17,40 +17,57 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
-from fastapi.exception_handlers import http_exception_handler
+from fastapi import APIRouter, Body, Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client.metrics_core import Metric
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tvm import __version__
-from tvm.api import CodeExecutionRequest, ExecutionResponse, build_job
+from tvm.api import CodeExecutionRequest, ErrorBody, ExecutionResponse, build_job
 from tvm.compat import piston
 from tvm.config.catalog import load_catalog
 from tvm.config.settings import Settings
 from tvm.errors import InvalidRequest, TVMError
+from tvm.pyroshell import openapi
 from tvm.pyroshell.auth import Gatekeeper, Principal
 from tvm.pyroshell.connect import connect_router
 from tvm.pyroshell.deps import JUDGE0_TAG, Gateway, Who, gateway, principal
 from tvm.pyroshell.dispatcher import Dispatcher, outcome_of
 from tvm.pyroshell.embedded import EmbeddedWorker
 from tvm.pyroshell.judge0_routes import judge0_router
+from tvm.pyroshell.packages import packages_router
 from tvm.pyroshell.playground import playground_router
 from tvm.pyroshell.store import QUEUED, Store
 from tvm.pyroshell.workers import Lost, WorkerPool, lost_response
 from tvm.utils import metrics
+from tvm.utils.methods import AllowedMethods
+from tvm.utils.responses import errors
+from tvm.utils.textguard import reject_unencodable
 from tvm.utils.web import (
     AssumeJSON,
     error_response,
+    http_error,
     install_error_handlers,
     install_request_id,
+    render_error,
     validation_message,
+    with_headers,
 )
 
 log = logging.getLogger("tvm.gateway")
+
+
+class GatewayHealth(BaseModel):
+    status: str = Field(description="ok, or why not")
+    version: str
+    role: str
+    workers: list[dict[str, Any]]
+    queue_depth: int
+    embedded: dict[str, Any] | None = Field(None, description="the embedded worker's /health")
 
 
 async def run_native(
@@ -58,7 +75,7 @@ async def run_native(
     body: CodeExecutionRequest,
     who: Principal,
     request_id: str,
-    rename: Callable[[InvalidRequest], InvalidRequest] | None = None,
+    rename: Callable[[InvalidRequest], TVMError] | None = None,
 ) -> ExecutionResponse:
     """Validate and run a native request on a worker (the sync path of both APIs);
     ``rename`` names a compatible API's field in a validation error."""
@@ -84,30 +101,43 @@ async def run_native(
     return outcome
 
 
+NATIVE_ERRORS = errors(ErrorBody, 400, 401, 429, 503)
+PISTON_ERRORS = errors(piston.PistonMessage, 400, 401, 429, 503)
+
+
 def execution_router() -> APIRouter:
     router = APIRouter(dependencies=[Depends(principal)])
 
     # The execute routes answer with a ready Response: the result is already a
     # validated model, and FastAPI's re-validation and encoding of it cost more
     # than the rest of the route (the documented schema stays the model's).
-    @router.post("/api/v1/execute", response_model=ExecutionResponse)
+    @router.post("/api/v1/execute", response_model=ExecutionResponse, responses=NATIVE_ERRORS)
     async def execute(body: CodeExecutionRequest, request: Request, who: Who) -> Response:
         result = await run_native(gateway(request), body, who, request.state.request_id)
         return Response(result.model_dump_json(), media_type="application/json")
 
-    @router.post("/api/v2/execute", response_model=dict[str, Any])
-    async def piston_execute(body: piston.PistonRequest, request: Request, who: Who) -> Response:
-        native = piston.to_native(body)
+    @router.post("/api/v2/execute", response_model=piston.PistonResult, responses=PISTON_ERRORS,
+                 tags=[piston.PISTON_TAG])  # fmt: skip
+    async def piston_execute(
+        request: Request, who: Who, body: Annotated[Any, Body()] = None
+    ) -> Response:
+        native = piston.parse(body, gateway(request).catalog)
         result = await run_native(
             gateway(request), native, who, request.state.request_id, piston.rename_field
         )
         return JSONResponse(piston.from_native(result))
 
-    @router.get("/api/v2/runtimes")
-    async def piston_runtimes(request: Request) -> list[dict[str, Any]]:
-        return await gateway(request).pool.runtimes(request.state.request_id)
+    @router.get(
+        "/api/v2/runtimes",
+        response_model=list[piston.PistonRuntime],
+        responses=errors(piston.PistonMessage, 401, 503),
+        tags=[piston.PISTON_TAG],
+    )
+    async def piston_runtimes(request: Request) -> Response:
+        listed = await gateway(request).pool.runtimes(request.state.request_id)
+        return JSONResponse(listed)  # as listed: no `runtime` key where there is none
 
-    @router.get("/api/v1/languages")
+    @router.get("/api/v1/languages", responses=errors(ErrorBody, 401, 503))
     async def languages(request: Request) -> list[dict[str, Any]]:
         return await gateway(request).pool.languages(request.state.request_id)
 
@@ -138,19 +168,19 @@ def install_gateway_errors(app: FastAPI) -> None:
 
     @app.exception_handler(TVMError)
     async def _tvm_error(request: Request, exc: TVMError) -> JSONResponse:
-        return judge0_error(exc) if _is_judge0(request) else error_response(exc)
+        return judge0_error(exc) if _is_judge0(request) else render_error(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         field, problem = validation_message(exc)
         error = InvalidRequest(field, problem)
-        return judge0_error(error) if _is_judge0(request) else error_response(error)
+        return judge0_error(error) if _is_judge0(request) else render_error(request, error)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        if _is_judge0(request):  # e.g. a body that cannot be parsed
-            return JSONResponse({"error": str(exc.detail)}, exc.status_code, exc.headers)
-        return await http_exception_handler(request, exc)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        error = http_error(exc)
+        response = judge0_error(error) if _is_judge0(request) else render_error(request, error)
+        return with_headers(response, exc)
 
 
 def _engine_metrics(request: Request) -> list[Metric]:
@@ -192,9 +222,15 @@ def create_gateway_app(
             await workers.close()
             await db.close()
 
-    app = FastAPI(title="TVM gateway (pyroshell)", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="TVM gateway (pyroshell)",
+        version=__version__,
+        lifespan=lifespan,
+        dependencies=[Depends(reject_unencodable)],
+    )
     install_gateway_errors(app)
     app.add_middleware(AssumeJSON)
+    app.add_middleware(AllowedMethods, schema=lambda: app.openapi())
     install_request_id(app)
     metrics.instrument(app, "gateway", _engine_metrics)
     app.include_router(execution_router())
@@ -203,8 +239,13 @@ def create_gateway_app(
     app.include_router(playground_router())
     app.include_router(live_router())
     e2b.install(app)
+    app.include_router(packages_router(catalog))
 
-    @app.get("/health")
+    @app.get(
+        "/health",
+        response_model=GatewayHealth,
+        responses={503: {"model": GatewayHealth, "description": "no healthy worker"}},
+    )
     async def health(request: Request, probe: Literal["ready", "live"] = "ready") -> JSONResponse:
         """``probe=live`` (a liveness probe) answers 200 while the process serves, even
         with no healthy worker: restarting the gateway would not bring one back."""
@@ -222,4 +263,5 @@ def create_gateway_app(
             body["embedded"] = gw.pool.embedded.state()
         return JSONResponse(body, status_code=200 if ready or probe == "live" else 503)
 
+    openapi.install(app, settings, catalog)
     return app

@@ -9,9 +9,9 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request, WebSocket
+from fastapi import Body, Depends, FastAPI, Request, WebSocket
 
 from tvm import __version__
 from tvm.api import CodeExecutionRequest, ExecutionResponse, build_job
@@ -26,6 +26,7 @@ from tvm.pyrovm.images import ImageStore
 from tvm.pyrovm.interactive import Terminal
 from tvm.pyrovm.listings import languages_table, runtimes_table
 from tvm.utils import metrics
+from tvm.utils.textguard import reject_unencodable
 from tvm.utils.web import (
     REQUEST_ID_HEADER,
     AssumeJSON,
@@ -54,7 +55,12 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         finally:
             await engine.close()
 
-    app = FastAPI(title="TVM worker (pyrovm)", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="TVM worker (pyrovm)",
+        version=__version__,
+        lifespan=lifespan,
+        dependencies=[Depends(reject_unencodable)],
+    )
     install_error_handlers(app)
     app.add_middleware(AssumeJSON)
 
@@ -68,16 +74,18 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         result: ExecutionResponse = await request.app.state.engine.execute(job)
         return result
 
-    @app.post("/api/v2/execute")
-    async def piston_execute(body: piston.PistonRequest, request: Request) -> dict[str, Any]:
+    @app.post("/api/v2/execute", tags=[piston.PISTON_TAG])
+    async def piston_execute(
+        request: Request, body: Annotated[Any, Body()] = None
+    ) -> dict[str, Any]:
         try:
-            job = build_job(piston.to_native(body), settings, catalog)
+            job = build_job(piston.parse(body, catalog), settings, catalog)
         except InvalidRequest as exc:
             raise piston.rename_field(exc) from exc
         job.request_id = request.state.request_id
         return piston.from_native(await request.app.state.engine.execute(job))
 
-    @app.get("/api/v2/runtimes")
+    @app.get("/api/v2/runtimes", tags=[piston.PISTON_TAG])
     async def piston_runtimes() -> list[dict[str, Any]]:
         return runtimes_table(catalog, images)
 

@@ -16,10 +16,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tvm.errors import CapacityError, InvalidRequest, TVMError
 
 REQUEST_ID_HEADER = "X-Request-ID"
+# Routes with this tag state errors as Piston does: 400 {"message": ...}, no other key.
+PISTON_TAG = "piston"
 
 # The id of the request being served, for log records (see `_install_log_factory`).
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
@@ -30,6 +33,18 @@ def error_response(exc: TVMError) -> JSONResponse:
     if isinstance(exc, CapacityError):
         headers["Retry-After"] = str(exc.retry_after)
     return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=headers)
+
+
+def route_tags(request: Request) -> list[str]:
+    route = request.scope.get("route")
+    return list(getattr(route, "tags", None) or [])
+
+
+def render_error(request: Request, exc: TVMError) -> JSONResponse:
+    """The error response of ``exc`` in the shape of the route's API."""
+    if isinstance(exc, InvalidRequest) and PISTON_TAG in route_tags(request):
+        return JSONResponse({"message": f"{exc.field} {exc.problem}"}, status_code=400)
+    return error_response(exc)
 
 
 def validation_message(exc: RequestValidationError) -> tuple[str, str]:
@@ -62,15 +77,34 @@ class AssumeJSON:
         await self.app(scope, receive, send)
 
 
+def http_error(exc: StarletteHTTPException) -> TVMError:
+    """Starlette's own HTTP errors (a body that is not UTF-8, an unknown path) as
+    ours, so that every error body has the API's shape."""
+    if exc.status_code == 400:
+        return InvalidRequest("body", f"is not valid JSON text: {exc.detail}")
+    error = TVMError(str(exc.detail))
+    error.status_code = exc.status_code
+    return error
+
+
+def with_headers(response: JSONResponse, exc: StarletteHTTPException) -> JSONResponse:
+    response.headers.update(exc.headers or {})
+    return response
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TVMError)
     async def _tvm_error(request: Request, exc: TVMError) -> JSONResponse:
-        return error_response(exc)
+        return render_error(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         field, problem = validation_message(exc)
-        return error_response(InvalidRequest(field, problem))
+        return render_error(request, InvalidRequest(field, problem))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return with_headers(render_error(request, http_error(exc)), exc)
 
 
 def new_request_id() -> str:
