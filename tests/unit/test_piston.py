@@ -14,7 +14,7 @@ from tests.unit.test_engine import make_engine
 from tvm.api import ExecutionResponse, StageResult
 from tvm.compat import piston
 from tvm.config.catalog import load_catalog
-from tvm.pyrovm.api import create_app
+from tvm.pyrovm.service import create_app
 
 BASE: dict[str, Any] = {"language": "py", "version": "3", "files": [{"content": "print(1)"}]}
 

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from tests.gateway_support import gateway_client, gateway_settings
 from tests.unit.fakes import FakeDriver, echo_behaviour
 from tests.unit.test_engine import make_engine
-from tvm.pyrovm.api import create_app
+from tvm.pyrovm.service import create_app
 from tvm.utils.textguard import PROBLEM, unencodable_field
 
 S = "\\ud800"  # as JSON spells it
