@@ -230,8 +230,9 @@ async def test_native_output_cap_holds_as_for_execute(native: ClientConnection) 
 
 async def test_native_terminal_mode_is_a_tty_with_resize(native: ClientConnection) -> None:
     program = """import os, signal, sys, time
-def winch(*_):
-    print("size", *os.get_terminal_size(), flush=True)
+def winch(*_):  # os.write: a resize may land inside another print
+    columns, lines = os.get_terminal_size()
+    os.write(1, f"size {columns} {lines}\\n".encode())
 signal.signal(signal.SIGWINCH, winch)
 print("tty", os.isatty(0), os.isatty(1), os.isatty(2), flush=True)
 winch()

@@ -19,6 +19,7 @@ import re
 from typing import Any
 
 from fastapi import Request
+from starlette.requests import HTTPConnection
 
 from tvm.errors import InvalidRequest
 
@@ -76,9 +77,13 @@ def check_body(body: bytes) -> None:
 OWN_CHECKS_TAG = "judge0"
 
 
-async def reject_unencodable(request: Request) -> None:
+async def reject_unencodable(connection: HTTPConnection) -> None:
     """App-wide dependency: ``FastAPI(dependencies=[Depends(reject_unencodable)])``.
-    The body it reads is the one the route parses (Starlette keeps it)."""
+    The body it reads is the one the route parses (Starlette keeps it). A
+    WebSocket's messages are its route's to check."""
+    if not isinstance(connection, Request):
+        return
+    request = connection
     route = request.scope.get("route")
     if OWN_CHECKS_TAG in (getattr(route, "tags", None) or []):
         return
