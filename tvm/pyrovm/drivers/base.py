@@ -51,6 +51,12 @@ from tvm.pyrovm.drivers.messages import (
 from tvm.pyrovm.drivers.session import AgentSession, Exchange
 from tvm.pyrovm.drivers.teardown import finish as finish_teardown
 
+# How often the host checks a stage's CPU (drivers whose host counts it), and how
+# far past its CPU time (and half as much again) a stage may go before the host
+# ends the sandbox: the agent inside stops it first where it can.
+CPU_POLL_SECONDS = 0.05
+CPU_MARGIN_MS = 500
+
 if TYPE_CHECKING:
     from tvm.config.settings import Settings
 
@@ -269,7 +275,13 @@ class Sandbox(ABC):
         """
         await self.apply_limits(limits)
         oom_before = self.oom_kills()
+        cpu_before = self.cpu_ns()
         started = time.monotonic()
+        # Where the host counts CPU, it ends the whole sandbox once a stage is
+        # well past its CPU time: the agent inside stops it first where it can.
+        backstop = None
+        if cpu_before is not None:
+            backstop = asyncio.ensure_future(self._cpu_backstop(cpu_before, limits))
         request = Stage(
             name=name, argv=argv, stdin=stdin, limits=limit_dict(limits), pyrun=pyrun,
             last=last, files=file_list(files or []), stream=stream, terminal=terminal,
@@ -281,16 +293,21 @@ class Sandbox(ABC):
                 yield run
                 async for _ in exchange:  # events the block left unread, up to the reply
                     pass
-            reply = exchange.reply
+            reply = self._judge(exchange.reply, oom_before)
         except AgentError:
-            if self.oom_kills() <= oom_before:
-                raise
-            # The sandbox's memory limit killed what carried the channel (gVisor's
-            # Sentry): the program outgrew its memory, and its output is lost.
+            # What carried the channel was killed with the sandbox, its output lost:
+            # by the memory limit (gVisor's Sentry outgrew it), or by the CPU backstop.
             wall_ms = int((time.monotonic() - started) * 1000)
-            run.result = memory_killed(limits, wall_ms)
-            return
-        run.result = self._judge(reply, oom_before)
+            if self.oom_kills() > oom_before:
+                reply = memory_killed(limits, wall_ms)
+            elif backstop is not None and backstop.done():
+                reply = cpu_killed(wall_ms)
+            else:
+                raise
+        finally:
+            if backstop is not None:
+                backstop.cancel()
+        run.result = self._judge_cpu(reply, cpu_before, limits)
 
     def _judge(self, reply: StageReply, oom_before: int) -> StageReply:
         """The host's view of a stage: a SIGKILL that the memory limit dealt is
@@ -301,6 +318,27 @@ class Sandbox(ABC):
         if peak:  # what the memory limit is measured against, not ru_maxrss
             reply = replace(reply, memory_kb=peak)
         return reply
+
+    def _judge_cpu(
+        self, reply: StageReply, cpu_before: int | None, limits: StageLimits
+    ) -> StageReply:
+        """Where the host counts CPU, ``cpu_ms`` is its count, and a stage past its
+        CPU time is ``timeout`` whatever the agent saw."""
+        if cpu_before is None:
+            return reply
+        cpu_ms = (self.cpu_ns() or 0) - cpu_before
+        reply = replace(reply, cpu_ms=cpu_ms // 1_000_000)
+        if reply.cpu_ms > limits.cpu_time_ms and reply.status in ("ok", "runtime_error"):
+            reply = replace(reply, status="timeout")
+        return reply
+
+    async def _cpu_backstop(self, cpu_before: int, limits: StageLimits) -> None:
+        """Once the stage has used half as much CPU again as it may (plus a
+        margin): end the sandbox."""
+        allowed_ns = (limits.cpu_time_ms * 3 // 2 + CPU_MARGIN_MS) * 1_000_000
+        while (self.cpu_ns() or 0) - cpu_before <= allowed_ns:
+            await asyncio.sleep(CPU_POLL_SECONDS)
+        self.kill_all()
 
     async def archive(self) -> bytes:
         return (await self._session().call(ArchiveRequest(), Archive)).data
@@ -320,6 +358,15 @@ class Sandbox(ABC):
         """The program's peak memory as its limit counts it, where the driver
         can tell (a host cgroup); else the agent's measurement stands."""
         return None
+
+    def cpu_ns(self) -> int | None:
+        """CPU the whole sandbox has used so far, where the host's count is the
+        truth (a host cgroup around a user-space kernel); else the agent's
+        measurement stands and the agent enforces the CPU time."""
+        return None
+
+    def kill_all(self) -> None:
+        """End every process of the sandbox at once (drivers with :meth:`cpu_ns`)."""
 
     async def diagnostics(self) -> str:
         """Anything the driver can tell about why the sandbox failed (stderr, console)."""
@@ -363,6 +410,14 @@ class StageRun:
     async def send(self, message: Stdin | Signal | Resize | Ack) -> None:
         assert self.exchange is not None
         await self.exchange.send(message)
+
+
+def cpu_killed(wall_ms: int) -> StageReply:
+    """A stage whose sandbox went over its CPU time and was ended, agent and all."""
+    return StageReply(
+        status="timeout", exit_code=None, signal="SIGKILL", stdout=b"", stderr=b"", output=b"",
+        stdout_truncated=False, stderr_truncated=False, cpu_ms=0, wall_ms=wall_ms, memory_kb=0,
+    )  # fmt: skip
 
 
 def memory_killed(limits: StageLimits, wall_ms: int) -> StageReply:

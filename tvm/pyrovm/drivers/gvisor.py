@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import json
 import os
@@ -33,14 +32,12 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tvm.config.catalog import StageLimits
-from tvm.errors import AgentError, DriverUnavailable, SandboxError
+from tvm.errors import DriverUnavailable, SandboxError
 from tvm.pyrovm.drivers import seccomp
 from tvm.pyrovm.drivers.base import (
     AGENT_ARGV,
@@ -52,12 +49,10 @@ from tvm.pyrovm.drivers.base import (
     HostResources,
     Sandbox,
     SandboxSpec,
-    StageRun,
 )
 from tvm.pyrovm.drivers.cgroups import Cgroup, CgroupManager
 from tvm.pyrovm.drivers.channel import PipeChannel
 from tvm.pyrovm.drivers.hostproc import OutputRing, enter_argv, kill_process, run_quietly
-from tvm.pyrovm.drivers.messages import StageReply
 
 if TYPE_CHECKING:
     from tvm.config.settings import Settings
@@ -70,21 +65,8 @@ SENTRY_OVERHEAD_MB = 96
 # each guest thread is a host thread too), or a fork bomb kills the Sentry itself.
 SENTRY_THREADS = 512
 
-# How often the host checks a stage's CPU time in the Sentry's cgroup.
-CPU_POLL_SECONDS = 0.05
-# How far past its CPU time (and half as much again) the host lets a stage go
-# before it ends the sandbox: the agent inside stops it first where it can.
-CPU_MARGIN_MS = 500
 # Per-sandbox state dirs in the system temp dir: tvm-gvisor-<worker pid>-*.
 TEMP_PREFIX = "tvm-gvisor-"
-
-
-def cpu_killed(wall_ms: int) -> StageReply:
-    """A stage whose sandbox went over its CPU time and was ended, agent and all."""
-    return StageReply(
-        status="timeout", exit_code=None, signal="SIGKILL", stdout=b"", stderr=b"", output=b"",
-        stdout_truncated=False, stderr_truncated=False, cpu_ms=0, wall_ms=wall_ms, memory_kb=0,
-    )  # fmt: skip
 
 
 def host_pids(processes: int) -> int:
@@ -217,54 +199,13 @@ class GVisorSandbox(Sandbox):
         pids = (self.proc.pid,) if self.proc is not None else ()
         return HostResources(pids, tuple(self.cgroup.dirs.values()), (self.workdir,))
 
-    @contextlib.asynccontextmanager
-    async def stage(
-        self,
-        name: str,
-        argv: list[str],
-        stdin: bytes,
-        limits: StageLimits,
-        pyrun: bool = False,
-        last: bool = True,
-        files: list[tuple[str, bytes, int]] | None = None,
-        stream: bool = False,
-        terminal: dict[str, int] | None = None,
-    ) -> AsyncIterator[StageRun]:
-        """The base stage, with its CPU decided by the host: the Sentry's own
-        clock misses children reaped by the kernel (SIGCHLD ignored) and runs
-        ahead of the host's (it counts time its threads wait for a host CPU).
-        The host cgroup around the Sentry counts what the stage really cost, and
-        a stage well past its CPU time ends with the whole sandbox, as
-        ``timeout``."""
-        cpu_before = self.cgroup.cpu_ns()
-        started = time.monotonic()
-        # The agent inside stops the stage at its CPU time as it counts it (the
-        # sandbox lives on); the host ends the whole sandbox only past what the
-        # agent can miss, children the kernel reaped, beyond a margin.
-        backstop = limits.cpu_time_ms * 3 // 2 + CPU_MARGIN_MS
-        watchdog = asyncio.ensure_future(self._cpu_watchdog(cpu_before, backstop))
-        run: StageRun | None = None
-        try:
-            async with super().stage(
-                name, argv, stdin, limits, pyrun, last, files, stream, terminal
-            ) as run:
-                yield run
-        except AgentError:
-            if run is None or not watchdog.done():
-                raise
-            run.result = cpu_killed(int((time.monotonic() - started) * 1000))
-        finally:
-            watchdog.cancel()
-        cpu_ms = (self.cgroup.cpu_ns() - cpu_before) // 1_000_000
-        result = dataclasses.replace(run.result, cpu_ms=cpu_ms)
-        if cpu_ms > limits.cpu_time_ms and result.status in ("ok", "runtime_error"):
-            result = dataclasses.replace(result, status="timeout")
-        run.result = result
+    def cpu_ns(self) -> int:
+        """The Sentry's host cgroup: the Sentry's own clock misses children
+        reaped by the kernel (SIGCHLD ignored) and runs ahead of the host's (it
+        counts time its threads wait for a host CPU)."""
+        return self.cgroup.cpu_ns()
 
-    async def _cpu_watchdog(self, cpu_before: int, limit_ms: int) -> None:
-        """Once the sandbox has used more CPU than the stage may: kill it all."""
-        while (self.cgroup.cpu_ns() - cpu_before) // 1_000_000 <= limit_ms:
-            await asyncio.sleep(CPU_POLL_SECONDS)
+    def kill_all(self) -> None:
         for pid in self.cgroup.pids():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
