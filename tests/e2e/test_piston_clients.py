@@ -56,6 +56,12 @@ def test_node_languages_stdin_and_args(node_results: dict[str, Any]) -> None:
     assert c["compile"]["code"] == 0 and c["run"]["stdout"] == "hi from c\n"
 
 
+def test_node_stdin_ends_with_a_newline_as_in_piston(node_results: dict[str, Any]) -> None:
+    assert node_results["stdin_newline"]["run"]["stdout"] == "'a\\nb\\n'\n"
+    assert node_results["stdin_kept"]["run"]["stdout"] == "'a\\n'\n"
+    assert node_results["stdin_none"]["run"]["stdout"] == "'\\n'\n"
+
+
 def test_node_compile_error_is_repeated_as_run(node_results: dict[str, Any]) -> None:
     failed = node_results["compile_error"]
     assert failed["compile"]["code"] != 0 and "error" in failed["compile"]["stderr"]

@@ -38,6 +38,17 @@ def test_unset_values_take_the_defaults(unset: object) -> None:
     assert request.limits.timeout_ms is None and request.limits.memory_mb is None
 
 
+@pytest.mark.parametrize(("stdin", "written"), [
+    (None, "\n"), ("", "\n"), ("a", "a\n"), ("a\n", "a\n"), ("a\n\n", "a\n\n")])  # fmt: skip
+def test_stdin_ends_with_a_newline_as_in_piston(stdin: str | None, written: str) -> None:
+    assert piston.parse({**BASE, "stdin": stdin}, load_catalog()).stdin == written
+
+
+def test_interactive_stdin_is_as_written() -> None:
+    assert piston.parse({**BASE, "stdin": "a"}, load_catalog(), interactive=True).stdin == "a"
+    assert piston.parse(BASE, load_catalog(), interactive=True).stdin == ""
+
+
 def test_the_request_names_the_resolved_runtime() -> None:
     catalog = load_catalog()
     request = piston.parse(BASE, catalog)

@@ -155,8 +155,15 @@ def _files(files: list[Any]) -> list[FileSpec]:
     return specs
 
 
-def parse(body: Any, catalog: Catalog) -> CodeExecutionRequest:
-    """Check a Piston request as Piston does; the native request it stands for."""
+def job_stdin(stdin: str) -> str:
+    """Piston's job writes stdin with a newline at its end, added when there is none
+    (so an absent or empty stdin reads as one empty line)."""
+    return stdin if stdin.endswith("\n") else stdin + "\n"
+
+
+def parse(body: Any, catalog: Catalog, *, interactive: bool = False) -> CodeExecutionRequest:
+    """Check a Piston request as Piston does; the native request it stands for.
+    ``interactive`` (``/api/v2/connect``): stdin is what the client writes, as is."""
     body = body if isinstance(body, dict) else {}
     language, version, files = body.get("language"), body.get("version"), body.get("files")
     if not language or not isinstance(language, str):
@@ -187,7 +194,7 @@ def parse(body: Any, catalog: Catalog) -> CodeExecutionRequest:
         language=runtime.name,
         version=runtime.version,
         files=_files(files),
-        stdin=stdin or "",
+        stdin=(stdin or "") if interactive else job_stdin(stdin or ""),
         args=args or [],
         limits=limits["run"],
         compile_limits=limits["compile"],

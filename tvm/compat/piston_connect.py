@@ -60,7 +60,7 @@ def _refusal(message: Any) -> Close | None:
 
 def parse_init(message: Any, catalog: Catalog | None = None) -> CodeExecutionRequest:
     """The ``init`` message is checked as ``POST /api/v2/execute`` checks its body."""
-    return piston.parse(message, catalog or load_catalog())
+    return piston.parse(message, catalog or load_catalog(), interactive=True)
 
 
 def handler(session: Session) -> Callable[[Any], None]:

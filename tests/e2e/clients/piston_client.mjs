@@ -9,6 +9,11 @@ out.runtimes = await client.runtimes();
 out.python = await client.execute("python", "import sys\nprint(input()[::-1], sys.argv[1:])",
   { stdin: "olleh", args: ["a", "b c"] });
 out.default_args = await client.execute("python", "import sys; print(sys.argv[1:])");
+// Piston ends stdin with a newline when it has none (none: one empty line)
+const showStdin = "import sys; print(repr(sys.stdin.read()))";
+out.stdin_newline = await client.execute("python", showStdin, { stdin: "a\nb" });
+out.stdin_kept = await client.execute("python", showStdin, { stdin: "a\n" });
+out.stdin_none = await client.execute("python", showStdin);
 out.javascript = await client.execute("javascript", "console.log(6 * 7)");
 out.bash = await client.execute("bash", "read x; echo \"got $x\"", { stdin: "it\n" });
 out.c = await client.execute("c", "#include <stdio.h>\nint main(void){puts(\"hi from c\");}");
