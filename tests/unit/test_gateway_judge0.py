@@ -165,12 +165,26 @@ def test_fields(client: TestClient) -> None:
          "compiler_options", "128"),
         ({"source_code": "x", "language_id": PY, "additional_files": "bm90IGEgemlw"},
          "additional_files", "zip"),
+        ({"source_code": "x", "language_id": PY, "additional_files": "0"},
+         "additional_files", "is not valid base64"),
+        ({"source_code": "x", "language_id": PY, "additional_files": "bm90!IGEgemlw"},
+         "additional_files", "is not valid base64"),
     ],
 )  # fmt: skip
 def test_validation(client: TestClient, body: dict[str, Any], field: str, words: str) -> None:
     reply = client.post("/submissions", json=body)
     assert reply.status_code == 422, reply.text
     assert words in reply.json()[field][0]
+
+
+def test_a_batch_answers_each_bad_submission_with_its_422_body(client: TestClient) -> None:
+    reply = client.post("/submissions/batch", json={"submissions": [
+        {"language_id": 89, "additional_files": "0"}, {"language_id": PY, "source_code": None},
+        {"language_id": PY, "source_code": "print(1)"}]})  # fmt: skip
+    assert reply.status_code == 201, reply.text
+    first, second, third = reply.json()
+    assert first == {"additional_files": ["is not valid base64"]}
+    assert second == {"source_code": ["can't be blank"]} and "token" in third
 
 
 def test_number_of_runs_averages(client: TestClient) -> None:

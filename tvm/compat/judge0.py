@@ -42,6 +42,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import re
 import shlex
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -117,6 +118,19 @@ def encodable(value: Any) -> Any:
     return value
 
 
+# Base64 as it comes from any encoder: groups of four, padded, line breaks and spaces
+# anywhere (Ruby's encode64 wraps lines). The schema states it and the model checks it.
+_SPACE = "[ \\t\\r\\n]*"
+_B64 = f"[A-Za-z0-9+/]{_SPACE}"
+BASE64_PATTERN = rf"^{_SPACE}(?:{_B64 * 4})*(?:{_B64 * 2}={_SPACE}=|{_B64 * 3}=)?{_SPACE}$"
+
+
+def base64_text(value: Any) -> Any:
+    if isinstance(value, str) and not re.fullmatch(BASE64_PATTERN, value):
+        raise ValueError("is not valid base64")
+    return value
+
+
 def _limit(name: str, unit: str) -> Any:
     """A limit attribute: its range in the schema; checked (with Judge0's message) by accept."""
     return Field(
@@ -168,12 +182,18 @@ class Judge0Submission(BaseModel):
         pattern=r"^https?://[^/?#@\s]+",
         description="gets a PUT with the result; public hosts only",
     )
-    additional_files: str | None = Field(None, description="a base64-encoded zip archive")
+    additional_files: str | None = Field(
+        None,
+        description="a base64-encoded zip archive (whatever base64_encoded says); one that "
+        "is not a zip, or breaks the limits on its files, is a 422",
+        json_schema_extra={"pattern": BASE64_PATTERN},
+    )
 
     _text = field_validator(
         "source_code", "compiler_options", "command_line_arguments", "stdin",
         "expected_output", "callback_url", "additional_files", mode="before",
     )(encodable)  # fmt: skip
+    _archive = field_validator("additional_files")(base64_text)
 
 
 class Judge0Batch(BaseModel):
@@ -181,12 +201,10 @@ class Judge0Batch(BaseModel):
 
     submissions: list[dict[str, Any]] = Field(
         ...,
-        description=f"Judge0 submissions (1 to {MAX_BATCH}; more or none is a 400)",
-        json_schema_extra={
-            "minItems": 1,
-            "maxItems": MAX_BATCH,
-            "items": {"$ref": "#/components/schemas/Judge0Submission"},
-        },
+        description=f"Judge0 submissions (1 to {MAX_BATCH}; more or none is a 400), each "
+        "a Judge0Submission; an invalid one is answered in its place by its 422 body, "
+        "and the batch is a 422 only when none is valid",
+        json_schema_extra={"minItems": 1, "maxItems": MAX_BATCH, "items": {"type": "object"}},
     )
 
 

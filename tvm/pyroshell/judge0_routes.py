@@ -179,7 +179,7 @@ def judge0_router() -> APIRouter:
             except ValidationError as exc:
                 error = exc.errors()[0]
                 field = ".".join(str(part) for part in error["loc"]) or "body"
-                answers.append({field: [error["msg"]]})
+                answers.append({field: [str(error["msg"]).removeprefix("Value error, ")]})
                 continue
             rows.append(_row(accepted, who, request.state.request_id, QUEUED))
             answers.append({"token": rows[-1]["token"]})
