@@ -136,7 +136,12 @@ def test_batch_limits(client: TestClient) -> None:
     too_many = [{"source_code": "out", "language_id": PY}] * 21
     reply = client.post("/submissions/batch", json={"submissions": too_many})
     assert reply.status_code == 400 and "less than or equal to 20" in reply.json()["error"]
-    assert client.post("/submissions/batch", json={"submissions": []}).status_code == 400
+    empty = {"error": "there should be at least one submission in a batch"}
+    for body in ({"submissions": []}, {}, {"submissions": None}):
+        reply = client.post("/submissions/batch", json=body)
+        assert (reply.status_code, reply.json()) == (400, empty)
+    not_a_list = client.post("/submissions/batch", json={"submissions": "abc"})
+    assert not_a_list.status_code == 422 and list(not_a_list.json()) == ["submissions"]
     none_valid = client.post("/submissions/batch", json={"submissions": [{"language_id": 71}]})
     assert none_valid.status_code == 422
 

@@ -196,15 +196,25 @@ class Judge0Submission(BaseModel):
     _archive = field_validator("additional_files")(base64_text)
 
 
-class Judge0Batch(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+def _batch_schema(schema: dict[str, Any]) -> None:
+    """A client sends a list (no null: that is the 400 of an empty batch)."""
+    schema.pop("anyOf", None)
+    schema.pop("default", None)
+    schema.update(type="array", minItems=1, maxItems=MAX_BATCH, items={"type": "object"})
 
-    submissions: list[dict[str, Any]] = Field(
-        ...,
+
+class Judge0Batch(BaseModel):
+    """Absent or null ``submissions`` is Judge0's 400 of an empty batch (the schema
+    still says it is required: a client must send it)."""
+
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"required": ["submissions"]})
+
+    submissions: list[dict[str, Any]] | None = Field(
+        None,
         description=f"Judge0 submissions (1 to {MAX_BATCH}; more or none is a 400), each "
         "a Judge0Submission; an invalid one is answered in its place by its 422 body, "
         "and the batch is a 422 only when none is valid",
-        json_schema_extra={"minItems": 1, "maxItems": MAX_BATCH, "items": {"type": "object"}},
+        json_schema_extra=_batch_schema,
     )
 
 
@@ -218,8 +228,9 @@ class FieldErrors(RootModel[dict[str, list[str]]]):
     """Judge0's 422: each bad attribute with its problems, ``{"language_id": ["..."]}``."""
 
 
-class BatchErrors(RootModel[list[dict[str, list[str]]]]):
-    """Judge0's 422 of a batch where no submission was valid: one error object each."""
+class BatchErrors(RootModel[list[dict[str, list[str]]] | dict[str, list[str]]]):
+    """Judge0's 422 of a batch where no submission was valid: one error object each;
+    or, when ``submissions`` is not a list of objects, the error of that attribute."""
 
 
 _WHY = {

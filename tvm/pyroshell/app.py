@@ -244,7 +244,10 @@ def create_gateway_app(
     @app.get(
         "/health",
         response_model=GatewayHealth,
-        responses={503: {"model": GatewayHealth, "description": "no healthy worker"}},
+        responses={
+            503: {"model": GatewayHealth, "description": "no healthy worker"},
+            **errors(ErrorBody, 400),
+        },
     )
     async def health(request: Request, probe: Literal["ready", "live"] = "ready") -> JSONResponse:
         """``probe=live`` (a liveness probe) answers 200 while the process serves, even

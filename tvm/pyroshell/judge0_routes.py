@@ -158,7 +158,8 @@ def judge0_router() -> APIRouter:
         base64_encoded: str | None = Base64Flag,
     ) -> JSONResponse:
         gw, b64 = gateway(request), _flag(base64_encoded)
-        count = len(body.submissions)
+        submissions = body.submissions or []
+        count = len(submissions)
         if count > judge0.MAX_BATCH:
             raise InvalidRequest(
                 "body",
@@ -170,7 +171,7 @@ def judge0_router() -> APIRouter:
         await _check_queue(gw, count)
         answers: list[dict[str, Any]] = []
         rows: list[dict[str, Any]] = []
-        for item in body.submissions:
+        for item in submissions:
             try:
                 accepted = _prepare(gw, judge0.Judge0Submission.model_validate(item), b64)
             except InvalidRequest as exc:

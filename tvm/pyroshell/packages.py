@@ -110,7 +110,7 @@ def uninstall(store: ImageStore, lang: Language) -> dict[str, str]:
 
 def packages_router(catalog: Catalog) -> APIRouter:
     router = APIRouter(tags=[PISTON_TAG])
-    changes = errors(PistonMessage, 401, 403, 404, 500, 503)
+    changes = errors(PistonMessage, 400, 401, 403, 404, 500, 503)
     schema = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
         "type": "object",
         "properties": {"language": {"type": "string", "description": "a catalog name"},
