@@ -1,13 +1,22 @@
 """schemathesis ``--checks all`` against a real ``tvm start``: every response of the
-Piston, native and health routes matches the OpenAPI schema the server serves, every
-request the schema allows is accepted and every other one refused, OPTIONS and 405
-list every method. Bounded (a few examples per operation) so that it takes minutes.
+Piston, native, Judge0, packages and health routes matches the schema the server
+serves, every request it allows is accepted and every other one refused, OPTIONS and
+405 list every method.
 
-The Judge0 and live-sandbox routes are not in PATHS yet."""
+Bounded: a time budget for the whole run (``--max-time``, shared by the phases), a few
+examples per operation and a per-request timeout. Unbounded, the coverage phase of the
+two execute routes alone sends thousands of real compile-and-run requests one at a
+time (one alternative per catalog entry, each boundary case of each): a clean-clone CI
+run was still in it when its 900 s timeout struck, which looked like a stall.
+``schemathesis.toml`` beside this file turns that phase off for those two routes and
+lists the few Judge0 answers that depend on the server's state, not on the request.
+
+The live-sandbox routes (``/api/v1/sandboxes``) are not in the run yet: schemathesis
+still finds undocumented 400/404s and path and timeout rules their schema lacks."""
 
 from __future__ import annotations
 
-import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,9 +28,11 @@ from tests.e2e.piston_stack import start_tvm
 from tests.gateway_support import Service
 
 pytestmark = [pytest.mark.namespace, pytest.mark.slow]
-# The Piston, native and health routes (live sandboxes and Judge0 have their own owners).
-PATHS = r"^/(api/v1/(execute|languages)|api/v2/(execute|runtimes|packages)|health)$"
+CONFIG = Path(__file__).with_name("schemathesis.toml")
 EXAMPLES = 8
+BUDGET_S = 210  # the whole run
+REQUEST_TIMEOUT_S = 150  # a compile plus a run at their maxima (45 s + 30 s), queued
+LIVE = "^/api/v1/sandboxes"
 
 
 @pytest.fixture(scope="module")
@@ -29,22 +40,22 @@ def tvm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     yield from start_tvm(tmp_path_factory.mktemp("schemathesis"), every_language=True)
 
 
-@pytest.mark.skipif(
-    os.environ.get("TVM_TEST_SCHEMATHESIS") != "1",
-    reason="opt-in (TVM_TEST_SCHEMATHESIS=1): in a clean-clone CI run the schemathesis "
-    "process stopped sending requests after ~8 min and held the suite to its 900 s timeout "
-    "(not yet diagnosed; issue #12 stays open for it)",
-)
 def test_schemathesis_finds_nothing(tvm: Service, tmp_path: Path) -> None:
     st = Path(sys.executable).with_name("st")
     if not st.exists():
         pytest.skip("schemathesis is not installed (it is a dev extra)")
-    argv = [str(st), "run", f"{tvm.url}/openapi.json", "--checks", "all",
-            "--include-path-regex", PATHS, "--max-examples", str(EXAMPLES), "--seed", "7",
-            "--workers", "1", "--request-timeout", "120", "--no-shrink",
-            # a compile plus a run may take up to their maxima (45 s + 30 s) on a busy host
-            "--max-response-time", "120",
+    argv = [str(st), "--config-file", str(CONFIG), "run", f"{tvm.url}/openapi.json",
+            "--checks", "all", "--max-examples", str(EXAMPLES), "--seed", "7",
+            "--workers", "1", "--no-shrink", "--max-time", str(BUDGET_S),
+            "--request-timeout", str(REQUEST_TIMEOUT_S), "--exclude-path-regex", LIVE,
+            # no response-time check: a slow answer on a busy host is not a wrong one
+            "--max-response-time", str(REQUEST_TIMEOUT_S),
             "--report-dir", str(tmp_path / "report")]  # fmt: skip
-    done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    # The budget is checked between requests: one last request may run to its timeout.
+    limit = BUDGET_S + 2 * REQUEST_TIMEOUT_S + 60
+    done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=limit)
     assert done.returncode == 0, done.stdout[-20000:] + done.stderr[-5000:]
-    assert "Tested:" in done.stdout, done.stdout[-5000:]
+    selected = re.search(r"Selected: (\d+)/\d+", done.stdout)
+    tested = re.search(r"Tested: (\d+)", done.stdout)
+    assert selected and tested, done.stdout[-5000:]
+    assert tested.group(1) == selected.group(1), done.stdout[-5000:]  # none left out
