@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import Server
 from tests.e2e.piston_stack import start_tvm
-from tests.gateway_support import Service
 
 pytestmark = [pytest.mark.namespace, pytest.mark.slow]
 CONFIG = Path(__file__).with_name("schemathesis.toml")
@@ -36,11 +36,11 @@ LIVE = "^/api/v1/sandboxes"
 
 
 @pytest.fixture(scope="module")
-def tvm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+def tvm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     yield from start_tvm(tmp_path_factory.mktemp("schemathesis"), every_language=True)
 
 
-def test_schemathesis_finds_nothing(tvm: Service, tmp_path: Path) -> None:
+def test_schemathesis_finds_nothing(tvm: Server, tmp_path: Path) -> None:
     st = Path(sys.executable).with_name("st")
     if not st.exists():
         pytest.skip("schemathesis is not installed (it is a dev extra)")

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import Server
 from tests.e2e.piston_stack import start_tvm
-from tests.gateway_support import Service
 
 pytestmark = [pytest.mark.namespace, pytest.mark.slow]
 CLIENTS = Path(__file__).with_name("clients")
@@ -23,12 +23,12 @@ LANGUAGES = ("python@3.13.5", "c@14.2.0", "javascript@20.19.2", "bash@5.2.15")
 
 
 @pytest.fixture(scope="module")
-def tvm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+def tvm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     yield from start_tvm(tmp_path_factory.mktemp("piston-clients"), *LANGUAGES)
 
 
 @pytest.fixture(scope="module")
-def node_results(tvm: Service) -> dict[str, Any]:
+def node_results(tvm: Server) -> dict[str, Any]:
     node = shutil.which("node")
     if node is None:
         pytest.skip("Node.js is not installed (.ci/run installs it)")
@@ -87,7 +87,7 @@ def test_node_sees_pistons_messages(node_results: dict[str, Any]) -> None:
 
 
 @pytest.fixture(scope="module")
-def ultra(tvm: Service) -> Any:
+def ultra(tvm: Server) -> Any:
     ultra_piston = pytest.importorskip("ultra_piston", reason="ultra-piston is a dev extra")
     return ultra_piston.PistonClient(base_url=f"{tvm.url}/api/v2/", rate_limit=0)
 
