@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tvm.config.catalog import load_catalog, parse_catalog
+from tvm.config.catalog import RESOLVED_CACHE, load_catalog, parse_catalog
 from tvm.errors import ConfigError, UnknownLanguage
 
 
@@ -26,6 +26,20 @@ def test_semver_selectors_pick_the_newest_match() -> None:
     assert catalog.resolve("py", "3.11").version.startswith("3.11.")
     assert catalog.resolve("python3", "3.11.x").version.startswith("3.11.")
     assert catalog.resolve("python", ">=3.12").version.startswith("3.1")
+
+
+def test_resolving_again_gives_the_same_entry_and_the_cache_stays_bounded() -> None:
+    catalog = load_catalog()
+    first = catalog.resolve("py", "3.11")
+    assert catalog.resolve("py", "3.11") is first
+    assert catalog.resolve("python", "3") is catalog.resolve("python", "3")
+    for i in range(RESOLVED_CACHE + 10):  # every selector a client may vary
+        assert catalog.resolve("python", f">=3.{i % 3}.0 <4.{i}") is not None
+    assert len(catalog._resolved) <= RESOLVED_CACHE
+    with pytest.raises(UnknownLanguage):  # failures are not kept: asked again, they fail again
+        catalog.resolve("python", "2.7")
+    with pytest.raises(UnknownLanguage):
+        catalog.resolve("python", "2.7")
 
 
 def test_unknown_language_and_version_name_the_problem() -> None:

@@ -19,7 +19,7 @@ import json
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -84,7 +84,7 @@ class ImageRecipe:
     pch: tuple[str, ...] = ()
     pch_compiles: tuple[str, ...] = ()
 
-    @property
+    @cached_property  # the recipe is frozen; hashing it is read on every execution
     def digest(self) -> str:
         """Content hash of the recipe: a rebuild is skipped while it is unchanged."""
         recipe: dict[str, Any] = {
@@ -131,7 +131,7 @@ class Language:
         in a forked child, without starting a second one (agent/pyrun.py)."""
         return tuple(self.run[:2]) in (("python3", "{source}"), ("/usr/bin/python3", "{source}"))
 
-    @property
+    @cached_property
     def digest(self) -> str:
         """Hash of everything that decides whether the entry's test program passes:
         the image recipe, the source file name and the compile and run commands."""
@@ -145,12 +145,19 @@ class Language:
         return wanted == self.name or wanted in self.aliases
 
 
+# Resolved (language, version) pairs kept by a catalog.
+RESOLVED_CACHE = 1024
+
+
 class Catalog:
     """All languages, with lookup by name/alias and a semver selector."""
 
     def __init__(self, languages: Iterable[Language], images: Mapping[str, ImageRecipe]) -> None:
         self.languages = sorted(languages, key=lambda lang: (lang.name, _semver_key(lang.version)))
         self.images = dict(images)
+        # (language, version) -> its entry: every request resolves one, and the
+        # semver match costs far more than the rest of its validation.
+        self._resolved: dict[tuple[str, str | None], Language] = {}
 
     def __iter__(self) -> Iterator[Language]:
         return iter(self.languages)
@@ -165,6 +172,15 @@ class Catalog:
         """The newest entry whose name or alias is ``language`` and whose
         version satisfies ``version`` (a semver selector as Piston takes it:
         ``3.11.2``, ``3.11``, ``3``, ``*``, ``>=3.12``; ``None`` = newest)."""
+        found = self._resolved.get((language, version))
+        if found is None:
+            found = self._resolve(language, version)
+            if len(self._resolved) >= RESOLVED_CACHE:  # selectors are the clients' to vary
+                self._resolved.clear()
+            self._resolved[(language, version)] = found
+        return found
+
+    def _resolve(self, language: str, version: str | None) -> Language:
         candidates = [lang for lang in self.languages if lang.matches(language)]
         if not candidates:
             raise UnknownLanguage(
