@@ -7,7 +7,8 @@ Measured, interleaved run by run so that machine noise hits every method alike:
 * engine     TVM's engine called in-process (sandbox + agent, no HTTP)
 * http       ``POST /api/v2/execute`` on a real ``tvm start`` service
 
-then throughput with 1, 2, 4 and 8 concurrent clients, C compile+run against
+then throughput and CPU per execution (cgroup accounting, :mod:`bench.cpu`) with
+1, 2, 4 and 8 concurrent clients, the methods taking turns; C compile+run against
 the catalog's C compile command (``gcc ... *.c -lm``, through sh) + run as bare
 processes, the service's own overhead per request, and every other
 usable driver; then live sandboxes through E2B's SDK (``live_bench.py``), and
@@ -38,6 +39,7 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.cpu import Meter, meters  # noqa: E402
 from bench.languages import chroot_setup, per_language  # noqa: E402
 from tests.conftest import Server  # noqa: E402
 from tvm.api import CodeExecutionRequest, build_job  # noqa: E402
@@ -76,6 +78,7 @@ async def timed(probe: Probe) -> float:
 
 
 async def throughput(probe: Probe, clients: int, total: int) -> float:
+    """Seconds that ``clients`` concurrent clients take to make ``total`` executions."""
     remaining = total
 
     async def client() -> None:
@@ -86,17 +89,22 @@ async def throughput(probe: Probe, clients: int, total: int) -> float:
 
     start = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(clients)))
-    return total / (time.perf_counter() - start)
+    return time.perf_counter() - start
 
 
 class Bench:
-    def __init__(self, runs: int, settings: Settings) -> None:
+    def __init__(self, runs: int, settings: Settings, meters: dict[str, Meter] | None) -> None:
         self.runs = runs
+        self.meters = meters  # "client" (this process and its children), "service"
         self.settings = settings
         self.catalog = load_catalog()
         self.python = self.catalog.resolve("python", "3.11")
         self.rootfs = ImageStore(settings).rootfs(self.python.image)
-        self.results: dict[str, Any] = {"latency_ms": {}, "throughput_per_s": {}}
+        self.results: dict[str, Any] = {
+            "latency_ms": {},
+            "throughput_per_s": {},
+            "cpu_ms_per_execution": {},
+        }
         self.overheads: list[float] = []
 
     # -- probes ---------------------------------------------------------------
@@ -156,11 +164,35 @@ class Bench:
             "scheduling, sandbox hand-over, agent round trip",
         }
 
-    async def rates(self, probes: dict[str, Probe], clients: list[int], total: int) -> None:
-        for name, probe in probes.items():
-            for n in clients:
-                rate = await throughput(probe, n, total)
-                self.results["throughput_per_s"].setdefault(name, {})[str(n)] = round(rate, 1)
+    def cpu_ns(self, name: str) -> int:
+        """CPU so far of what method ``name`` runs on: this process and its
+        children, plus the service's cgroup for ``http``."""
+        if self.meters is None:
+            return 0
+        used = self.meters["client"].ns()
+        return used + (self.meters["service"].ns() if name == "http" else 0)
+
+    async def rates(
+        self, probes: dict[str, Probe], clients: list[int], total: int, rounds: int = 4
+    ) -> None:
+        """Throughput and CPU per execution; the methods take turns, ``rounds``
+        times per client count, so that the machine's load hits them alike."""
+        per_round = max(1, total // rounds)
+        for n in clients:
+            seconds = dict.fromkeys(probes, 0.0)
+            cpu = dict.fromkeys(probes, 0)
+            for _ in range(rounds):
+                for name, probe in probes.items():
+                    before = self.cpu_ns(name)
+                    seconds[name] += await throughput(probe, n, per_round)
+                    cpu[name] += self.cpu_ns(name) - before
+            for name in probes:
+                done = per_round * rounds
+                rate = round(done / seconds[name], 1)
+                self.results["throughput_per_s"].setdefault(name, {})[str(n)] = rate
+                if self.meters is not None:
+                    ms = round(cpu[name] / done / 1e6, 2)
+                    self.results["cpu_ms_per_execution"].setdefault(name, {})[str(n)] = ms
 
     async def compiled(self, engine_client: httpx.AsyncClient) -> None:
         if not shutil.which("gcc"):
@@ -226,20 +258,28 @@ class Bench:
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     settings = Settings()
-    bench = Bench(args.runs, settings)
+    # CPU accounting: this process (bare processes, the in-process engine and
+    # its sandboxes are its children) and the service, each in a cgroup of its own.
+    cpu = meters("client", "service")
+    if cpu is not None:
+        cpu["client"].enter()
+    bench = Bench(args.runs, settings, cpu)
     engine = Engine(settings, bench.catalog, NamespaceDriver(settings))
     await engine.start()
     tmp = Path(tempfile.mkdtemp(prefix="tvmbench"))
     defaults = Settings.model_fields  # the service as shipped: warm pools on
-    server = Server(
-        tmp,
-        env={
-            "TVM_LOG_LEVEL": "warning",
-            "TVM_DRIVER": "namespace",
-            "TVM_POOL_SIZE": str(defaults["pool_size"].default),
-            "TVM_POOL_LANGUAGES": json.dumps(defaults["pool_languages"].default_factory()),  # type: ignore[misc]
-        },
-    )
+    env = {
+        "TVM_LOG_LEVEL": "warning",
+        "TVM_DRIVER": "namespace",
+        "TVM_POOL_SIZE": str(defaults["pool_size"].default),
+        "TVM_POOL_LANGUAGES": json.dumps(defaults["pool_languages"].default_factory()),  # type: ignore[misc]
+    }
+    if cpu is not None:
+        with cpu["service"].inside():  # the service and all it starts count there
+            server = Server(tmp, env=env)
+        cpu["client"].enter()
+    else:
+        server = Server(tmp, env=env)
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
             body = {"language": "python", "version": "3.11", "files": [{"content": PRINT1}]}
@@ -266,6 +306,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         server.stop()
         await engine.close()
         shutil.rmtree(tmp, ignore_errors=True)
+        if cpu is not None:
+            cpu["client"].leave()
+            for meter in cpu.values():
+                meter.remove()
     if not args.languages_only:
         from live_bench import measure  # live sandboxes through E2B's SDK
 
@@ -300,6 +344,23 @@ def report_languages(console: Console, rows: dict[str, Any]) -> None:
             console.print(f"{key} failed sample: {error}")
 
 
+def report_cpu(console: Console, cpu: dict[str, Any]) -> None:
+    """CPU per execution: what the machine's load does not move."""
+    if not cpu:
+        console.print("CPU per execution: not measured (no cgroup could be made)")
+        return
+    table = Table(title="CPU per execution (ms; http: client + service, sandboxes included)")
+    clients = list(next(iter(cpu.values())))
+    table.add_column("method")
+    for n in clients:
+        table.add_column(f"{n} clients", justify="right")
+    table.add_column("4 clients / bare", justify="right")
+    for name, row in cpu.items():
+        ratio = row.get("4", 0) / (cpu["bare"].get("4") or 1)
+        table.add_row(name, *(f"{row[n]:.2f}" for n in clients), f"{ratio:.2f}x")
+    console.print(table)
+
+
 def report(results: dict[str, Any]) -> None:
     console = Console()
     if "languages_ms" in results:
@@ -328,6 +389,7 @@ def report(results: dict[str, Any]) -> None:
         ratio = row.get("4", 0) / tput["bare"].get("4", 1)
         table.add_row(name, *(f"{row[n]:.1f}" for n in clients), f"{ratio:.2f}x")
     console.print(table)
+    report_cpu(console, results.get("cpu_ms_per_execution", {}))
     over = results["service_overhead_ms"]
     console.print(f"service overhead per request: p50 {over['p50']} ms, p90 {over['p90']} ms")
     for name, info in results.get("drivers", {}).items():
