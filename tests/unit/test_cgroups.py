@@ -176,3 +176,25 @@ def test_a_busy_cgroup_is_retried_never_raised(
         (d / "cgroup.procs").unlink(missing_ok=True)
     assert group.try_remove() is True
     assert not any(d.exists() for d in group.unique_dirs)
+
+
+def test_an_empty_cgroup_goes_without_looking_for_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The usual teardown: the sandbox's pid 1 is gone, so the directories go at
+    once; only a busy one is searched for processes (and they are killed)."""
+    root, proc = fake_v1(tmp_path)
+    group = CgroupManager(root, proc).create("sb-6")
+    looked: list[int] = []
+    monkeypatch.setattr(type(group), "pids", lambda self: looked.append(1) or [])
+    assert group.try_remove() is True
+    assert not looked
+    assert not any(d.exists() for d in group.unique_dirs)
+
+    busy_group = CgroupManager(root, proc).create("sb-7")
+    (busy_group.unique_dirs[0] / "program" / "cgroup.procs").write_text("")  # not empty
+    killed: list[int] = []
+    monkeypatch.setattr(type(busy_group), "pids", lambda self: [424242])
+    monkeypatch.setattr(os, "kill", lambda pid, sig: killed.append(pid))
+    assert busy_group.try_remove() is False
+    assert killed == [424242]
