@@ -67,9 +67,12 @@ def _drop_capability_sets() -> None:
     """
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        try:
-            with open("/proc/sys/kernel/cap_last_cap") as fh:
-                last_cap = int(fh.read())
+        try:  # os-level: see supervisor.FORKED_CHILD_NOTE
+            fd = os.open("/proc/sys/kernel/cap_last_cap", os.O_RDONLY)
+            try:
+                last_cap = int(os.read(fd, 64))
+            finally:
+                os.close(fd)
         except (OSError, ValueError):
             last_cap = 63
         for cap in range(last_cap + 1):

@@ -20,8 +20,8 @@ Stdlib only; runs in the child after it dropped to the program's uid.
 
 from __future__ import annotations
 
+import _signal
 import os
-import signal
 import sys
 
 TYPE_CHECKING = False  # the agent must not import typing at start-up (it costs ms)
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
+# The agent's modules, once out of sys.modules (see run_script).
+_DROPPED: list[object] = []
 # Captured now: the child deletes the agent's modules before running user code.
 _ctypes_prctl: Callable[..., Any] | None = None
 
@@ -89,14 +91,14 @@ def _finish(code: int, main_dict: dict) -> None:
 def run_script(script: str, args: list[str], env: dict[str, str], baseline: set[str]) -> None:
     """Become ``python3 SCRIPT ARGS`` and run it; never returns."""
     _keep_dumpable()
-    for sig, handler in (
-        (signal.SIGINT, signal.default_int_handler),
-        (signal.SIGPIPE, signal.SIG_IGN),
-        (signal.SIGXFSZ, signal.SIG_IGN),
-        (signal.SIGCHLD, signal.SIG_DFL),
-        (signal.SIGTERM, signal.SIG_DFL),
+    for sig, handler in (  # _signal: see supervisor.FORKED_CHILD_NOTE
+        (_signal.SIGINT, _signal.default_int_handler),
+        (_signal.SIGPIPE, _signal.SIG_IGN),
+        (_signal.SIGXFSZ, _signal.SIG_IGN),
+        (_signal.SIGCHLD, _signal.SIG_DFL),
+        (_signal.SIGTERM, _signal.SIG_DFL),
     ):
-        signal.signal(sig, handler)
+        _signal.signal(sig, handler)
     os.environ.clear()
     os.environ.update(env)
 
@@ -123,9 +125,10 @@ def run_script(script: str, args: list[str], env: dict[str, str], baseline: set[
         __annotations__={},
     )
     sys.modules["__main__"] = main
-    for name in list(sys.modules):
-        if name not in baseline:
-            del sys.modules[name]
+    # Out of sys.modules, but kept alive: a module freed here would free all its
+    # objects, writing to (and so copying) every page they are on, for nothing:
+    # the process ends with os._exit.
+    _DROPPED.extend(sys.modules.pop(name) for name in list(sys.modules) if name not in baseline)
     sys.argv = [script, *args]
     sys.orig_argv = [sys.orig_argv[0], script, *args]
     sys.path[0] = os.path.dirname(path)

@@ -8,6 +8,7 @@ nor trace the agent, nor open the agent's file descriptors through /proc.
 
 from __future__ import annotations
 
+import _signal
 import contextlib
 import errno
 import fcntl
@@ -40,6 +41,12 @@ PROGRAM_CGROUP_FDS: list[int] = []
 # read-only: it counts every process of the stage, whoever reaps it.
 PROGRAM_CPU_FDS: list[int] = []
 _READ_CHUNK = 65536
+# FORKED_CHILD_NOTE: the agent and its runners are forked children of a zygote,
+# so every page of the interpreter's heap they write to is copied (a page
+# fault of a few microseconds). On their path, handlers are set with
+# ``_signal.signal`` (``signal.signal`` wraps it in enum conversions that touch
+# some 60 pages more) and small files are written with ``os.open``/``os.write``
+# (``open()`` builds text-I/O and codec objects).
 
 
 def _signal_name(signum: int) -> str:
@@ -236,12 +243,15 @@ def _runner_main(  # pragma: no cover - child
             if null != 0:
                 os.dup2(null, 0)
                 os.close(null)
-        signal.set_wakeup_fd(-1)
-        for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD, signal.SIGINT):
-            signal.signal(sig, signal.SIG_DFL)
+        _signal.set_wakeup_fd(-1)
+        for sig in (_signal.SIGPIPE, _signal.SIGXFSZ, _signal.SIGCHLD, _signal.SIGINT):
+            _signal.signal(sig, _signal.SIG_DFL)  # not signal.signal: see FORKED_CHILD_NOTE
         try:
-            with open("/proc/self/oom_score_adj", "w") as fh:
-                fh.write("1000")
+            fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+            try:
+                os.write(fd, b"1000")
+            finally:
+                os.close(fd)
         except OSError:
             pass
         size = int.from_bytes(_read_exact(3, 8), "big")
@@ -358,8 +368,8 @@ def run_stage(
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
-    previous_wakeup = signal.set_wakeup_fd(wake_w)
-    previous_handler = signal.signal(signal.SIGCHLD, lambda *_: None)
+    previous_wakeup = _signal.set_wakeup_fd(wake_w)
+    previous_handler = _signal.signal(_signal.SIGCHLD, lambda *_: None)
 
     cap = int(limits["output_bytes"])
     wall_limit = int(limits["timeout_ms"]) / 1000
@@ -443,8 +453,8 @@ def run_stage(
             reaper.statuses[pid] = wait_status
             reaper.max_rss_kb = max(reaper.max_rss_kb, int(usage.ru_maxrss))
     finally:
-        signal.set_wakeup_fd(previous_wakeup)
-        signal.signal(signal.SIGCHLD, previous_handler)
+        _signal.set_wakeup_fd(previous_wakeup)
+        _signal.signal(_signal.SIGCHLD, previous_handler)
         for fd in (out_r, err_r, wake_r, wake_w):
             os.close(fd)
         if live is not None:

@@ -33,6 +33,7 @@ Stdlib only; runs inside the image.
 
 from __future__ import annotations
 
+import _signal
 import ctypes
 import fcntl
 import gc
@@ -177,7 +178,7 @@ class Zygote:
     def sandbox(self, request: dict, fds: list[int]) -> None:
         """pid 1 of a new sandbox: build the rest of it, then be its agent."""
         _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)  # see supervisor.FORKED_CHILD_NOTE
         self.control.close()
         os.close(self.own_pidns)
         channel, stderr = fds[0], fds[1]
