@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -18,12 +19,33 @@ def driver_unavailable(name: str) -> str:
 
 
 def live_count(service: Server) -> int:
-    """Live sandboxes the service holds (-1 while it cannot say: asked again)."""
+    """Live sandboxes the service holds, in its embedded worker or its worker
+    processes (-1 while it cannot say: asked again)."""
     try:
         health = httpx.get(service.url + "/health", timeout=30).json()
-        return int(health["embedded"]["live"]["live"])
+        if health.get("embedded"):
+            return int(health["embedded"]["live"]["live"])
+        workers = health["workers"]
+        if not workers or not all(w["healthy"] for w in workers):
+            return -1
+        return sum(int(w["live"]) for w in workers)
     except (httpx.HTTPError, ValueError, KeyError, TypeError):
         return -1
+
+
+def wait_for_workers(
+    service: Server, count: int, exclude: frozenset[str] = frozenset()
+) -> list[dict[str, Any]]:
+    """The gateway's view of its workers, once ``count`` of them are healthy
+    with a boot tag not in ``exclude``."""
+    deadline = time.monotonic() + 120
+    while True:
+        workers = httpx.get(service.url + "/health", timeout=30).json()["workers"]
+        ready = [w for w in workers if w["healthy"] and w["boot"] and w["boot"] not in exclude]
+        if len(ready) >= count:
+            return workers
+        assert time.monotonic() < deadline, f"workers never became healthy: {workers}"
+        time.sleep(0.2)
 
 
 def assert_nothing_left(service: Server) -> None:

@@ -13,6 +13,7 @@ service itself and for bad requests::
     │   ├── Unauthorized            401: a valid API key is required
     │   ├── Forbidden               403: the key may not do this (an admin key may)
     │   ├── NotFound                404: no such submission / image / key
+    │   │   └── SandboxLost         410: a live sandbox's worker stopped, and the sandbox with it
     │   ├── DestinationRefused      400: an outbound request may not go there (outbound.py)
     │   └── LiveOperationError      4xx: a live sandbox refused an operation (no such file...)
     ├── CapacityError               429/503 with Retry-After: too busy right now
@@ -92,6 +93,10 @@ class Forbidden(RequestError):
 
 class NotFound(RequestError):
     status_code = 404
+
+
+class SandboxLost(NotFound):
+    status_code = 410
 
 
 class DestinationRefused(RequestError):

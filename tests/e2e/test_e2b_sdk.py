@@ -1,4 +1,6 @@
-"""E2B's own SDKs, unmodified, against a real ``tvm start``, on namespace and gVisor.
+"""E2B's own SDKs, unmodified, against a real ``tvm start``, on namespace and gVisor,
+and on namespace with two worker processes behind the gateway (every call then
+goes through its forwarding, :mod:`tvm.pyroshell.live_proxy`).
 
 Only the three environment variables a user would set: ``E2B_API_URL`` and
 ``E2B_SANDBOX_URL`` (the same origin) and ``E2B_API_KEY``. After every test
@@ -17,7 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import Server, namespace_unavailable
-from tests.live_support import assert_nothing_left, driver_unavailable
+from tests.live_support import assert_nothing_left, driver_unavailable, wait_for_workers
 from tvm.config.catalog import load_catalog
 from tvm.config.settings import Settings
 from tvm.pyrovm.images import ImageStore
@@ -33,13 +35,15 @@ MAX_LIVE = 4
     params=[
         pytest.param("namespace", marks=pytest.mark.namespace),
         pytest.param("gvisor", marks=pytest.mark.gvisor),
+        pytest.param("namespace-workers", marks=pytest.mark.namespace),
     ],
 )
 def service(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     settings = Settings()
-    reason = namespace_unavailable(settings) or driver_unavailable(request.param)
+    driver, _, workers = request.param.partition("-")
+    reason = namespace_unavailable(settings) or driver_unavailable(driver)
     if reason:
         pytest.skip(reason)
     tmp = tmp_path_factory.mktemp(f"e2b-{request.param}")
@@ -47,8 +51,12 @@ def service(
         "TVM_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/db",
         "TVM_LIVE_MAX_SANDBOXES": str(MAX_LIVE),
     }
-    server = Server(tmp, env=env, args=["--driver", request.param])
-    server.driver = request.param  # type: ignore[attr-defined]
+    count = 2 if workers else 0
+    server = Server(tmp, env=env, args=["--driver", driver, "--workers", str(count)])
+    if count:
+        wait_for_workers(server, count)
+    server.driver = driver  # type: ignore[attr-defined]
+    server.capacity = MAX_LIVE * max(1, count)  # type: ignore[attr-defined]
     try:
         yield server
     finally:
@@ -208,7 +216,7 @@ def test_set_timeout_moves_the_end(sdk_env: Server) -> None:
 
 
 def test_capacity_is_a_429_with_retry_after(sdk_env: Server) -> None:
-    made = [e2b.Sandbox.create() for _ in range(MAX_LIVE)]
+    made = [e2b.Sandbox.create() for _ in range(sdk_env.capacity)]  # type: ignore[attr-defined]
     try:
         reply = httpx.post(sdk_env.url + "/v2/sandboxes", json={"templateID": "base"}, timeout=60)
         assert reply.status_code == 429

@@ -39,6 +39,8 @@ from tvm.pyroshell.deps import JUDGE0_TAG, Gateway, Who, gateway, principal
 from tvm.pyroshell.dispatcher import Dispatcher, outcome_of
 from tvm.pyroshell.embedded import EmbeddedWorker
 from tvm.pyroshell.judge0_routes import judge0_router
+from tvm.pyroshell.live_gate import KeyGate
+from tvm.pyroshell.live_proxy import LiveProxy
 from tvm.pyroshell.packages import packages_router
 from tvm.pyroshell.playground import playground_router
 from tvm.pyroshell.store import QUEUED, Store
@@ -211,6 +213,7 @@ def create_gateway_app(
         app.state.gateway = Gateway(
             settings, catalog, db, workers, dispatcher, Gatekeeper(settings, db)
         )
+        app.state.live_gate = KeyGate(app.state.gateway.gate)
         await workers.start()
         await dispatcher.start()
         log.info("gateway ready: %d worker(s) configured, database %s",
@@ -239,6 +242,7 @@ def create_gateway_app(
     app.include_router(playground_router())
     app.include_router(live_router())
     e2b.install(app)
+    app.add_middleware(LiveProxy)  # outermost: with worker processes, live calls go there
     app.include_router(packages_router(catalog))
 
     @app.get(

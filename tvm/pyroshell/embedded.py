@@ -74,10 +74,17 @@ class EmbeddedWorker:
     def name(self) -> str:
         return NAME
 
+    @property
+    def live_url(self) -> str | None:
+        """None: its live sandboxes are served by this process's own routes."""
+        return None
+
     async def health(self) -> Health:
         """Always healthy while the gateway runs: it is this process."""
         engine = self._engine()
-        return Health(engine.admitted, engine.sandboxes.count, engine.driver.name)
+        live = self.live
+        boot, count = (live.boot, len(live.sandboxes)) if live is not None else ("", 0)
+        return Health(engine.admitted, engine.sandboxes.count, engine.driver.name, boot, count)
 
     async def execute(
         self, payload: dict[str, Any], request_id: str, job: Job | None = None

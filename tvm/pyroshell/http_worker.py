@@ -35,15 +35,20 @@ class HttpLink:
     one costs tens of milliseconds). No keep-alive: every request opens its
     own connection, so a connect error always means the worker never saw the
     job, and a read error always means it died during it (a stale pooled
-    connection would blur that). ``transport`` is for tests."""
+    connection would blur that). ``transport`` is for tests; ``keepalive``
+    (for live sandboxes' many small calls, where a broken connection means
+    the same either way: the sandbox is lost) keeps connections open."""
 
-    def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self, transport: httpx.AsyncBaseTransport | None = None, keepalive: bool = False
+    ) -> None:
         self.transport = transport
+        self.keepalive = keepalive
         self._client: httpx.AsyncClient | None = None
 
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
-            limits = httpx.Limits(max_keepalive_connections=0)
+            limits = httpx.Limits(max_keepalive_connections=20 if self.keepalive else 0)
             self._client = httpx.AsyncClient(limits=limits, transport=self.transport)
         return self._client
 
@@ -61,6 +66,10 @@ class HttpWorker:
 
     @property
     def name(self) -> str:
+        return self.url
+
+    @property
+    def live_url(self) -> str | None:
         return self.url
 
     async def start(self) -> None:
@@ -82,6 +91,8 @@ class HttpWorker:
             admitted=int(body.get("admitted", 0)),
             sandboxes=int(boxes.get("sandboxes", 0)) if isinstance(boxes, dict) else 0,
             driver=str(body.get("driver") or ""),
+            boot=str(body.get("boot") or ""),
+            live=int((body.get("live") or {}).get("live", 0)),
         )
 
     async def languages(self, request_id: str) -> list[dict[str, Any]]:

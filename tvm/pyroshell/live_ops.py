@@ -17,13 +17,18 @@ PIECE = 4 << 20
 
 
 def live_manager(request: Request) -> LiveManager:
-    """The live sandboxes of this gateway's embedded worker."""
+    """The live sandboxes of this process: a worker's own, or the gateway's
+    embedded worker's (with worker processes the gateway forwards the calls,
+    :mod:`tvm.pyroshell.live_proxy`)."""
     app = getattr(request.app.state, "tvm_gateway_app", request.app)
+    own: LiveManager | None = getattr(app.state, "live_manager", None)
+    if own is not None:
+        return own
     local = app.state.gateway.pool.embedded
     live: LiveManager | None = getattr(local, "live", None) if local is not None else None
     if live is None:
         raise CapacityError(
-            "live sandboxes run on the gateway's embedded worker: start TVM with --workers 0",
+            "no worker for live sandboxes is running; retry later",
             retry_after=60,
             status_code=503,
         )

@@ -39,7 +39,7 @@ from tvm.live_api import (
     SandboxInfo,
     TimeoutUpdate,
 )
-from tvm.pyroshell.auth import Principal
+from tvm.pyroshell.live_gate import live_gate
 from tvm.pyroshell.live_ops import default_context, download, live_manager, upload
 from tvm.pyrovm.live import LiveRequest, LiveSandbox
 from tvm.pyrovm.live_session import Output, ProcessEnd, ProcessRecord
@@ -50,21 +50,16 @@ OUTPUT_CAP = 16 << 20
 SIGNALS = {"SIGTERM": signal.SIGTERM, "SIGKILL": signal.SIGKILL, "SIGINT": signal.SIGINT}
 
 
-async def _who(request: Request) -> Principal:
-    found: Principal = await request.app.state.gateway.gate.principal(request)
-    return found
+async def _who(request: Request) -> str:
+    return await live_gate(request).owner(request)
 
 
-Who = Annotated[Principal, Depends(_who)]
+Who = Annotated[str, Depends(_who)]  # the caller, as a sandbox's owner ("" with keys off)
 
 
-def _owner(who: Principal) -> str:
-    return who.bucket if who.key_id is not None else ""
-
-
-def _mine(request: Request, sandbox_id: str, who: Principal) -> LiveSandbox:
+def _mine(request: Request, sandbox_id: str, who: str) -> LiveSandbox:
     live = live_manager(request).get(sandbox_id)
-    if _owner(who) and live.owner != _owner(who):
+    if who and live.owner != who:
         raise NotFound(f"sandbox {sandbox_id} was not found (it ended, or never existed)")
     return live
 
@@ -129,7 +124,7 @@ def router() -> APIRouter:
 
     @routes.post("", status_code=201)
     async def create(body: SandboxCreate, request: Request, who: Who) -> SandboxInfo:
-        await request.app.state.gateway.gate.admit(who)
+        await live_gate(request).admit(request)
         live = await live_manager(request).create(
             LiveRequest(
                 template=body.template,
@@ -137,16 +132,15 @@ def router() -> APIRouter:
                 memory_mb=body.memory_mb,
                 env=body.env,
                 metadata=body.metadata,
-                owner=_owner(who),
+                owner=who,
             )
         )
         return info(live)
 
     @routes.get("")
     async def list_sandboxes(request: Request, who: Who) -> list[SandboxInfo]:
-        owner = _owner(who)
         found = live_manager(request).sandboxes.values()
-        return [info(sb) for sb in found if not owner or sb.owner == owner]
+        return [info(sb) for sb in found if not who or sb.owner == who]
 
     @routes.get("/{sandbox_id}")
     async def get_sandbox(sandbox_id: str, request: Request, who: Who) -> SandboxInfo:

@@ -31,6 +31,8 @@ class Health:
     admitted: int  # executions it is running now
     sandboxes: int  # sandboxes it holds (warm ones too)
     driver: str  # its isolation driver
+    boot: str = ""  # its process's boot tag, inside the id of every live sandbox it holds
+    live: int = 0  # live sandboxes it holds
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,10 @@ class WorkerClient(Protocol):
     @property
     def name(self) -> str:
         """How the worker is known: its URL, or ``embedded``."""
+
+    @property
+    def live_url(self) -> str | None:
+        """Where its live sandboxes' routes are served over HTTP (None: in this process)."""
 
     async def start(self) -> None: ...
 

@@ -59,6 +59,8 @@ class Worker:
     checked_at: float = 0.0
     static: bool = True  # from the settings (else found through DNS)
     driver: str = ""  # the isolation driver its health reported
+    boot: str = ""  # its process's boot tag (live sandbox ids carry it)
+    live: int = 0  # live sandboxes it holds
 
     @property
     def url(self) -> str:
@@ -71,7 +73,7 @@ class Worker:
     def describe(self) -> dict[str, Any]:
         return {"url": self.url, "healthy": self.healthy, "driver": self.driver or None,
                 "admitted": self.admitted, "sandboxes": self.sandboxes,
-                "inflight": self.inflight,
+                "inflight": self.inflight, "boot": self.boot or None, "live": self.live,
                 "error": None if self.healthy else self.error}  # fmt: skip
 
 
@@ -84,12 +86,14 @@ class WorkerPool:
 
     def __post_init__(self) -> None:
         self.link = HttpLink(self.transport)
+        self.live_link = HttpLink(self.transport, keepalive=True)  # live sandboxes' calls
         for url in self.settings.workers:
             self.add(HttpWorker(url, self.settings, self.link))
         if self.embedded is not None:
             self.add(self.embedded)
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
+        self.retired: set[str] = set()  # boot tags of worker processes that were replaced
 
     def add(self, client: WorkerClient, static: bool = True) -> Worker:
         worker = self.workers[client.name] = Worker(client, static=static)
@@ -119,7 +123,10 @@ class WorkerPool:
         else:
             worker.healthy, worker.error = True, ""
             worker.admitted, worker.sandboxes = health.admitted, health.sandboxes
-            worker.driver = health.driver
+            worker.driver, worker.live = health.driver, health.live
+            if worker.boot and health.boot != worker.boot:
+                self.retired.add(worker.boot)  # restarted: what it held is gone
+            worker.boot = health.boot
         worker.checked_at = time.monotonic()
         metrics.WORKER_UP.labels(worker.url).set(1 if worker.healthy else 0)
         metrics.WORKER_ADMITTED.labels(worker.url).set(worker.admitted)
@@ -143,6 +150,7 @@ class WorkerPool:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self.link.close()
+        await self.live_link.close()
         for worker in list(self.workers.values()):
             await worker.client.close()
 
@@ -157,6 +165,10 @@ class WorkerPool:
     def healthy(self) -> list[Worker]:
         ready = [worker for worker in self.workers.values() if worker.healthy]
         return sorted(ready, key=lambda worker: (worker.load, worker.sandboxes, worker.url))
+
+    def by_boot(self, boot: str) -> Worker | None:
+        """The worker whose process has this boot tag, if it still runs."""
+        return next((w for w in self.workers.values() if w.boot and w.boot == boot), None)
 
     # -- calls -------------------------------------------------------------------------
     async def languages(self, request_id: str) -> list[dict[str, Any]]:

@@ -10,6 +10,13 @@ lives until its timeout, a kill, or the worker's stop.
 Admission: at most ``live_max_sandboxes`` at once and ``live_memory_budget_mb``
 of memory for all of them together; beyond either, a 429 with Retry-After.
 The reaper ends each sandbox at its end time (``set_timeout`` moves it).
+
+A sandbox's id names the worker process that holds it: ``sb`` + that
+process's boot tag (8 hex digits, new at every start) + 16 random hex digits.
+A gateway in front of several workers routes each call by that tag
+(:mod:`tvm.pyroshell.live_proxy`) and keeps no table of its own; a worker
+asked for an id of another boot (its predecessor, killed or restarted) says
+the sandbox is lost with it (:class:`~tvm.errors.SandboxLost`, 410).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from datetime import UTC, datetime
 
 from tvm.config.catalog import Catalog, Language, StageLimits
 from tvm.config.settings import Settings
-from tvm.errors import CapacityError, InvalidRequest, NotFound, UnknownLanguage
+from tvm.errors import CapacityError, InvalidRequest, NotFound, SandboxLost, UnknownLanguage
 from tvm.pyrovm.drivers.base import Driver, SandboxSpec
 from tvm.pyrovm.images import ImageStore
 from tvm.pyrovm.live_session import LiveSession
@@ -41,6 +48,31 @@ SCIENCE_TEMPLATES = ("code-interpreter-v1", "code-interpreter")
 SCIENCE = "python-scientific"
 OPEN_FILES = 1024
 REAP_INTERVAL = 0.5
+ID_PREFIX = "sb"
+BOOT_DIGITS = 8
+ID_LENGTH = len(ID_PREFIX) + BOOT_DIGITS + 16
+
+
+def new_boot() -> str:
+    """A worker process's boot tag: new at every start, so that ids outlive no restart."""
+    return secrets.token_hex(BOOT_DIGITS // 2)
+
+
+def boot_of(sandbox_id: str) -> str | None:
+    """The boot tag inside a sandbox id; None if it is not one of ours."""
+    if len(sandbox_id) != ID_LENGTH or not sandbox_id.startswith(ID_PREFIX):
+        return None
+    tag = sandbox_id[len(ID_PREFIX) : len(ID_PREFIX) + BOOT_DIGITS]
+    return tag if all(c in "0123456789abcdef" for c in tag) else None
+
+
+def lost(
+    sandbox_id: str, why: str = "the worker that ran it stopped (died or was restarted)"
+) -> SandboxLost:
+    return SandboxLost(
+        f"sandbox {sandbox_id} is gone: {why}; its processes and files went with it. "
+        "Create a new sandbox"
+    )
 
 
 @dataclass(frozen=True)
@@ -85,8 +117,10 @@ class LiveManager:
         driver: Driver,
         images: ImageStore,
         uids: UidAllocator,
+        boot: str | None = None,
     ) -> None:
         self.settings = settings
+        self.boot = boot or new_boot()  # this process's tag in every id it gives
         self.catalog = catalog
         self.driver = driver
         self.images = images
@@ -224,7 +258,7 @@ class LiveManager:
             self.uids.give(uid)
             raise
         live = LiveSandbox(
-            id="sb" + secrets.token_hex(8),
+            id=ID_PREFIX + self.boot + secrets.token_hex(8),
             template=request.template or "base",
             language=language,
             token=secrets.token_urlsafe(24),
@@ -247,6 +281,9 @@ class LiveManager:
 
     def get(self, sandbox_id: str) -> LiveSandbox:
         live = self.sandboxes.get(sandbox_id)
+        boot = boot_of(sandbox_id)
+        if live is None and boot is not None and boot != self.boot:
+            raise lost(sandbox_id)
         if live is None:
             raise NotFound(f"sandbox {sandbox_id} was not found (it ended, or never existed)")
         return live
@@ -290,4 +327,5 @@ class LiveManager:
             "max": self.settings.live_max_sandboxes,
             "memory_mb": sum(sb.memory_mb for sb in self.sandboxes.values()),
             "reaped": self.reaped,
+            "boot": self.boot,
         }

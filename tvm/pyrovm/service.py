@@ -1,7 +1,11 @@
 """The worker service: FastAPI on uvicorn.
 
 Routes: ``POST /api/v1/execute`` (native), ``POST /api/v2/execute`` and
-``GET /api/v2/runtimes`` (Piston v2), ``GET /api/v1/languages``, ``GET /health``.
+``GET /api/v2/runtimes`` (Piston v2), ``GET /api/v1/languages``, ``GET /health``,
+and the live sandboxes this worker holds: the native ``/api/v1/sandboxes``
+and E2B's routes, as the gateway serves them and forwards them here
+(:mod:`tvm.pyroshell.live_proxy`; the gateway checked the API key, names the
+owner, and E2B's per-sandbox access token is checked here).
 """
 
 from __future__ import annotations
@@ -19,12 +23,16 @@ from tvm.compat import piston
 from tvm.config.catalog import load_catalog
 from tvm.config.settings import Settings
 from tvm.errors import InvalidRequest
+from tvm.pyroshell import e2b
+from tvm.pyroshell.live_gate import ForwardedGate
+from tvm.pyroshell.live_routes import router as live_router
 from tvm.pyrovm import drivers
 from tvm.pyrovm.connect import Session, serve_native
 from tvm.pyrovm.engine import Engine
 from tvm.pyrovm.images import ImageStore
 from tvm.pyrovm.interactive import Terminal
 from tvm.pyrovm.listings import languages_table, runtimes_table
+from tvm.pyrovm.live import LiveManager
 from tvm.utils import metrics
 from tvm.utils.textguard import reject_unencodable
 from tvm.utils.web import (
@@ -49,10 +57,14 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             engine = Engine(settings, catalog, drivers.choose(settings), images)
         app.state.engine = engine
         await engine.start()
-        log.info("worker ready: driver=%s", engine.driver.name)
+        live = LiveManager(settings, catalog, engine.driver, engine.images, engine.sandboxes.uids)
+        app.state.live_manager = live
+        await live.start()
+        log.info("worker ready: driver=%s boot=%s", engine.driver.name, live.boot)
         try:
             yield
         finally:
+            await live.close()
             await engine.close()
 
     app = FastAPI(
@@ -65,6 +77,9 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.add_middleware(AssumeJSON)
 
     install_request_id(app)
+    app.state.live_gate = ForwardedGate()
+    app.include_router(live_router())
+    e2b.install(app)
     metrics.instrument(app, "worker", lambda req: metrics.worker_metrics(req.app.state.engine))
 
     @app.post("/api/v1/execute", response_model=ExecutionResponse)
@@ -109,7 +124,10 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     @app.get("/health")
     async def health(request: Request) -> dict[str, Any]:
         eng: Engine = request.app.state.engine
+        live: LiveManager = request.app.state.live_manager
         return {
+            "boot": live.boot,
+            "live": live.stats(),
             "status": "ok",
             "version": __version__,
             "driver": eng.driver.name,

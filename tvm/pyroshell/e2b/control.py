@@ -17,8 +17,9 @@ from urllib.parse import parse_qsl, unquote
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from tvm.errors import InvalidRequest, NotFound, TVMError
+from tvm.errors import InvalidRequest, NotFound, SandboxLost, TVMError
 from tvm.pyroshell.e2b.sandboxes import error_body
+from tvm.pyroshell.live_gate import live_gate
 from tvm.pyroshell.live_ops import live_manager
 from tvm.pyrovm.live import LiveManager, LiveRequest, LiveSandbox
 
@@ -76,6 +77,8 @@ def e2b_errors(route: Route) -> Route:
     async def wrapper(*args: Any, **kwargs: Any) -> Response:
         try:
             return await route(*args, **kwargs)
+        except SandboxLost as exc:  # the SDKs read a 404 as "not found" (kill -> False)
+            return error_body(NotFound(exc.message))
         except TVMError as exc:
             return error_body(exc)
 
@@ -83,9 +86,7 @@ def e2b_errors(route: Route) -> Route:
 
 
 async def _owner(request: Request) -> str:
-    gateway = request.app.state.gateway
-    who = await gateway.gate.principal(request)
-    return str(who.bucket) if who.key_id is not None else ""
+    return await live_gate(request).owner(request)
 
 
 async def _mine(request: Request, sandbox_id: str) -> tuple[LiveManager, LiveSandbox]:
@@ -129,8 +130,7 @@ def router() -> APIRouter:
     async def create(request: Request) -> Response:
         live = live_manager(request)
         owner = await _owner(request)
-        gateway = request.app.state.gateway
-        await gateway.gate.admit(await gateway.gate.principal(request))
+        await live_gate(request).admit(request)
         body = await _body(request)
         sandbox = await live.create(
             LiveRequest(

@@ -14,7 +14,7 @@ import hmac
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from tvm.errors import NotFound, TVMError, Unauthorized
+from tvm.errors import NotFound, SandboxLost, TVMError, Unauthorized
 from tvm.pyroshell.live_ops import live_manager
 from tvm.pyrovm.live import LiveSandbox
 
@@ -35,6 +35,8 @@ def sandbox_for(request: Request, token_required: bool = True) -> LiveSandbox:
     sandbox_id = request.headers.get(SANDBOX_HEADER, "")
     try:
         live = live_manager(request).get(sandbox_id)
+    except SandboxLost as exc:
+        raise SandboxGone(f"The sandbox {sandbox_id} was not found: {exc.message}") from exc
     except NotFound as exc:
         raise SandboxGone(f"The sandbox {sandbox_id} was not found") from exc
     if token_required:
