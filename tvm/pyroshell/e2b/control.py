@@ -8,8 +8,6 @@ E2B's body ``{"code": <HTTP status>, "message"}``.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -17,8 +15,8 @@ from urllib.parse import parse_qsl, unquote
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from tvm.errors import InvalidRequest, NotFound, SandboxLost, TVMError
-from tvm.pyroshell.e2b.sandboxes import error_body
+from tvm.errors import InvalidRequest, NotFound
+from tvm.pyroshell.e2b.sandboxes import e2b_errors
 from tvm.pyroshell.live_gate import live_gate
 from tvm.pyroshell.live_ops import live_manager
 from tvm.pyrovm.live import LiveManager, LiveRequest, LiveSandbox
@@ -65,24 +63,6 @@ def listed(live: LiveSandbox) -> dict[str, Any]:
 
 def detail(live: LiveSandbox) -> dict[str, Any]:
     return {**listed(live), "envdAccessToken": live.token, "allowInternetAccess": False}
-
-
-Route = Callable[..., Awaitable[Response]]
-
-
-def e2b_errors(route: Route) -> Route:
-    """Answer TVM's errors in E2B's error body."""
-
-    @functools.wraps(route)
-    async def wrapper(*args: Any, **kwargs: Any) -> Response:
-        try:
-            return await route(*args, **kwargs)
-        except SandboxLost as exc:  # the SDKs read a 404 as "not found" (kill -> False)
-            return error_body(NotFound(exc.message))
-        except TVMError as exc:
-            return error_body(exc)
-
-    return wrapper
 
 
 async def _owner(request: Request) -> str:

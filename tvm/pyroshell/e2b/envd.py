@@ -21,7 +21,13 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from tvm.errors import InvalidRequest, LiveOperationError, TVMError
 from tvm.pyroshell.e2b import connect, watch
-from tvm.pyroshell.e2b.sandboxes import SandboxGone, error_body, sandbox_for
+from tvm.pyroshell.e2b.sandboxes import (
+    SandboxGone,
+    e2b_errors,
+    error_body,
+    health_route,
+    sandbox_for,
+)
 from tvm.pyroshell.live_ops import download, one_chunk, upload
 from tvm.pyrovm.live import LiveSandbox
 from tvm.pyrovm.live_session import LiveSession, Output, ProcessEnd, ProcessRecord
@@ -353,20 +359,12 @@ def router() -> APIRouter:
     """The daemon's routes (mounted where ``E2b-Sandbox-Port`` is the daemon's)."""
     routes = APIRouter()
 
-    @routes.get("/health")
-    async def health(request: Request) -> Response:
-        try:
-            sandbox_for(request, token_required=False)
-        except TVMError as exc:
-            return error_body(exc)
-        return Response(status_code=204)
+    routes.get("/health")(health_route(lambda: Response(status_code=204)))
 
     @routes.get("/files")
+    @e2b_errors
     async def read_file(request: Request, path: str = "") -> Response:
-        try:
-            return await read_file_response(sandbox_for(request), path)
-        except TVMError as exc:
-            return error_body(exc)
+        return await read_file_response(sandbox_for(request), path)
 
     @routes.post("/files")
     async def write_file(request: Request, path: str = "") -> Response:

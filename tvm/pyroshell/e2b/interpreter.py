@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from tvm.errors import InvalidRequest, LiveOperationError, TVMError
-from tvm.pyroshell.e2b.sandboxes import error_body, sandbox_for
+from tvm.pyroshell.e2b.sandboxes import e2b_errors, error_body, health_route, sandbox_for
 from tvm.pyroshell.live_ops import default_context
 from tvm.pyrovm.live import LiveSandbox
 from tvm.pyrovm.live_session import Output
@@ -72,13 +72,7 @@ def router() -> APIRouter:
     """The interpreter's routes (where ``E2b-Sandbox-Port`` is the interpreter's)."""
     routes = APIRouter()
 
-    @routes.get("/health")
-    async def health(request: Request) -> Response:
-        try:
-            sandbox_for(request, token_required=False)
-        except TVMError as exc:
-            return error_body(exc)
-        return JSONResponse({"status": "ok"})
+    routes.get("/health")(health_route(lambda: JSONResponse({"status": "ok"})))
 
     @routes.post("/execute")
     async def execute(request: Request) -> Response:
@@ -101,42 +95,34 @@ def router() -> APIRouter:
 
     # The SDK's /contexts calls carry no access token: the sandbox id chooses.
     @routes.post("/contexts")
+    @e2b_errors
     async def create_context(request: Request) -> Response:
-        try:
-            live = sandbox_for(request, token_required=False)
-            body = await request.json()
-            reply = await live.session.request(
-                "ctx_create", language=_language(body.get("language")), cwd=body.get("cwd")
-            )
-        except TVMError as exc:
-            return error_body(exc)
+        live = sandbox_for(request, token_required=False)
+        body = await request.json()
+        reply = await live.session.request(
+            "ctx_create", language=_language(body.get("language")), cwd=body.get("cwd")
+        )
         return JSONResponse(_context(reply))
 
     @routes.get("/contexts")
+    @e2b_errors
     async def list_contexts(request: Request) -> Response:
-        try:
-            live = sandbox_for(request, token_required=False)
-            reply = await live.session.request("ctx_list")
-        except TVMError as exc:
-            return error_body(exc)
+        live = sandbox_for(request, token_required=False)
+        reply = await live.session.request("ctx_list")
         return JSONResponse([_context(ctx) for ctx in reply["contexts"]])
 
     @routes.delete("/contexts/{context_id}")
+    @e2b_errors
     async def delete_context(context_id: str, request: Request) -> Response:
-        try:
-            live = sandbox_for(request, token_required=False)
-            await live.session.request("ctx_delete", ctx=context_id)
-        except TVMError as exc:
-            return error_body(exc)
+        live = sandbox_for(request, token_required=False)
+        await live.session.request("ctx_delete", ctx=context_id)
         return Response(status_code=204)
 
     @routes.post("/contexts/{context_id}/restart")
+    @e2b_errors
     async def restart_context(context_id: str, request: Request) -> Response:
-        try:
-            live = sandbox_for(request, token_required=False)
-            await live.session.request("ctx_restart", ctx=context_id)
-        except TVMError as exc:
-            return error_body(exc)
+        live = sandbox_for(request, token_required=False)
+        await live.session.request("ctx_restart", ctx=context_id)
         return Response(status_code=204)
 
     return routes

@@ -9,9 +9,12 @@ found", which is what makes the SDK say the sandbox is not running.
 
 from __future__ import annotations
 
+import functools
 import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from fastapi import Request
+from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 
 from tvm.errors import NotFound, SandboxLost, TVMError, Unauthorized
@@ -57,3 +60,34 @@ def error_body(error: TVMError) -> JSONResponse:
         status_code=error.status_code,
         headers=headers,
     )
+
+
+Route = Callable[..., Awaitable[Response]]
+
+
+def e2b_errors(route: Route) -> Route:
+    """Answer TVM's errors in E2B's error body (a lost sandbox as the SDKs'
+    404 on the control plane; :class:`SandboxGone` stays the daemon's 502)."""
+
+    @functools.wraps(route)
+    async def wrapper(*args: Any, **kwargs: Any) -> Response:
+        try:
+            return await route(*args, **kwargs)
+        except SandboxLost as exc:  # the SDKs read a 404 as "not found" (kill -> False)
+            return error_body(NotFound(exc.message))
+        except TVMError as exc:
+            return error_body(exc)
+
+    return wrapper
+
+
+def health_route(ok: Callable[[], Response]) -> Route:
+    """``GET /health`` of the daemon or the interpreter: ``ok()`` while the
+    sandbox the call names exists (no access token needed)."""
+
+    @e2b_errors
+    async def health(request: Request) -> Response:
+        sandbox_for(request, token_required=False)
+        return ok()
+
+    return health
