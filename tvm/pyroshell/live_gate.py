@@ -21,6 +21,7 @@ from starlette.requests import HTTPConnection
 from tvm.pyroshell.auth import Gatekeeper
 
 OWNER_HEADER = "x-tvm-live-owner"
+KEY_QUERY = "api_key"
 
 
 class LiveGate(Protocol):
@@ -36,7 +37,10 @@ class KeyGate:
         self.gate = gate
 
     async def owner(self, request: HTTPConnection) -> str:
-        who = await self.gate.principal(request)
+        given = (
+            request.query_params.get(KEY_QUERY) if request.scope["type"] == "websocket" else None
+        )
+        who = await self.gate.principal(request, given)  # a browser's socket has no headers
         return who.bucket if who.key_id is not None else ""
 
     async def admit(self, request: HTTPConnection) -> None:

@@ -7,7 +7,7 @@ import base64
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import Request
+from starlette.requests import HTTPConnection
 
 from tvm.errors import CapacityError, LiveOperationError
 from tvm.pyrovm.live import LiveManager, LiveSandbox
@@ -16,7 +16,7 @@ from tvm.pyrovm.live import LiveManager, LiveSandbox
 PIECE = 4 << 20
 
 
-def live_manager(request: Request) -> LiveManager:
+def live_manager(request: HTTPConnection) -> LiveManager:
     """The live sandboxes of this process: a worker's own, or the gateway's
     embedded worker's (with worker processes the gateway forwards the calls,
     :mod:`tvm.pyroshell.live_proxy`)."""

@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx
-from starlette.requests import Request
+import websockets
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -43,6 +44,7 @@ from tvm.errors import CapacityError, InvalidRequest, NotFound, SandboxLost, TVM
 from tvm.pyroshell.e2b.sandboxes import SANDBOX_HEADER, SandboxGone, error_body
 from tvm.pyroshell.live_gate import OWNER_HEADER, live_gate
 from tvm.pyroshell.workers import Worker, WorkerPool
+from tvm.pyrovm.connect import close_code, error_message
 from tvm.pyrovm.live import boot_of, lost
 from tvm.utils.web import error_response
 
@@ -94,12 +96,15 @@ class LiveProxy:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        target = classify(scope) if scope["type"] == "http" else None
+        target = classify(scope) if scope["type"] in ("http", "websocket") else None
         state = scope["app"].state if target is not None else None
         pool: WorkerPool | None = getattr(getattr(state, "gateway", None), "pool", None)
         remote = [w for w in pool.workers.values() if w.client.live_url] if pool else []
         if target is None or pool is None or not remote:
             await self.app(scope, receive, send)  # this process serves them (or no live call)
+            return
+        if scope["type"] == "websocket":
+            await self._socket(target, pool, scope, receive, send)
             return
         request = Request(scope, receive)
         try:
@@ -118,6 +123,23 @@ class LiveProxy:
                 raise lost(target.sandbox_id, why)
         except TVMError as exc:
             await render(target.family, exc)(scope, receive, send)
+
+    async def _socket(
+        self, target: Target, pool: WorkerPool, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """A native WebSocket route of a sandbox (:mod:`tvm.pyroshell.live_ws`), relayed."""
+        connection = HTTPConnection(scope)
+        try:
+            owner = await live_gate(connection).owner(connection)
+            worker = self._holder(pool, target.sandbox_id or "")
+            if worker is None:
+                await self.app(scope, receive, send)
+                return
+            url = worker.client.live_url or ""
+            if not await relay_socket(url, scope, receive, send, owner):
+                raise lost(target.sandbox_id or "", f"its worker {url} does not answer")
+        except TVMError as exc:
+            await refuse_socket(receive, send, exc)
 
     @staticmethod
     def _holder(pool: WorkerPool, sandbox_id: str) -> Worker | None:
@@ -303,3 +325,60 @@ def _limit(scope: Scope) -> int:
         return max(1, min(int(query.get("limit", E2B_PAGE)), E2B_PAGE))
     except ValueError:
         return E2B_PAGE
+
+
+SOCKET_HOP = HOP | {"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions",
+                    "sec-websocket-protocol", "origin"}  # fmt: skip
+
+
+async def refuse_socket(receive: Receive, send: Send, error: TVMError) -> None:
+    """Accept, say why in the route's error message, and close (as the route does)."""
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.send", "text": json.dumps(error_message(error))})
+    code = 4404 if isinstance(error, NotFound) else close_code(error)
+    await send({"type": "websocket.close", "code": code, "reason": error.message[:120]})
+
+
+async def relay_socket(base: str, scope: Scope, receive: Receive, send: Send, owner: str) -> bool:
+    """Open the same socket on the worker and relay both ways until either
+    side closes; False if the worker could not be reached."""
+    url = base.replace("http://", "ws://", 1) + scope["path"]
+    query = scope.get("query_string", b"").decode("latin-1")
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers") or ()
+               if k.decode("latin-1").lower() not in SOCKET_HOP]  # fmt: skip
+    headers.append((OWNER_HEADER, owner))
+    try:
+        upstream = await websockets.connect(
+            url + (f"?{query}" if query else ""), additional_headers=headers, max_size=1 << 24
+        )
+    except (OSError, websockets.WebSocketException):
+        return False
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+
+    async def up() -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            await upstream.send(message.get("text") or message.get("bytes") or b"")
+
+    async def down() -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for data in upstream:
+                key = "text" if isinstance(data, str) else "bytes"
+                await send({"type": "websocket.send", key: data})
+        code = upstream.close_code or 1000
+        code = code if code in (1000, 1001, 1008, 1011) or 3000 <= code < 5000 else 1011
+        await send({"type": "websocket.close", "code": code, "reason": upstream.close_reason or ""})
+
+    tasks = [asyncio.create_task(up()), asyncio.create_task(down())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await upstream.close()
+    return True

@@ -1,7 +1,8 @@
 """The native API for live sandboxes: ``/api/v1/sandboxes/...``.
 
 Create one (``POST /api/v1/sandboxes``), then run commands in it (collected,
-or in the background with their events as NDJSON), move files (raw bytes),
+or in the background with their events as NDJSON, or over a WebSocket with
+stdin and signals, :mod:`tvm.pyroshell.live_ws`), move files (raw bytes),
 run Python code in contexts that keep their state, and kill it (or let its
 timeout end it). Authentication is the gateway's API key; a key sees only
 the sandboxes it created. Errors are TVM's usual ``{"message", "field"}``.
@@ -41,6 +42,7 @@ from tvm.live_api import (
 )
 from tvm.pyroshell.live_gate import live_gate
 from tvm.pyroshell.live_ops import default_context, download, live_manager, upload
+from tvm.pyroshell.live_ws import router as command_socket_router
 from tvm.pyrovm.live import LiveRequest, LiveSandbox
 from tvm.pyrovm.live_session import Output, ProcessEnd, ProcessRecord
 
@@ -202,6 +204,13 @@ def router() -> APIRouter:
 
     @routes.get(
         "/{sandbox_id}/commands/{pid}/events",
+        description=(
+            "The process's output and its exit as NDJSON lines, until it exits (at the latest"
+            " when its sandbox ends) or the client goes. The same events, with stdin and"
+            " signals sent back, come over a WebSocket: `GET"
+            " /api/v1/sandboxes/{sandbox_id}/commands/{pid}/ws` with `Upgrade: websocket`"
+            " (JSON text messages; see docs/live-sandboxes.md)."
+        ),
         response_class=StreamingResponse,
         responses={
             200: {
@@ -355,4 +364,5 @@ def router() -> APIRouter:
         await _mine(request, sandbox_id, who).session.request("ctx_delete", ctx=context_id)
         return Response(status_code=204)
 
+    routes.include_router(command_socket_router())
     return routes
