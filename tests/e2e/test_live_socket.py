@@ -1,10 +1,13 @@
-"""The native API's WebSocket for a live sandbox's process, with a real
-WebSocket client (``websockets``) against a real ``tvm start``: the embedded
-worker, and two worker processes behind the gateway (relayed there)."""
+"""The native API's streams of a live sandbox against a real ``tvm start``
+(the embedded worker, and two worker processes behind the gateway): a
+process over a WebSocket, with a real WebSocket client (``websockets``), and
+directory watches (inotify in the sandbox) as NDJSON."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -123,3 +126,83 @@ def test_closing_the_socket_leaves_the_process_running(service: Server, sandbox:
         assert _until(ws, "stdout")[-1]["data"] == "started\n"
     listed = httpx.get(f"{service.url}/api/v1/sandboxes/{sandbox}/commands", timeout=60).json()
     assert pid in [p["pid"] for p in listed]
+
+
+# -- directory watches (inotify in the sandbox), NDJSON ------------------------------------
+def _watch(client: httpx.Client, sandbox_id: str, path: str, recursive: bool = False) -> Any:
+    params = {"path": path, "recursive": str(recursive).lower()}
+    return client.stream("GET", f"/api/v1/sandboxes/{sandbox_id}/files/watch", params=params)
+
+
+def _next_of(lines: Iterator[str], kind: str) -> list[dict[str, Any]]:
+    seen: list[dict[str, Any]] = []
+    for line in lines:
+        seen.append(json.loads(line))
+        if seen[-1]["type"] == kind:
+            return seen
+    raise AssertionError(f"the stream ended before a {kind!r} event: {seen}")
+
+
+def _cmd(client: httpx.Client, sandbox_id: str, cmd: str) -> None:
+    reply = client.post(f"/api/v1/sandboxes/{sandbox_id}/commands", json={"cmd": cmd})
+    assert reply.json()["exit_code"] == 0, reply.text
+
+
+def test_watch_reports_each_change_as_it_happens(service: Server, sandbox: str) -> None:
+    with httpx.Client(base_url=service.url, timeout=60) as client:
+        _cmd(client, sandbox, "mkdir watched")
+        with _watch(client, sandbox, "watched") as stream:
+            assert stream.status_code == 200
+            lines = stream.iter_lines()
+            assert json.loads(next(lines)) == {"type": "start", "path": "/home/user/watched"}
+            put = client.put(f"/api/v1/sandboxes/{sandbox}/files",
+                             params={"path": "watched/a.txt"}, content=b"hello")  # fmt: skip
+            assert put.status_code == 200
+            assert _next_of(lines, "create")[-1] == {"type": "create", "name": "a.txt"}
+            assert _next_of(lines, "write")[-1]["name"] == "a.txt"
+            _cmd(client, sandbox, "chmod 600 watched/a.txt")
+            assert _next_of(lines, "chmod")[-1]["name"] == "a.txt"
+            _cmd(client, sandbox, "mv watched/a.txt watched/b.txt")
+            assert _next_of(lines, "rename")[-1]["name"] == "a.txt"
+            assert _next_of(lines, "create")[-1]["name"] == "b.txt"
+            _cmd(client, sandbox, "rm watched/b.txt")
+            assert _next_of(lines, "remove")[-1]["name"] == "b.txt"
+            _cmd(client, sandbox, "rmdir watched")  # the watch ends with its directory
+            assert _next_of(lines, "end")[-1] == {"type": "end"}
+
+
+def test_recursive_watch_sees_what_is_made_in_new_directories(
+    service: Server, sandbox: str
+) -> None:
+    client = httpx.Client(base_url=service.url, timeout=60)
+    with client, _watch(client, sandbox, ".", recursive=True) as stream:
+        lines = stream.iter_lines()
+        next(lines)
+        _cmd(client, sandbox, "mkdir -p a/b && echo x > a/b/c.txt")
+        names: set[str] = set()
+        while "a/b/c.txt" not in names:
+            names |= {e["name"] for e in _next_of(lines, "create") if e["type"] == "create"}
+        assert {"a", "a/b", "a/b/c.txt"} <= names
+
+
+def test_watches_are_capped_per_sandbox_and_bad_paths_refused(
+    service: Server, sandbox: str
+) -> None:
+    limits = httpx.Limits(max_connections=40)
+    with httpx.Client(base_url=service.url, timeout=60, limits=limits) as client:
+        missing = client.get(f"/api/v1/sandboxes/{sandbox}/files/watch", params={"path": "nope"})
+        assert missing.status_code == 400 and "not a directory" in missing.json()["message"]
+        with contextlib.ExitStack() as open_watches:
+            for _ in range(16):
+                stream = open_watches.enter_context(_watch(client, sandbox, "."))
+                assert stream.status_code == 200
+            over = client.get(f"/api/v1/sandboxes/{sandbox}/files/watch", params={"path": "."})
+            assert over.status_code == 400
+            assert "at most 16 watches per sandbox" in over.json()["message"]
+        deadline = time.monotonic() + 30  # closed watches are stopped in the sandbox
+        while True:
+            with _watch(client, sandbox, ".") as again:
+                if again.status_code == 200 or time.monotonic() > deadline:
+                    break
+            time.sleep(0.2)
+        assert again.status_code == 200

@@ -44,7 +44,7 @@ from tvm.pyroshell.live_gate import live_gate
 from tvm.pyroshell.live_ops import default_context, download, live_manager, upload
 from tvm.pyroshell.live_ws import router as command_socket_router
 from tvm.pyrovm.live import LiveRequest, LiveSandbox
-from tvm.pyrovm.live_session import Output, ProcessEnd, ProcessRecord
+from tvm.pyrovm.live_session import Output, ProcessEnd, ProcessRecord, WatchEvent
 
 PREFIX = "/api/v1/sandboxes"
 # Most output a collected command keeps per stream.
@@ -312,6 +312,37 @@ def router() -> APIRouter:
             "move", source=body.source, destination=body.destination
         )
         return entry(reply["entry"])
+
+    @routes.get(
+        "/{sandbox_id}/files/watch",
+        description=(
+            "Changes under a directory as they happen (inotify in the sandbox), as NDJSON:"
+            ' `{"type": "start", "path"}`, then `{"type": "create"|"write"|"remove"|"rename"'
+            '|"chmod", "name"}` (name below the directory), and `{"type": "end"}` when the'
+            " directory or the sandbox goes. At most 16 watches per sandbox (then 400);"
+            " closing the connection stops the watch."
+        ),
+        response_class=StreamingResponse,
+        responses={200: {"content": {"application/x-ndjson": {}}}},
+    )
+    async def watch_dir(
+        sandbox_id: str, path: str, request: Request, who: Who, recursive: bool = False
+    ) -> Response:
+        stream = _mine(request, sandbox_id, who).session.watch(path, recursive)
+        root = await anext(stream)  # a bad path, or too many watches, fails here
+
+        async def lines() -> AsyncIterator[bytes]:
+            try:
+                yield json.dumps({"type": "start", "path": root}).encode() + b"\n"
+                async for event in stream:
+                    if isinstance(event, WatchEvent):
+                        line = {"type": event.op, "name": event.name}
+                        yield json.dumps(line).encode() + b"\n"
+                yield b'{"type": "end"}\n'
+            finally:
+                await stream.aclose()
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
 
     # -- code -------------------------------------------------------------------------
     @routes.post("/{sandbox_id}/code")

@@ -14,7 +14,7 @@ import base64
 import contextlib
 import itertools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +51,12 @@ class Output:
 
 
 ProcessEvent = Output | ProcessEnd
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    name: str  # below the watched directory
+    op: str  # create | write | remove | rename | chmod
 
 
 @dataclass
@@ -111,11 +117,13 @@ class LiveSession:
         self.ids = itertools.count(1)
         self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.cell_output: dict[int, asyncio.Queue[Output]] = {}
+        self.watch_events: dict[int, asyncio.Queue[WatchEvent | None]] = {}  # None: it ended
         self.processes: dict[int, ProcessRecord] = {}
         self.starting: dict[int, dict[str, Any]] = {}  # request id -> config
         self.write_lock = asyncio.Lock()
         self.reader: asyncio.Task[None] | None = None
         self.closed: str | None = None  # why, once the channel is gone
+        self.ended_watches: set[int] = set()  # watches the agent ended on its own
 
     async def open(self, home: str, env: dict[str, str], limits: dict[str, int]) -> None:
         message = {"type": "live", "home": home, "env": env, "limits": limits}
@@ -177,6 +185,26 @@ class LiveSession:
             self.cell_output.pop(rid, None)
             if not task.done():
                 task.cancel()
+
+    async def watch(self, path: str, recursive: bool) -> AsyncGenerator[WatchEvent | str, None]:
+        """A directory watch (by inotify in the agent): first the watched path,
+        then its events as they happen; ends when the watch or the sandbox does
+        (or when the caller stops iterating: the watch is then stopped)."""
+        ident = next(self.ids)
+        queue: asyncio.Queue[WatchEvent | None] = asyncio.Queue()
+        self.watch_events[ident] = queue
+        try:
+            reply = await self.request("watch_start", watch=ident, path=path, recursive=recursive)
+            yield str(reply["path"])
+            while (event := await queue.get()) is not None:
+                yield event
+        finally:
+            self.watch_events.pop(ident, None)
+            if not self.closed and ident not in self.ended_watches:
+                # In a task of its own: it must go out even when the caller was cancelled.
+                stop = asyncio.ensure_future(self.request("watch_stop", watch=ident))
+                stop.add_done_callback(lambda task: task.cancelled() or task.exception())
+            self.ended_watches.discard(ident)
 
     async def _send_as(self, rid: int, op: str, fields: dict[str, Any]) -> dict[str, Any]:
         future = await self._send(op, fields, rid)
@@ -243,6 +271,15 @@ class LiveSession:
             future.set_exception(LiveOperationError(code, str(frame.get("message", frame))))
 
     def _event(self, frame: dict[str, Any]) -> None:
+        if "watch" in frame:
+            ident = int(frame["watch"])
+            watch = self.watch_events.get(ident)
+            if watch is not None and frame["kind"] == "end":
+                self.ended_watches.add(ident)
+                watch.put_nowait(None)
+            elif watch is not None:
+                watch.put_nowait(WatchEvent(str(frame["name"]), str(frame["op"])))
+            return
         if "pid" in frame:
             record = self.processes.get(int(frame["pid"]))
             if record is None:
@@ -271,6 +308,8 @@ class LiveSession:
         for record in self.processes.values():
             if record.end is None:
                 record.publish(ProcessEnd(-9, "SIGKILL"))
+        for watch in self.watch_events.values():
+            watch.put_nowait(None)
 
     def running(self) -> list[ProcessRecord]:
         return [rec for rec in self.processes.values() if rec.end is None]

@@ -2,12 +2,10 @@
 ``WatchDir`` stream (the async SDK) and ``CreateWatcher`` /
 ``GetWatcherEvents`` / ``RemoveWatcher`` (the sync SDK).
 
-A watch polls the directory's listing in the sandbox (:data:`POLL_SECONDS`)
-and reports what changed since the last look: a new entry as
-``EVENT_TYPE_CREATE`` (and ``EVENT_TYPE_WRITE`` when it already has content),
-a changed size or time as ``EVENT_TYPE_WRITE``, a gone one as
-``EVENT_TYPE_REMOVE``. It works the same on every driver; changes made and
-undone between two looks are not seen. A watch ends with its sandbox.
+Each is an inotify watch in the sandbox's agent
+(:mod:`tvm.pyrovm.agent.live_watch`): events come as they happen, as E2B's
+``EVENT_TYPE_CREATE`` / ``WRITE`` / ``REMOVE`` / ``RENAME`` / ``CHMOD``. A
+watch ends with its directory or its sandbox; at most 16 per sandbox.
 """
 
 from __future__ import annotations
@@ -19,61 +17,30 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from tvm.errors import LiveOperationError, TVMError
+from tvm.errors import LiveOperationError
 from tvm.pyrovm.live import LiveSandbox
+from tvm.pyrovm.live_session import WatchEvent
 
-POLL_SECONDS = 0.2
-DEEP = 32  # how deep a recursive watch looks
 MAX_PENDING = 10000  # events a watcher keeps until they are fetched
-
-Snapshot = dict[str, tuple[str, int, float]]
-
-
-async def snapshot(live: LiveSandbox, path: str, recursive: bool) -> tuple[str, Snapshot]:
-    root = await live.session.request("stat", path=path)
-    if root["entry"]["type"] != "dir":
-        raise LiveOperationError("invalid", f"path: {path} is not a directory")
-    base = str(root["entry"]["path"]).rstrip("/") + "/"
-    reply = await live.session.request("list", path=path, depth=DEEP if recursive else 1)
-    found = {
-        e["path"].removeprefix(base): (e["type"], int(e["size"]), float(e["mtime"]))
-        for e in reply["entries"]
-    }
-    return base, found
-
-
-def changes(before: Snapshot, after: Snapshot) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    for name, (kind, size, mtime) in after.items():
-        old = before.get(name)
-        if old is None:
-            events.append({"name": name, "type": "EVENT_TYPE_CREATE"})
-            if kind == "file" and size:
-                events.append({"name": name, "type": "EVENT_TYPE_WRITE"})
-        elif kind == "file" and (old[1], old[2]) != (size, mtime):
-            events.append({"name": name, "type": "EVENT_TYPE_WRITE"})
-    events += [{"name": n, "type": "EVENT_TYPE_REMOVE"} for n in before if n not in after]
-    return events
+TYPES = {"create": "EVENT_TYPE_CREATE", "write": "EVENT_TYPE_WRITE",
+         "remove": "EVENT_TYPE_REMOVE", "rename": "EVENT_TYPE_RENAME",
+         "chmod": "EVENT_TYPE_CHMOD"}  # fmt: skip
 
 
 async def watch(
     live: LiveSandbox, path: str, recursive: bool
 ) -> AsyncIterator[list[dict[str, Any]]]:
-    """The changes under ``path``, one batch per look; ends when the sandbox does."""
-    _, last = await snapshot(live, path, recursive)
-    yield []  # the watch is set up
-    while True:
-        await asyncio.sleep(POLL_SECONDS)
-        try:
-            _, now = await snapshot(live, path, recursive)
-        except LiveOperationError:  # the directory itself went away
-            now = {}
-        except TVMError:
-            return
-        found = changes(last, now)
-        last = now
-        if found:
-            yield found
+    """``[]`` once the watch is set up (a bad path fails before), then its
+    events as they come; ends when the watch or the sandbox does."""
+    stream = live.session.watch(path, recursive)
+    try:
+        await anext(stream)
+        yield []
+        async for event in stream:
+            if isinstance(event, WatchEvent):
+                yield [{"name": event.name, "type": TYPES[event.op]}]
+    finally:
+        await stream.aclose()
 
 
 @dataclass
@@ -84,7 +51,7 @@ class Watcher:
 
 
 class Watchers:
-    """The sync SDK's watchers: polled in the background, fetched on request."""
+    """The sync SDK's watchers: collected in the background, fetched on request."""
 
     def __init__(self) -> None:
         self.watchers: dict[str, Watcher] = {}

@@ -19,7 +19,8 @@ with ``code`` one of ``not_found``, ``already_exists``, ``invalid``,
 code cell never holds up a file read. Processes run as the sandbox's program
 uid in the program cgroup, exactly like a one-shot run's stages; files are
 read and written with that uid as the effective one. Operations are in
-:mod:`.live_files` (files) and :mod:`.live_code` (Python contexts).
+:mod:`.live_files` (files), :mod:`.live_code` (code contexts) and
+:mod:`.live_watch` (directory watches, by inotify).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import signal
 import threading
 import time
 
-from . import live_code, live_files, protocol, supervisor
+from . import live_code, live_files, live_watch, protocol, supervisor
 from .live_base import LiveError, as_user
 
 _READ = 65536
@@ -72,6 +73,7 @@ class Live:
         self.children = threading.Condition()
         self.files = live_files.Files(self)
         self.code = live_code.Contexts(self)
+        self.watches = live_watch.Watches(self)
 
     # -- the channel ----------------------------------------------------------
     def send(self, message: dict) -> None:
@@ -97,7 +99,12 @@ class Live:
     def _handle(self, message: dict) -> None:
         rid = message.get("id")
         op = str(message.get("op", ""))
-        handler = getattr(self, f"op_{op}", None) or self.files.handler(op) or self.code.handler(op)
+        handler = (
+            getattr(self, f"op_{op}", None)
+            or self.files.handler(op)
+            or self.code.handler(op)
+            or self.watches.handler(op)
+        )
         after = None
         try:
             if handler is None:
