@@ -129,7 +129,9 @@ class CodeResult(BaseModel):
 
 
 class ContextCreate(_Request):
-    language: Literal["python"] = "python"
+    language: Literal["python", "javascript"] = Field(
+        "python", description="javascript: Node.js, where the image has it (code-interpreter-v1)"
+    )
     cwd: str | None = None
 
 

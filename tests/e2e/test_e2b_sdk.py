@@ -177,6 +177,40 @@ def test_run_code_state_errors_and_contexts(sdk_env: Server) -> None:
         assert sbx.get_metrics() == []
 
 
+def test_javascript_contexts(sdk_env: Server) -> None:
+    science = load_catalog().resolve("python-scientific")
+    if not ImageStore(Settings()).is_built(science.image):
+        pytest.skip(
+            "JavaScript contexts run where the code interpreter's image (with Node.js) is built: "
+            f"tvm images build --image {science.image.name}"
+        )
+    with code_interpreter.Sandbox.create() as sbx:
+        first = sbx.run_code(
+            "let x = 41; var y = 'a'; function f(n) { return n * 2 }", language="js"
+        )
+        assert (first.error, first.text) == (None, None)
+        assert sbx.run_code("x + 1", language="javascript").text == "42"  # state kept
+        printed = sbx.run_code("console.log('out'); console.error('err'); f(x)", language="js")
+        assert (printed.logs.stdout, printed.logs.stderr) == (["out\n"], ["err\n"])
+        assert printed.text == "82"
+        assert sbx.run_code("({a: [1, 2], y})", language="js").text == "{ a: [ 1, 2 ], y: 'a' }"
+        assert sbx.run_code("Promise.resolve(6 * 7)", language="js").text == "42"
+        failed = sbx.run_code("null.field", language="js")
+        assert failed.error.name == "TypeError" and "null" in failed.error.value
+        assert "<cell-" in failed.error.traceback
+        thrown = sbx.run_code("throw new RangeError('too far')", language="js")
+        assert (thrown.error.name, thrown.error.value) == ("RangeError", "too far")
+        other = sbx.create_code_context(language="js")
+        assert other.language == "javascript"
+        assert sbx.run_code("typeof x", context=other).text == "'undefined'"  # its own state
+        assert sbx.run_code("x", language="js").text == "41"
+        assert sbx.run_code("'x' in globals()").text == "False"  # Python's context is apart
+        lines: list[str] = []
+        sbx.run_code("for (let i = 0; i < 3; i++) console.log(i)", language="js",
+                     on_stdout=lambda m: lines.append(m.line))  # fmt: skip
+        assert "".join(lines) == "0\n1\n2\n"
+
+
 # -- lifecycle ------------------------------------------------------------------------
 def test_several_sandboxes_list_and_kill(sdk_env: Server) -> None:
     made = [e2b.Sandbox.create(metadata={"suite": "e2b", "n": str(i)}) for i in range(3)]

@@ -230,8 +230,8 @@ def run_code(
     return _model((yield call), CodeResult)
 
 
-def create_context(sandbox_id: str, cwd: str | None) -> Op[ContextInfo]:
-    body = {"language": "python", **({"cwd": cwd} if cwd else {})}
+def create_context(sandbox_id: str, cwd: str | None, language: str = "python") -> Op[ContextInfo]:
+    body = {"language": language, **({"cwd": cwd} if cwd else {})}
     return _model((yield Call("POST", _sandbox(sandbox_id) + "/contexts", json=body)), ContextInfo)
 
 

@@ -112,8 +112,8 @@ class Sandbox:
         ident = context.id if isinstance(context, ContextInfo) else context
         return self.client.run(ops.run_code(self.id, code, ident, timeout))
 
-    def create_context(self, cwd: str | None = None) -> ContextInfo:
-        return self.client.run(ops.create_context(self.id, cwd))
+    def create_context(self, cwd: str | None = None, language: str = "python") -> ContextInfo:
+        return self.client.run(ops.create_context(self.id, cwd, language))
 
     def restart_context(self, context: str | ContextInfo) -> None:
         ident = context.id if isinstance(context, ContextInfo) else context

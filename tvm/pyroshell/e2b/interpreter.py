@@ -1,6 +1,7 @@
 """E2B's code interpreter on a live sandbox: ``/execute`` (NDJSON) and ``/contexts``.
 
-Each context is a Python interpreter in the sandbox that keeps its globals
+Each context is a Python interpreter, or a Node.js one for ``javascript``
+(``js``), in the sandbox that keeps its state
 (:mod:`tvm.pyrovm.agent.live_code`). ``/execute`` streams one JSON object a
 line: ``stdout``/``stderr`` (with a nanosecond ``timestamp``) as the cell
 prints, then its ``result`` (``is_main_result``) or ``error``, the
@@ -23,14 +24,17 @@ from tvm.pyroshell.live_ops import default_context
 from tvm.pyrovm.live import LiveSandbox
 from tvm.pyrovm.live_session import Output
 
-LANGUAGES = ("python",)
+# What the SDK may send, and the context language it means.
+LANGUAGES = {"python": "python", "javascript": "javascript", "js": "javascript"}
 
 
 def _language(value: object) -> str:
     language = str(value or "python").lower()
     if language not in LANGUAGES:
-        raise InvalidRequest("language", f"{language!r} is not supported; supported: python")
-    return language
+        raise InvalidRequest(
+            "language", f"{language!r} is not supported; supported: python, javascript (js)"
+        )
+    return LANGUAGES[language]
 
 
 def _context(reply: dict[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,8 @@
-"""Live mode's code contexts: Python interpreters that keep their state.
+"""Live mode's code contexts: interpreters that keep their state.
 
 Stdlib only (inside the sandbox). Each context is a :mod:`.pykernel` process
+(Python) or a Node.js process running :mod:`.jskernel` (JavaScript, where the
+image has ``node``)
 running as the program's uid (started like any live process); a cell's
 stdout and stderr are sent as events of its request while it runs, then the
 reply says how it ended. One cell at a time per context; several contexts
@@ -14,13 +16,16 @@ import itertools
 import json
 import os
 import select
+import shutil
 import signal
 import threading
 
+from . import jskernel
 from .live_base import LiveError, as_user
 
 KERNEL = "import sys; sys.path.insert(0, '/.tvm'); from tvm_agent.pykernel import main; main()"
-LANGUAGES = ("python",)
+KERNELS = {"python": ["python3", "-c", KERNEL], "javascript": ["node", "-e", jskernel.SOURCE]}
+LANGUAGES = tuple(KERNELS)
 
 
 class Context:
@@ -56,7 +61,7 @@ class Contexts:
         env = dict(self.live.env)
         try:
             pid, _, out_r, err_r = self.live.spawn(
-                ["python3", "-c", KERNEL], env, ctx.cwd, False, (cells_r, replies_w)
+                KERNELS[ctx.language], env, ctx.cwd, False, (cells_r, replies_w)
             )
         finally:
             os.close(cells_r)
@@ -91,6 +96,13 @@ class Contexts:
         language = str(message.get("language") or "python")
         if language not in LANGUAGES:
             raise LiveError("invalid", f"language: {language!r} is not one of {list(LANGUAGES)}")
+        program = KERNELS[language][0]
+        if shutil.which(program, path=self.live.env.get("PATH")) is None:
+            raise LiveError(
+                "invalid",
+                f"language: {language} contexts need {program} in the sandbox's image, which "
+                "has none; create the sandbox from the template code-interpreter-v1",
+            )
         cwd = self.live.files.resolve(message.get("cwd") or self.live.home)
         ident = str(message.get("ctx") or f"ctx-{next(self.ids)}")
         if ident in self.contexts:
