@@ -314,6 +314,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         from live_bench import measure  # live sandboxes through E2B's SDK
 
         bench.results["live"] = await asyncio.to_thread(measure, min(args.runs, 20))
+        bench.results["live_two_workers"] = await asyncio.to_thread(
+            measure, min(args.runs, 20), "namespace", 8, 2
+        )
     bench.results["machine"] = {
         "cpus": os.cpu_count(),
         "kernel": platform.release(),
@@ -394,13 +397,15 @@ def report(results: dict[str, Any]) -> None:
     console.print(f"service overhead per request: p50 {over['p50']} ms, p90 {over['p90']} ms")
     for name, info in results.get("drivers", {}).items():
         console.print(f"driver {name}: {info}")
-    live = results.get("live", {})
-    if live:
-        console.print(
-            f"live sandboxes (E2B SDK): create -> first output p50 "
-            f"{live['create_to_first_output_ms']['p50']} ms, run_code('1+1') p50 "
-            f"{live['run_code_1_plus_1_ms']['p50']} ms, idle sandbox {live.get('idle_sandbox_mb')}"
-        )
+    for key, shape in (("live", "embedded worker"), ("live_two_workers", "2 worker processes")):
+        live = results.get(key, {})
+        if live:
+            console.print(
+                f"live sandboxes (E2B SDK, {shape}): create -> first output p50 "
+                f"{live['create_to_first_output_ms']['p50']} ms, run_code('1+1') p50 "
+                f"{live['run_code_1_plus_1_ms']['p50']} ms, "
+                f"idle sandbox {live.get('idle_sandbox_mb')}"
+            )
 
 
 def main() -> None:

@@ -6,7 +6,9 @@
 * memory per idle live sandbox (the PSS of its processes, and its cgroup's
   usage), and how many idle ones fit in 1 GB.
 
-Run alone (``python bench/live_bench.py``) or as part of ``make bench``.
+Run alone (``python bench/live_bench.py [DRIVER] [--workers N]``) or as part of
+``make bench`` (which also runs it with two worker processes, every call then
+forwarded by the gateway).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.conftest import Server, descendants  # noqa: E402
+from tests.live_support import wait_for_workers  # noqa: E402
 from tvm.pyrovm.drivers.cgroups import CgroupManager  # noqa: E402
 
 
@@ -64,7 +67,9 @@ def _sandbox_memory(server_pid: int) -> tuple[int, int, int]:
     return count, pss, usage
 
 
-def measure(runs: int = 10, driver: str = "namespace", idle: int = 8) -> dict[str, Any]:
+def measure(
+    runs: int = 10, driver: str = "namespace", idle: int = 8, workers: int = 0
+) -> dict[str, Any]:
     import e2b
     import e2b_code_interpreter
 
@@ -76,10 +81,12 @@ def measure(runs: int = 10, driver: str = "namespace", idle: int = 8) -> dict[st
             "TVM_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/db",
             "TVM_LIVE_MAX_SANDBOXES": str(max(idle, 4) + 2),
         },
-        args=["--driver", driver],
+        args=["--driver", driver, "--workers", str(workers)],
     )
+    if workers:
+        wait_for_workers(server, workers)
     os.environ.update(E2B_API_URL=server.url, E2B_SANDBOX_URL=server.url, E2B_API_KEY="bench")
-    results: dict[str, Any] = {"driver": driver}
+    results: dict[str, Any] = {"driver": driver, "workers": workers}
     try:
         first_output, create_only = [], []
         for _ in range(runs + 1):  # the first one starts the image's zygote: not counted
@@ -122,8 +129,14 @@ def measure(runs: int = 10, driver: str = "namespace", idle: int = 8) -> dict[st
 
 
 def main() -> None:
-    driver = sys.argv[1] if len(sys.argv) > 1 else "namespace"
-    print(json.dumps(measure(driver=driver), indent=2))
+    args = sys.argv[1:]
+    workers = 0
+    if "--workers" in args:
+        at = args.index("--workers")
+        workers = int(args[at + 1])
+        del args[at : at + 2]
+    driver = args[0] if args else "namespace"
+    print(json.dumps(measure(driver=driver, workers=workers), indent=2))
 
 
 if __name__ == "__main__":
