@@ -5,6 +5,7 @@ directory watches (inotify in the sandbox) as NDJSON."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import time
@@ -18,7 +19,9 @@ from websockets.sync.client import ClientConnection, connect
 
 from tests.conftest import Server, namespace_unavailable
 from tests.live_support import assert_nothing_left, wait_for_workers
+from tvm.client import AsyncClient, Client, CommandEvent
 from tvm.config.settings import Settings
+from tvm.errors import NotFound
 
 pytestmark = pytest.mark.namespace
 
@@ -206,3 +209,35 @@ def test_watches_are_capped_per_sandbox_and_bad_paths_refused(
                     break
             time.sleep(0.2)
         assert again.status_code == 200
+
+
+# -- tvm.client over the socket ------------------------------------------------------------
+def test_client_sdk_talks_to_a_process_over_the_socket(service: Server) -> None:
+    with Client(service.url) as tvm, tvm.sandboxes.create() as sbx:
+        pid = sbx.commands.run("echo ready; read a; echo got $a", background=True, stdin="").pid
+        with sbx.commands.connect(pid) as proc:
+            events = iter(proc)
+            assert next(events) == CommandEvent("stdout", "ready\n")
+            proc.send_stdin("it\n")
+            rest = list(events)
+        assert [e.data for e in rest if e.type == "stdout"] == ["got it\n"]
+        assert rest[-1] == CommandEvent("exit", exit_code=0)
+        sleeper = sbx.commands.run("sleep 600", background=True).pid
+        with sbx.commands.connect(sleeper) as proc:
+            proc.signal("SIGTERM")
+            assert list(proc)[-1] == CommandEvent("exit", exit_code=-15, signal="SIGTERM")
+        with pytest.raises(NotFound), sbx.commands.connect(999999) as proc:
+            list(proc)
+
+    async def scenario() -> list[CommandEvent]:
+        async with AsyncClient(service.url) as tvm, await tvm.sandboxes.create() as sbx:
+            started = await sbx.commands.run("cat; echo done", background=True, stdin="")
+            async with sbx.commands.connect(started.pid) as proc:
+                await proc.send_stdin("typed\n")
+                await proc.close_stdin()
+                return [e async for e in proc]
+
+    events = asyncio.run(scenario())
+    assert "".join(e.data for e in events if e.type == "stdout") == "typed\ndone\n"
+    assert events[-1].type == "exit"
+    assert_nothing_left(service)

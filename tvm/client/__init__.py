@@ -9,6 +9,10 @@
             print(sbx.commands.run("wc -c < data.txt").stdout)         # 5
             sbx.run_code("x = 41")
             print(sbx.run_code("x + 1").text)                          # 42
+            pid = sbx.commands.run("read a; echo got $a", background=True, stdin="").pid
+            with sbx.commands.connect(pid) as proc:                    # a WebSocket
+                proc.send_stdin("it\n")
+                print([e.data for e in proc if e.type == "stdout"])    # ['got it\n']
 
 :class:`AsyncClient` has the same methods as coroutines (``async with``). Both
 drive the same operations (:mod:`tvm.client.ops`). Results are typed models
@@ -20,6 +24,7 @@ result; TVM's errors are raised from :mod:`tvm.errors` (``InvalidRequest``,
 from __future__ import annotations
 
 from tvm.client.aio import AsyncClient
+from tvm.client.socket import CommandEvent
 from tvm.client.sync import Client
 
-__all__ = ["AsyncClient", "Client"]
+__all__ = ["AsyncClient", "Client", "CommandEvent"]

@@ -10,6 +10,7 @@ import httpx
 
 from tvm.api import ExecutionResponse
 from tvm.client import ops
+from tvm.client.socket import AsyncCommandSocket
 from tvm.live_api import (
     CodeResult,
     CommandResult,
@@ -172,6 +173,10 @@ class Commands:
 
     async def kill(self, pid: int, signal: str = "SIGKILL") -> bool:
         return await self.client.run(ops.kill_command(self.sandbox_id, pid, signal))
+
+    def connect(self, pid: int) -> AsyncCommandSocket:
+        """The process over a WebSocket (``async with sbx.commands.connect(pid) as proc``)."""
+        return AsyncCommandSocket(self.client.http, self.sandbox_id, pid)
 
 
 class Files:

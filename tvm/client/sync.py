@@ -10,6 +10,7 @@ import httpx
 
 from tvm.api import ExecutionResponse
 from tvm.client import ops
+from tvm.client.socket import CommandSocket
 from tvm.live_api import (
     CodeResult,
     CommandResult,
@@ -172,6 +173,11 @@ class Commands:
 
     def kill(self, pid: int, signal: str = "SIGKILL") -> bool:
         return self.client.run(ops.kill_command(self.sandbox_id, pid, signal))
+
+    def connect(self, pid: int) -> CommandSocket:
+        """The process over a WebSocket: iterate its output until its exit, send
+        it stdin and signals (``with sbx.commands.connect(pid) as proc: ...``)."""
+        return CommandSocket(self.client.http, self.sandbox_id, pid)
 
 
 class Files:
