@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.cpu import Meter, meters  # noqa: E402
+from bench.judge import judge  # noqa: E402
 from bench.languages import chroot_setup, per_language  # noqa: E402
 from tests.conftest import Server  # noqa: E402
 from tvm.api import CodeExecutionRequest, build_job  # noqa: E402
@@ -300,6 +301,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             bench.results["languages_chroot_setup_ms"] = await chroot_setup(
                 store, bench.catalog, max(3, args.lang_runs)
             )
+            if not args.lang:
+                bench.results["judge_ms"] = await judge(
+                    client, bench.catalog, store, args.lang_runs
+                )
         if not args.languages_only:
             await bench.other_drivers()
     finally:
@@ -329,8 +334,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def report_languages(console: Console, rows: dict[str, Any]) -> None:
-    table = Table(title="hello world, compile + run (ms, medians): API against bare in the image")
-    for col in ("language", "bare", "http", "http / bare", "bare cold (no pch)"):
+    table = Table(
+        title="compile + run (ms, medians): API against bare in the image; CPU ms"
+        " (bare: its processes; API: the compile and run stages)"
+    )
+    cols = ("language", "bare", "http", "http / bare", "bare cold (no pch)", "CPU bare", "CPU API")
+    for col in cols:
         table.add_column(col, justify="right" if col != "language" else "left")
     for key, row in rows.items():
         if "skipped" in row:
@@ -340,7 +349,28 @@ def report_languages(console: Console, rows: dict[str, Any]) -> None:
         ratio = f"{row['ratio']:.2f}x" if "ratio" in row else "-"
         if row.get("errors"):
             ratio += f" ({len(row['errors'])} failed)"
-        table.add_row(key, *cells, ratio, f"{row['bare_cold']:.0f}" if "bare_cold" in row else "")
+        cold = f"{row['bare_cold']:.0f}" if "bare_cold" in row else ""
+        cpu = [f"{row.get('cpu', {}).get(k, 0):.0f}" for k in ("bare", "http")]
+        table.add_row(key, *cells, ratio, cold, *cpu)
+    console.print(table)
+    for key, row in rows.items():
+        for error in row.get("errors", [])[:2]:
+            console.print(f"{key} failed sample: {error}")
+
+
+def report_judge(console: Console, rows: dict[str, Any]) -> None:
+    table = Table(title="judge: compile once + 20 test cases (ms, medians)")
+    for col in ("language", "bare compile + 20 runs", "API tests (20)", "API / bare"):
+        table.add_column(col, justify="right" if col != "language" else "left")
+    for key, row in rows.items():
+        if "skipped" in row:
+            table.add_row(key, "-", "-", f"skipped: {row['skipped'][:60]}")
+            continue
+        cells = [f"{row[k]:.0f}" if k in row else "-" for k in ("bare", "http")]
+        ratio = f"{row['ratio']:.2f}x" if "ratio" in row else "-"
+        if row.get("errors"):
+            ratio += f" ({len(row['errors'])} failed)"
+        table.add_row(key, *cells, ratio)
     console.print(table)
     for key, row in rows.items():
         for error in row.get("errors", [])[:2]:
@@ -370,6 +400,8 @@ def report(results: dict[str, Any]) -> None:
         report_languages(console, results["languages_ms"])
         setup = results["languages_chroot_setup_ms"]
         console.print(f"bare side's own setup (mount namespace + chroot): {setup} ms")
+    if "judge_ms" in results:
+        report_judge(console, results["judge_ms"])
     if not results["latency_ms"]:
         return
     lat = results["latency_ms"]

@@ -1,13 +1,16 @@
-"""`make bench`'s per-language section: hello world compile + run through
-``POST /api/v2/execute`` against the same toolchain run as bare processes.
+"""`make bench`'s per-language section: hello world and a realistic program
+(:mod:`bench.workloads`), compile + run through ``POST /api/v2/execute``, against
+the same toolchain run as bare processes.
 
 The bare side runs the catalog's own compile command (through ``sh``, with the
 file names as its positional parameters, as the agent runs it) and then the run
 command, chrooted into the very image the sandbox uses, outside any sandbox: a
-private mount namespace only to put a scratch ``/work``, ``/tmp``, ``/proc`` and
-``/dev`` into the image, with the agent's environment (that setup alone is
-measured too, as ``chroot_setup``). Samples of all sides are interleaved, so
-machine noise hits them alike. For an image with precompiled headers the bare
+private mount namespace only to put a scratch ``/work`` (a fresh copy of the
+files each time), ``/tmp``, ``/proc`` and ``/dev`` into the image, with the
+agent's environment (that setup alone is measured too, as ``chroot_setup``).
+Samples of all sides are interleaved, so machine noise hits them alike. Each
+sample's output must be the expected one, the API's the same bytes as the bare
+run's. For an image with precompiled headers the bare
 side also runs cold (``bare_cold``: the header found first in a copy with no
 ``.gch`` beside it), which is what every compile cost before.
 """
@@ -15,48 +18,22 @@ side also runs cold (``bare_cold``: the header found first in a copy with no
 from __future__ import annotations
 
 import asyncio
+import resource
 import shlex
 import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from bench.workloads import Workload, workloads
 from tvm.config.catalog import Catalog, Language
 from tvm.pyrovm.agent.main import DEFAULT_ENV
 from tvm.pyrovm.images import ImageStore
 from tvm.pyrovm.images.pch import compile_flags
-
-CPP_HELLO = (
-    "#include <bits/stdc++.h>\nusing namespace std;\n"
-    'int main() { vector<string> w{"hello"}; cout << w[0] << "\\n"; }\n'
-)
-JAVA_HELLO = (
-    "public class Main {\n"
-    '    public static void main(String[] args) { System.out.println("hello"); }\n}\n'
-)
-
-
-@dataclass(frozen=True)
-class Hello:
-    language: str
-    version: str  # a semver selector, as a client sends it
-    code: str
-
-
-HELLOS = (
-    Hello("python", "3.11", 'print("hello")\n'),
-    Hello("javascript", "*", 'console.log("hello")\n'),
-    Hello("c", "12.2.0", '#include <stdio.h>\nint main(void) { puts("hello"); return 0; }\n'),
-    Hello("c++", "12.2.0", CPP_HELLO),
-    Hello("java", "*", JAVA_HELLO),
-    Hello("go", "*", 'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println("hello") }\n'),
-    Hello("rust", "*", 'fn main() { println!("hello"); }\n'),
-)
 
 Probe = Callable[[], Awaitable[None]]
 
@@ -67,15 +44,25 @@ async def _timed(probe: Probe) -> float:
     return (time.perf_counter() - start) * 1000
 
 
+def run_words(lang: Language) -> str:
+    """``lang``'s run command as shell words."""
+    return " ".join(shlex.quote(w.replace("{source}", lang.source_file)) for w in lang.run)
+
+
 def bare_argv(
-    rootfs: Path, work: Path, lang: Language | None, cold: tuple[str, str] | None = None
+    rootfs: Path,
+    work: Path,
+    lang: Language | None,
+    cold: tuple[str, str] | None = None,
+    run: str | None = None,
 ) -> list[str]:
     """Compile (if any) then run ``lang``'s program in ``work``, chrooted into ``rootfs``
     (no ``lang``: only the chroot setup). ``cold``: ``(image path, include name)`` of a
-    precompiled header, copied to a dir searched first so that its ``.gch`` is not found."""
+    precompiled header, copied to a dir searched first so that its ``.gch`` is not found.
+    ``run``: shell text to run after the compile instead of the run command."""
     inner = "true"
     if lang is not None:
-        inner = " ".join(shlex.quote(w.replace("{source}", lang.source_file)) for w in lang.run)
+        inner = run or run_words(lang)
     if lang is not None and lang.compile:
         compile_ = f"/bin/sh -c {shlex.quote(lang.compile)} compile {lang.source_file}"
         if cold:
@@ -89,8 +76,11 @@ def bare_argv(
     inner = f"cd /work && {inner}"
     env = [f"{k}={v}" for k, v in DEFAULT_ENV.items()]
     chroot = f"exec chroot {shlex.quote(str(rootfs))} env -i {shlex.join(env)} /bin/sh -c "
+    # A fresh copy of ``work`` each time, as the sandbox gets: a build left over
+    # from the last sample would let ``go build`` find ``a.out`` up to date.
     setup = (
-        f"mount --bind {shlex.quote(str(work))} {shlex.quote(str(rootfs / 'work'))}"
+        f"mount -t tmpfs -o mode=0777 tmpfs {shlex.quote(str(rootfs / 'work'))}"
+        f" && cp -a {shlex.quote(str(work))}/. {shlex.quote(str(rootfs / 'work'))}/"
         f" && mount -t tmpfs tmpfs {shlex.quote(str(rootfs / 'tmp'))}"
         f" && mount -t proc proc {shlex.quote(str(rootfs / 'proc'))}"
         f" && mount --rbind /dev {shlex.quote(str(rootfs / 'dev'))}"
@@ -99,13 +89,24 @@ def bare_argv(
     return ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script]
 
 
-async def _run(argv: list[str], expected: str) -> None:
+async def _run(argv: list[str], expected: str, stdin: str = "") -> None:
     proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        *argv,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await proc.communicate()
+    out, err = await proc.communicate(stdin.encode())
     if proc.returncode != 0 or out.decode() != expected:
-        raise RuntimeError(f"bare {argv[-1][-200:]}: {proc.returncode} {err.decode()[-500:]}")
+        raise RuntimeError(
+            f"bare {argv[-1][-200:]}: {proc.returncode} {out.decode()[-300:]!r}"
+            f" {err.decode()[-500:]}"
+        )
+
+
+def _children_cpu_ms() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (usage.ru_utime + usage.ru_stime) * 1000
 
 
 async def per_language(
@@ -114,68 +115,91 @@ async def per_language(
     store: ImageStore,
     runs: int,
     only: frozenset[str] = frozenset(),
+    kinds: tuple[str, ...] = ("hello", "program"),
 ) -> dict[str, Any]:
-    """``{language@version: {bare, http, ratio, n}}`` (medians, ms), languages
-    whose image is not built reported as skipped; ``only``: just these names."""
+    """``{"language@version kind": {bare, http, ratio, cpu, n}}`` (medians, ms) for
+    each of :func:`bench.workloads.workloads`; languages whose image is not built
+    are reported as skipped; ``only``: just these language names.
+
+    Every bare run must print the expected output and every API run the same
+    bytes as the bare run (a sample that does not is reported, not timed).
+    ``cpu``: median CPU ms of the bare side (its processes' rusage) and of the
+    sandbox's compile and run stages as the API reports them."""
     results: dict[str, Any] = {}
-    for hello in HELLOS:
-        if only and hello.language not in only:
+    for work in workloads(kinds):
+        if only and work.language not in only:
             continue
-        lang = catalog.resolve(hello.language, hello.version)
+        lang = catalog.resolve(work.language, work.version)
+        key = f"{lang.key} {work.kind}"
         try:
             rootfs = store.rootfs(lang.image)
         except Exception as exc:  # not built: say so, measure the others
-            results[lang.key] = {"skipped": str(exc)[:200]}
+            results[key] = {"skipped": str(exc)[:200]}
             continue
-        body = {
-            "language": lang.name,
-            "version": lang.version,
-            "files": [{"name": lang.source_file, "content": hello.code}],
-        }
-
-        async def http(body: dict[str, Any] = body, key: str = lang.key) -> None:
-            reply = await client.post("/api/v2/execute", json=body)
-            data = reply.json()
-            if reply.status_code != 200 or data.get("run", {}).get("stdout") != "hello\n":
-                raise RuntimeError(f"{key}: {reply.status_code} {reply.text[:500]}")
-
-        with tempfile.TemporaryDirectory(prefix="tvmbench-lang") as tmp:
-            work = Path(tmp)
-            work.chmod(0o777)
-            (work / lang.source_file).write_text(hello.code)
-            argv = bare_argv(rootfs, work, lang)
-
-            async def bare(argv: list[str] = argv) -> None:
-                await _run(argv, "hello\n")
-
-            probes: dict[str, Probe] = {"bare": bare, "http": http}
-            cold = cold_header(rootfs, lang)
-            if cold and compile_flags(lang.compile or "") is not None:
-                cold_argv = bare_argv(rootfs, work, lang, cold)
-
-                async def bare_cold(argv: list[str] = cold_argv) -> None:
-                    await _run(argv, "hello\n")
-
-                probes["bare_cold"] = bare_cold
-            samples: dict[str, list[float]] = {name: [] for name in probes}
-            errors: list[str] = []
-            for i in range(runs + 1):  # the first round warms the page cache for both
-                for name, probe in probes.items():
-                    try:
-                        took = await _timed(probe)
-                    except RuntimeError as exc:  # a failed sample is reported, not timed
-                        errors.append(f"{name}: {exc}"[:300])
-                        continue
-                    if i:
-                        samples[name].append(took)
-        row: dict[str, Any] = {k: round(statistics.median(v), 1) for k, v in samples.items() if v}
-        if "bare" in row and "http" in row:
-            row["ratio"] = round(row["http"] / row["bare"], 2)
-        row["n"] = {k: len(v) for k, v in samples.items()}
-        if errors:
-            row["errors"] = errors
-        results[lang.key] = row
+        results[key] = await _measure(client, rootfs, lang, work, runs)
     return results
+
+
+async def _measure(
+    client: httpx.AsyncClient, rootfs: Path, lang: Language, work: Workload, runs: int
+) -> dict[str, Any]:
+    body = {
+        "language": lang.name,
+        "version": lang.version,
+        "files": [{"name": lang.source_file, "content": work.code}],
+        "stdin": work.stdin,
+    }
+    cpu: dict[str, list[float]] = {"bare": [], "http": []}
+
+    async def http() -> None:
+        reply = await client.post("/api/v2/execute", json=body)
+        data = reply.json()
+        if reply.status_code != 200 or data.get("run", {}).get("stdout") != work.expected:
+            raise RuntimeError(f"{lang.key}: {reply.status_code} {reply.text[:500]}")
+        stages = [data.get("compile") or {}, data["run"]]
+        cpu["http"].append(sum(stage.get("cpu_time") or 0 for stage in stages))
+
+    with tempfile.TemporaryDirectory(prefix="tvmbench-lang") as tmp:
+        work_dir = Path(tmp)
+        work_dir.chmod(0o777)
+        (work_dir / lang.source_file).write_text(work.code)
+        argv = bare_argv(rootfs, work_dir, lang)
+
+        async def bare() -> None:
+            before = _children_cpu_ms()
+            await _run(argv, work.expected, work.stdin)
+            cpu["bare"].append(_children_cpu_ms() - before)
+
+        probes: dict[str, Probe] = {"bare": bare, "http": http}
+        cold = cold_header(rootfs, lang)
+        if cold and compile_flags(lang.compile or "") is not None:
+            cold_argv = bare_argv(rootfs, work_dir, lang, cold)
+
+            async def bare_cold(argv: list[str] = cold_argv) -> None:
+                await _run(argv, work.expected, work.stdin)
+
+            probes["bare_cold"] = bare_cold
+        samples: dict[str, list[float]] = {name: [] for name in probes}
+        errors: list[str] = []
+        for i in range(runs + 1):  # the first round warms the page cache for both
+            for name, probe in probes.items():
+                try:
+                    took = await _timed(probe)
+                except RuntimeError as exc:  # a failed sample is reported, not timed
+                    errors.append(f"{name}: {exc}"[:300])
+                    continue
+                if i:
+                    samples[name].append(took)
+                elif name in cpu:
+                    cpu[name].clear()
+    row: dict[str, Any] = {k: round(statistics.median(v), 1) for k, v in samples.items() if v}
+    if "bare" in row and "http" in row:
+        row["ratio"] = round(row["http"] / row["bare"], 2)
+    row["cpu"] = {k: round(statistics.median(v), 1) for k, v in cpu.items() if v}
+    row["n"] = {k: len(v) for k, v in samples.items()}
+    if errors:
+        row["errors"] = errors
+    return row
 
 
 def cold_header(rootfs: Path, lang: Language) -> tuple[str, str] | None:

@@ -1,5 +1,5 @@
-"""The precompiled ``bits/stdc++.h`` baked into the gcc image is used by the
-catalog's exact C++ compile command, and changes nothing in what it builds.
+"""The precompiled ``bits/stdc++.h`` baked into the g++ 12 and g++ 14 images is
+used by the catalog's exact C++ compile command, and changes nothing in what it builds.
 
 The image's own g++ runs chrooted into the built image (a private mount
 namespace puts a scratch ``/work`` into it): the catalog's compile command, word
@@ -54,21 +54,21 @@ def chroot_sh(rootfs: Path, work: Path, script: str) -> subprocess.CompletedProc
     return subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
 
 
-@pytest.fixture
-def cpp(settings: Settings) -> tuple[str, Path]:
-    (lang,) = require_languages(settings, "c++@12.2.0")
+@pytest.fixture(params=["c++@12.2.0", "c++@14.2.0"])
+def cpp(settings: Settings, request: pytest.FixtureRequest) -> tuple[str, Path, str]:
+    (lang,) = require_languages(settings, request.param)
     if not lang.image.pch:
         pytest.skip("the c++ image precompiles no header")
     if shutil.which("unshare") is None:
         pytest.skip("unshare (util-linux) is needed to chroot into the image")
     assert lang.compile is not None
-    return lang.compile, ImageStore(settings).rootfs(lang.image)
+    return lang.compile, ImageStore(settings).rootfs(lang.image), lang.version
 
 
 def test_pch_is_used_and_builds_the_same_bytes(
-    cpp: tuple[str, Path], tmp_path: Path, api: httpx.Client
+    cpp: tuple[str, Path, str], tmp_path: Path, api: httpx.Client
 ) -> None:
-    compile_, rootfs = cpp
+    compile_, rootfs, version = cpp
     warm, cold = tmp_path / "warm", tmp_path / "cold"
     for work in (warm, cold):
         work.mkdir()
@@ -100,7 +100,7 @@ def test_pch_is_used_and_builds_the_same_bytes(
         "/api/v2/execute",
         json={
             "language": "c++",
-            "version": "12.2.0",
+            "version": version,
             "files": [{"name": "main.cpp", "content": PROGRAM}],
             "stdin": STDIN,
         },
@@ -111,11 +111,11 @@ def test_pch_is_used_and_builds_the_same_bytes(
     assert body["run"]["stdout"] == cold_output, body
 
 
-def test_other_flags_ignore_the_pch(cpp: tuple[str, Path], tmp_path: Path) -> None:
+def test_other_flags_ignore_the_pch(cpp: tuple[str, Path, str], tmp_path: Path) -> None:
     """A compile with other flags (another -std) parses the header itself and works."""
-    compile_, rootfs = cpp
+    compile_, rootfs, _ = cpp
     (tmp_path / "main.cpp").write_text(PROGRAM)
-    other = compile_.replace("-std=gnu++17", "-std=c++14")
+    other = compile_.replace("-std=gnu++17", "-std=c++14").replace("-std=gnu++20", "-std=c++14")
     assert other != compile_
     proc = chroot_sh(rootfs, tmp_path, f"{other} -H && printf {shlex.quote(STDIN)} | ./a.out")
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -83,6 +83,11 @@ class ImageRecipe:
     # image, whose flags the precompiled header must match to be used.
     pch: tuple[str, ...] = ()
     pch_compiles: tuple[str, ...] = ()
+    # A Go build cache of the standard library baked in (``go_cache = true``),
+    # built with the environment of each of ``go_compiles``: the catalog's go
+    # compile commands on this image.
+    go_cache: bool = False
+    go_compiles: tuple[str, ...] = ()
 
     @cached_property  # the recipe is frozen; hashing it is read on every execution
     def digest(self) -> str:
@@ -95,6 +100,8 @@ class ImageRecipe:
         }
         if self.pch:  # only then, so that images without one keep their hash
             recipe["pch"] = {"headers": sorted(self.pch), "compiles": sorted(self.pch_compiles)}
+        if self.go_cache:
+            recipe["go_cache"] = {"compiles": sorted(self.go_compiles)}
         blob = json.dumps(recipe, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -263,10 +270,12 @@ def parse_catalog(data: Mapping[str, Any]) -> Catalog:
                 packages=tuple(spec.get("packages", ())),
                 pip=tuple(spec.get("pip", ())),
                 pch=tuple(spec.get("pch", ())),
+                go_cache=bool(spec.get("go_cache", False)),
             )
             for name, spec in data["images"].items()
         }
         images = _with_pch_compiles(images, data["language"])
+        images = _with_go_compiles(images, data["language"])
         languages = []
         seen: set[str] = set()
         for entry in data["language"]:
@@ -307,6 +316,21 @@ def _with_pch_compiles(
                 e["compile"] for e in entries if e.get("image") == name and e.get("compile")
             ]
             images[name] = replace(image, pch_compiles=tuple(dict.fromkeys(compiles)))
+    return images
+
+
+def _with_go_compiles(
+    images: dict[str, ImageRecipe], entries: list[dict[str, Any]]
+) -> dict[str, ImageRecipe]:
+    """Give each image that bakes a Go build cache the compile commands of its go languages."""
+    for name, image in images.items():
+        if image.go_cache:
+            compiles = [
+                e["compile"]
+                for e in entries
+                if e.get("image") == name and e.get("name") == "go" and e.get("compile")
+            ]
+            images[name] = replace(image, go_compiles=tuple(dict.fromkeys(compiles)))
     return images
 
 

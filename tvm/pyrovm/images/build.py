@@ -76,6 +76,8 @@ def mmdebstrap_argv(
         hook += ["--pch", header]
     for command in recipe.pch_compiles if recipe.pch else ():
         hook += ["--pch-compile", command]
+    for command in recipe.go_compiles if recipe.go_cache else ():
+        hook += ["--go-cache-compile", command]
     argv = [
         shutil.which("mmdebstrap") or "mmdebstrap",
         "--mode=" + ("root" if os.geteuid() == 0 else "unshare"),
@@ -284,6 +286,7 @@ def make_manifest(
             "packages": list(recipe.packages),
             "pip": list(recipe.pip),
             "pch": list(recipe.pch),
+            "go_cache": recipe.go_cache,
         },
         "mirror": mirror,
         "python": python_version(rootfs),

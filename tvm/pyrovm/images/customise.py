@@ -4,7 +4,8 @@ freshly bootstrapped image (``python -m tvm.pyrovm.images customize ROOTFS ...``
 It adds the mount points bwrap needs, passwd/group entries for the sandbox
 uids, the recipe's ``pip`` packages (host pip, ``--target`` the image's site
 dir), ``.pyc`` files compiled by the image's own Python and the recipe's
-precompiled headers (:mod:`.pch`), and removes docs.
+precompiled headers (:mod:`.pch`), a Go build cache (:mod:`.gocache`), and
+removes docs.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from tvm.errors import ImageBuildFailed
 from tvm.pyrovm.images.contents import installed_packages, python_version
+from tvm.pyrovm.images.gocache import build_go_cache
 from tvm.pyrovm.images.pch import build_pch
 
 
@@ -135,6 +137,7 @@ def customize_rootfs(
     pip: Sequence[str] = (),
     pch: Sequence[str] = (),
     pch_compiles: Sequence[str] = (),
+    go_cache_compiles: Sequence[str] = (),
 ) -> None:
     """Everything the customize hook does to a freshly bootstrapped image."""
     _info("creating mount points")
@@ -152,6 +155,9 @@ def customize_rootfs(
         _info(f"precompiling {' '.join(pch)}")
         for path in build_pch(rootfs, pch, pch_compiles):
             _info(f"wrote {path}")
+    if go_cache_compiles:
+        _info("baking a Go build cache of the standard library")
+        _info(f"{build_go_cache(rootfs, go_cache_compiles)} Go build cache entries")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -165,11 +171,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     customize.add_argument("--pip", action="append", default=[])
     customize.add_argument("--pch", action="append", default=[], help="header to precompile")
     customize.add_argument("--pch-compile", action="append", default=[], help="for this command")
+    customize.add_argument(
+        "--go-cache-compile", action="append", default=[], help="bake a Go cache for this command"
+    )
     args = parser.parse_args(argv)
     try:
         customize_rootfs(
-            args.rootfs, args.uid_base, args.uid_count, args.pip, args.pch, args.pch_compile
-        )
+            args.rootfs, args.uid_base, args.uid_count, args.pip, args.pch, args.pch_compile,
+            args.go_cache_compile,
+        )  # fmt: skip
     except (OSError, subprocess.CalledProcessError, ImageBuildFailed) as exc:
         print(f"E: tvm: customize failed: {exc}", file=sys.stderr, flush=True)
         return 1
