@@ -198,3 +198,62 @@ def test_an_empty_cgroup_goes_without_looking_for_processes(
     monkeypatch.setattr(os, "kill", lambda pid, sig: killed.append(pid))
     assert busy_group.try_remove() is False
     assert killed == [424242]
+
+
+def _fake_v2_service(tmp_path: Path) -> tuple[Path, Path]:
+    root = tmp_path / "cg"
+    own = root / "svc"
+    own.mkdir(parents=True)
+    (root / "cgroup.controllers").write_text("cpu memory pids\n")
+    (own / "cgroup.controllers").write_text("cpu memory pids\n")
+    (own / "cgroup.subtree_control").write_text("cpu memory pids\n")
+    proc = tmp_path / "self_cgroup"
+    proc.write_text("0::/svc\n")
+    return root, proc
+
+
+def test_v2_sandbox_is_an_inner_node_with_agent_and_program_leaves(tmp_path: Path) -> None:
+    """v2's no-internal-processes rule: the sandbox node enables controllers
+    for its children and holds no process; the agent and the program are
+    sibling leaves, and removal goes leaves first."""
+    root, proc = _fake_v2_service(tmp_path)
+    group = CgroupManager(root, proc).create("sb-5")
+    d = group.dirs[""]
+    assert (d / "cgroup.subtree_control").read_text() == "+cpu +memory +pids"
+    assert group.procs_files == [d / "agent/cgroup.procs"]
+    assert group.program_procs_files == [d / "program/cgroup.procs"]
+    (d / "agent/cgroup.procs").write_text("41\n")
+    (d / "program/cgroup.procs").write_text("42\n")
+    assert group.pids() == [41, 42]
+    for leaf in ("agent", "program"):  # plain directories: rmdir needs them empty
+        (d / leaf / "cgroup.procs").unlink()
+    (d / "cgroup.subtree_control").unlink()
+    assert group.try_remove()
+    assert not d.exists()
+
+
+def test_the_vm_guest_lays_out_the_same_tree(tmp_path: Path) -> None:
+    """The guest init (on the guest's real cgroup2 tree in the QEMU tests)
+    makes the v2 layout, enters its agent leaf and hands the program leaf's
+    procs file and CPU counter to the supervisor."""
+    from tvm.pyrovm.agent import supervisor, vminit
+
+    root = tmp_path / "guest"
+    (root / "sandbox/program").mkdir(parents=True)
+    (root / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    (root / "sandbox/program/cpu.stat").write_text("usage_usec 7\n")
+    (root / "sandbox/program/cgroup.procs").write_text("")
+    saved = supervisor.PROGRAM_CGROUP_FDS[:], supervisor.PROGRAM_CPU_FDS[:]
+    try:
+        assert vminit.setup_cgroup(str(root))
+        assert (root / "cgroup.subtree_control").read_text() == "+cpu +memory +pids"
+        assert (root / "sandbox/cgroup.subtree_control").read_text() == "+cpu +memory +pids"
+        assert (root / "sandbox/agent/cgroup.procs").read_text() == str(os.getpid())
+        assert supervisor._program_cpu_ns() == 7000
+        vminit.limit_program({"memory_mb": 48, "processes": 9}, str(root / "sandbox/program"))
+        assert (root / "sandbox/program/memory.max").read_text() == str(48 << 20)
+        assert (root / "sandbox/program/pids.max").read_text() == "9"
+    finally:
+        for fd in supervisor.PROGRAM_CGROUP_FDS + supervisor.PROGRAM_CPU_FDS:
+            os.close(fd)
+        supervisor.PROGRAM_CGROUP_FDS[:], supervisor.PROGRAM_CPU_FDS[:] = saved

@@ -25,7 +25,8 @@ def test_fragment_has_what_a_microvm_guest_needs() -> None:
     options = kernel.fragment_options()
     for name in ("PVH", "KVM_GUEST", "ACPI", "VIRTIO_MMIO", "VIRTIO_MMIO_CMDLINE_DEVICES",
                  "VIRTIO_BLK", "VIRTIO_CONSOLE", "VSOCKETS", "VIRTIO_VSOCKETS", "EXT4_FS",
-                 "SERIAL_8250_CONSOLE", "DEVTMPFS_MOUNT", "MEMCG", "CGROUP_PIDS"):  # fmt: skip
+                 "SERIAL_8250_CONSOLE", "DEVTMPFS_MOUNT", "MEMCG", "CGROUP_PIDS",
+                 "CGROUP_SCHED", "FAIR_GROUP_SCHED"):  # fmt: skip
         assert options.get(f"CONFIG_{name}") == "y", name
     assert options["CONFIG_MODULES"] == "n"
 

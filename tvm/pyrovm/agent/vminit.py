@@ -14,10 +14,15 @@ Settings come from the kernel command line (``/proc/cmdline``):
     tvm.scratch=/dev/vdb       /work and /tmp on this disk instead (Firecracker)
     tvm.clock=<unix seconds>   the host's time at boot
 
-Inside the VM the guest's memory size is the hard cap; on top of that every
-stage runs in a cgroup whose ``memory.max`` and ``pids.max`` follow the stage's
-limits, and an OOM kill there is reported as ``memory_limit``. PID 1 itself is
-never chosen by the OOM killer.
+Inside the VM the guest's memory size is the hard cap and its vCPU count the
+CPU cap. On top of that the guest's own cgroup v2 tree has the same layout as
+a sandbox on a v2 host (:mod:`cgroup2`): PID 1 in ``sandbox/agent``, every
+stage's program in ``sandbox/program``, whose ``memory.max`` and ``pids.max``
+are the stage's limits (an OOM kill there is reported as ``memory_limit``) and
+whose ``cpu.stat`` is the stage's CPU time: the supervisor reads it while the
+stage runs, so every descendant counts, reaped or not, and the stage is killed
+as soon as it passes its CPU limit, exactly as under the namespace driver.
+PID 1 itself is never chosen by the OOM killer.
 """
 
 from __future__ import annotations
@@ -31,13 +36,13 @@ import socket
 import sys
 import time
 
+from . import cgroup2, protocol, supervisor
 from . import main as agent_main
-from . import protocol
 
 CHUNK = 32 << 10  # a virtio-serial write carries at most ~32 KiB
-AGENT_OVERHEAD_MB = 32  # PID 1's own memory inside the stage cgroup
 CGROUP = "/sys/fs/cgroup"
 SANDBOX_CGROUP = CGROUP + "/sandbox"
+PROGRAM_CGROUP = f"{SANDBOX_CGROUP}/{cgroup2.PROGRAM}"
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND = 2, 4, 8, 4096
 RB_POWER_OFF = 0x4321FEDC
 RB_AUTOBOOT = 0x01234567
@@ -94,15 +99,30 @@ def setup_filesystems(settings: dict[str, str]) -> None:
     mount("tmpfs", "/tmp", "tmpfs", nosuid, f"mode=1777,size={tmp_mb}m")
 
 
-def setup_cgroup() -> bool:
-    """Put PID 1 into ``/sys/fs/cgroup/sandbox`` with memory and pids control."""
+def setup_cgroup(root: str = CGROUP) -> bool:
+    """The sandbox's cgroup v2 tree (:mod:`cgroup2`) with PID 1 in its agent
+    leaf; the program leaf's procs file and CPU counter handed to the
+    supervisor, as a namespace sandbox's zygote hands over the host's."""
+    sandbox, program = f"{root}/sandbox", f"{root}/sandbox/{cgroup2.PROGRAM}"
     try:
-        mount("cgroup2", CGROUP, "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-        with open(CGROUP + "/cgroup.subtree_control", "w") as fh:
-            fh.write("+memory +pids")
-        os.makedirs(SANDBOX_CGROUP, exist_ok=True)
-        with open(SANDBOX_CGROUP + "/cgroup.procs", "w") as fh:
-            fh.write("1")
+        if root == CGROUP:
+            mount("cgroup2", root, "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        with open(f"{root}/cgroup.controllers") as fh:
+            offered = fh.read().split()
+        controllers = tuple(c for c in cgroup2.CONTROLLERS if c in offered)
+        if "memory" not in controllers or "pids" not in controllers:
+            raise OSError(f"the guest kernel offers only {controllers} cgroup controllers")
+        cgroup2.enable_controllers(root, controllers)
+        cgroup2.make_sandbox(sandbox, controllers)
+        cgroup2.write(f"{sandbox}/{cgroup2.AGENT}/cgroup.procs", str(os.getpid()))
+        procs = os.open(f"{program}/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+        supervisor.PROGRAM_CGROUP_FDS[:] = [procs]
+        if "cpu" in controllers:  # else the supervisor counts CPU itself
+            supervisor.PROGRAM_CPU_FDS[:] = [
+                os.open(f"{program}/cpu.stat", os.O_RDONLY | os.O_CLOEXEC)
+            ]
+        else:
+            log("no cpu cgroup controller in the guest kernel: CPU time counted by the agent")
         return True
     except OSError as exc:
         log(f"no cgroup limits inside the VM ({exc}); the VM size is the only memory cap")
@@ -128,21 +148,15 @@ def reap(*_: object) -> None:
             pass
 
 
-def _cg_write(name: str, value: str) -> None:
-    with open(f"{SANDBOX_CGROUP}/{name}", "w") as fh:
-        fh.write(value)
-
-
-def _oom_kills() -> int:
-    try:
-        with open(f"{SANDBOX_CGROUP}/memory.events") as fh:
-            for line in fh:
-                key, _, value = line.partition(" ")
-                if key == "oom_kill":
-                    return int(value)
-    except (OSError, ValueError):
-        pass
-    return 0
+def limit_program(limits: dict | None, cgroup: str = PROGRAM_CGROUP) -> None:
+    """The program leaf's caps for the next stage (``None``: none)."""
+    if limits is None:
+        values = {"memory.max": "max", "pids.max": "max"}
+    else:
+        values = cgroup2.limits(int(limits["memory_mb"]) << 20, int(limits["processes"]))
+    for name, value in values.items():
+        with contextlib.suppress(OSError):
+            cgroup2.write(f"{cgroup}/{name}", value)
 
 
 class VMAgent(agent_main.Agent):
@@ -158,18 +172,13 @@ class VMAgent(agent_main.Agent):
     def on_stage(self, message: dict) -> dict:
         if not self.cgroups:
             return super().on_stage(message)
-        limits = message["limits"]
-        with contextlib.suppress(OSError):
-            _cg_write("memory.max", str((int(limits["memory_mb"]) + AGENT_OVERHEAD_MB) << 20))
-            _cg_write("pids.max", str(int(limits["processes"]) + 16))
-        before = _oom_kills()
+        limit_program(message["limits"])
+        before = cgroup2.oom_kills(PROGRAM_CGROUP)
         try:
             result = super().on_stage(message)
         finally:
-            with contextlib.suppress(OSError):
-                _cg_write("memory.max", "max")
-                _cg_write("pids.max", "max")
-        if _oom_kills() > before and result.get("signal") == "SIGKILL":
+            limit_program(None)
+        if cgroup2.oom_kills(PROGRAM_CGROUP) > before and result.get("signal") == "SIGKILL":
             result["status"] = "memory_limit"
         return result
 

@@ -8,7 +8,10 @@ in a ``tvm`` subtree, so the service needs no delegation beyond its own::
     v2:  /sys/fs/cgroup/<own path>/tvm/<sandbox>
 
 On v2 the "no internal processes" rule means the service first moves itself
-into ``<own>/service`` so that controllers can be enabled for ``<own>``.
+into ``<own>/service`` so that controllers can be enabled for ``<own>``, and
+each sandbox is an inner node with two leaves, ``agent`` (the processes that
+make the sandbox) and ``program`` (:mod:`..agent.cgroup2` decides that layout,
+the same one a VM guest uses on its own v2 tree).
 
 What each sandbox is charged and capped (docs/isolation.md has the full table):
 
@@ -32,16 +35,17 @@ import time
 from pathlib import Path
 
 from tvm.errors import DriverUnavailable
+from tvm.pyrovm.agent import cgroup2
 from tvm.pyrovm.agent.supervisor import cgroup_cpu_ns
 
 log = logging.getLogger("tvm.pyrovm.cgroups")
 
 V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct")
-V2_CONTROLLERS = ("cpu", "memory", "pids")
-CFS_PERIOD_US = 100_000
+V2_CONTROLLERS = cgroup2.CONTROLLERS
+CFS_PERIOD_US = cgroup2.CFS_PERIOD_US
 # v1 cpu.shares / v2 cpu.weight of a sandbox, per core of its quota.
 V1_SHARES_PER_CPU = 1024
-V2_WEIGHT_PER_CPU = 100
+V2_WEIGHT_PER_CPU = cgroup2.WEIGHT_PER_CPU
 
 
 def _own_paths(proc_cgroup: Path) -> dict[str, str]:
@@ -80,23 +84,30 @@ def _read(path: Path | str) -> str:
         os.close(fd)
 
 
-PROGRAM = "program"
+PROGRAM = cgroup2.PROGRAM
 
 
 class Cgroup:
     """The cgroup(s) of one sandbox, each with a ``program`` child.
 
-    The sandbox as a whole (bwrap, the agent, the program) lives in the parent;
-    the agent moves each program it starts into the child, so the program's
-    own limit is exactly what the request asked for, with the agent's memory
-    accounted above it.
+    The sandbox as a whole (bwrap, the agent, the program) is charged to the
+    parent; the agent moves each program it starts into the child, so the
+    program's own limit is exactly what the request asked for, with the
+    agent's memory accounted above it. On v1 the agent's processes live in the
+    parent itself; on v2 in its ``agent`` leaf (no internal processes).
+
+    ``fresh=False``: an existing cgroup, only to be removed (its layout is not
+    touched).
     """
 
-    def __init__(self, version: int, dirs: dict[str, Path]) -> None:
+    def __init__(self, version: int, dirs: dict[str, Path], fresh: bool = True) -> None:
         self.version = version
         self.dirs = dirs  # controller -> directory ("" for v2); co-mounted ones share one
         self.unique_dirs = list(dict.fromkeys(dirs.values()))
-        for d in self.unique_dirs:
+        for d in self.unique_dirs if fresh else ():
+            if version == 2:
+                cgroup2.make_sandbox(str(d))
+                continue
             with contextlib.suppress(FileExistsError):
                 os.mkdir(f"{d}/{PROGRAM}")
         mem, pids = self._dir("memory"), self._dir("pids")
@@ -106,6 +117,9 @@ class Cgroup:
 
     @property
     def procs_files(self) -> list[Path]:
+        """Where the sandbox's own processes (agent, VMM, runtime) go."""
+        if self.version == 2:
+            return [d / cgroup2.AGENT / "cgroup.procs" for d in self.unique_dirs]
         return [d / "cgroup.procs" for d in self.unique_dirs]
 
     @property
@@ -145,8 +159,8 @@ class Cgroup:
         quota = cpus * CFS_PERIOD_US
         if self.version == 2:
             d = self._dir("")
-            self._put(f"{d}/cpu.max", f"{quota} {CFS_PERIOD_US}")
-            self._put(f"{d}/cpu.weight", str(min(10000, cpus * V2_WEIGHT_PER_CPU)))
+            for name, value in cgroup2.cpu_limits(cpus).items():
+                self._put(f"{d}/{name}", value)
             return
         d = self._dir("cpu")
         self._put(f"{d}/cpu.cfs_period_us", str(CFS_PERIOD_US))
@@ -167,9 +181,9 @@ class Cgroup:
 
     def _set(self, mem: str, pids_dir: str, memory_bytes: int, pids: int) -> None:
         if self.version == 2:  # socket buffers are part of memory.current on v2
-            self._put(f"{mem}/memory.max", str(memory_bytes))
+            for name, value in cgroup2.limits(memory_bytes, pids).items():
+                self._put(f"{mem}/{name}", value)
             self._put(f"{mem}/memory.swap.max", "0", optional=True)
-            self._put(f"{pids_dir}/pids.max", str(pids))
             return
         limit, memsw = f"{mem}/memory.limit_in_bytes", f"{mem}/memory.memsw.limit_in_bytes"
         # memsw must stay >= limit: order the two writes accordingly.
@@ -275,7 +289,7 @@ class Cgroup:
             return True
         if self.version == 2:
             with contextlib.suppress(OSError):
-                _write(self._dir("") / "cgroup.kill", "1")
+                cgroup2.kill(str(self._dir("")))
         for pid in self.pids():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, 9)
@@ -284,7 +298,7 @@ class Cgroup:
     def _rmdirs(self) -> bool:
         gone = True
         for d in self.unique_dirs:
-            for path in (f"{d}/{PROGRAM}", f"{d}"):
+            for path in cgroup2.leaves(str(d)) if self.version == 2 else (f"{d}/{PROGRAM}", f"{d}"):
                 try:
                     os.rmdir(path)
                 except FileNotFoundError:
@@ -338,7 +352,7 @@ class CgroupManager:
             _write(own / "cgroup.subtree_control", " ".join(f"+{c}" for c in sorted(needed)))
         base = own / "tvm"
         base.mkdir(exist_ok=True)
-        _write(base / "cgroup.subtree_control", " ".join(f"+{c}" for c in V2_CONTROLLERS))
+        cgroup2.enable_controllers(str(base))
         _warn_if_sockets_uncharged()
         self._weigh_subtree(base / "cpu.weight", V2_WEIGHT_PER_CPU, 10000)
         return base
@@ -370,7 +384,7 @@ class CgroupManager:
                 owner = path.name.split("-", 1)[0]
                 if not path.is_dir() or not owner.isdigit() or _alive(int(owner)):
                     continue
-                Cgroup(self.version, {"": path}).remove()
+                Cgroup(self.version, {"": path}, fresh=False).remove()
                 removed += 1
         return removed
 
