@@ -168,15 +168,16 @@ async def test_api_failures_become_sandbox_errors_with_the_fault(
 def test_jailer_command_line(tmp_path: Path) -> None:
     jail = JailPaths(tmp_path / "firecracker" / "tvm-abc", "tvm-abc")
     argv = jailer_argv("/usr/bin/jailer", "/usr/bin/firecracker", jail, 60005, 512, 64,
-                       "/var/run/netns/tvm-abc", 2)  # fmt: skip
+                       "/var/run/netns/tvm-abc", 2, cpus=2)  # fmt: skip
     joined = " ".join(argv)
     assert "--id tvm-abc" in joined and "--uid 60005 --gid 60005" in joined
     assert f"--chroot-base-dir {tmp_path}" in joined
     assert "--cgroup memory.max=608M" in joined and "--cgroup pids.max=128" in joined
-    assert "--netns /var/run/netns/tvm-abc" in joined
+    assert "cpu.max=200000 100000" in argv and "--netns /var/run/netns/tvm-abc" in joined
     assert argv[-3:] == ["--", "--api-sock", API_SOCK]
     v1 = jailer_argv("j", "f", jail, 60005, 512, 64, None, 1)
     assert f"memory.limit_in_bytes={608 << 20}" in " ".join(v1) and "--netns" not in v1
+    assert "cpu.cfs_quota_us=100000" in v1
 
 
 async def test_hybrid_vsock_connect_retries_and_keeps_guest_bytes(tmp_path: Path) -> None:

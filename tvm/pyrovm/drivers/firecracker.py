@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tvm.errors import ImageError
+from tvm.pyrovm.agent.cgroup2 import CFS_PERIOD_US
 from tvm.pyrovm.drivers import fcapi
 from tvm.pyrovm.drivers.base import (
     Availability,
@@ -102,19 +103,26 @@ def boot_calls(memory_mb: int, cpu_count: int, args: str) -> list[fcapi.Call]:
 
 
 def jailer_argv(jailer: str, firecracker: str, jail: JailPaths, uid: int, memory_mb: int,
-                processes: int, netns: str | None, cgroup_version: int) -> list[str]:  # fmt: skip
+                processes: int, netns: str | None, cgroup_version: int,
+                cpus: int = 1) -> list[str]:  # fmt: skip
+    """The jailer's command line: the VMM in cgroups capping its memory, its
+    processes and its CPU (a CFS quota of the VM's vCPU count, so that the
+    VMM's own threads cannot add cores to what the guest may use)."""
     memory = (
         f"{memory_mb + GUEST_OVERHEAD_MB}M"
         if cgroup_version == 2
         else str((memory_mb + GUEST_OVERHEAD_MB) << 20)
     )
     memory_key = "memory.max" if cgroup_version == 2 else "memory.limit_in_bytes"
+    quota = cpus * CFS_PERIOD_US
+    cpu = f"cpu.max={quota} {CFS_PERIOD_US}" if cgroup_version == 2 else f"cpu.cfs_quota_us={quota}"
     argv = [
         jailer, "--id", jail.vm_id, "--exec-file", firecracker,
         "--uid", str(uid), "--gid", str(uid),
         "--chroot-base-dir", str(jail.base.parent.parent),
         "--cgroup-version", str(cgroup_version), "--parent-cgroup", PARENT_CGROUP,
         "--cgroup", f"{memory_key}={memory}", "--cgroup", f"pids.max={processes + 64}",
+        "--cgroup", cpu,
         "--resource-limit", "no-file=1024", "--resource-limit", "fsize=0",
     ]  # fmt: skip
     if netns:
@@ -199,7 +207,9 @@ def _cgroup_dirs(vm_id: str) -> tuple[Path, ...]:
     root = Path("/sys/fs/cgroup")
     if cgroup_version() == 2:
         return (root / PARENT_CGROUP / vm_id,)
-    return tuple(root / controller / PARENT_CGROUP / vm_id for controller in ("memory", "pids"))
+    return tuple(
+        root / controller / PARENT_CGROUP / vm_id for controller in ("memory", "pids", "cpu")
+    )
 
 
 def _remove_cgroups(vm_id: str) -> None:
@@ -324,7 +334,7 @@ class FirecrackerDriver(Driver):
                            netns if made == 0 else None)  # fmt: skip
         netns_path = f"/var/run/netns/{netns}" if vm.netns else None
         argv = jailer_argv(self.jailer, self.firecracker, jail, uid, spec.memory_mb,
-                           spec.processes, netns_path, cgroup_version())  # fmt: skip
+                           spec.processes, netns_path, cgroup_version(), spec.cpus)  # fmt: skip
         try:
             vm.proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,

@@ -190,7 +190,7 @@ class QemuDriver(Driver):
         try:
             if cgroup is not None:
                 vmm_mb = max(256, spec.memory_mb + GUEST_OVERHEAD_MB) + TB_SIZE_MB + 256
-                cgroup.set_limits(vmm_mb << 20, 256)
+                cgroup.set_limits(vmm_mb << 20, 256, cpus=spec.cpus)  # the vCPUs, no more
                 argv = enter_argv(cgroup.procs_files, argv)
             sandbox.proc = await asyncio.create_subprocess_exec(
                 *argv,
