@@ -22,6 +22,7 @@ from tvm.api import Case, ExecutionResponse, Job, StageResult, TestResult, inter
 from tvm.config.catalog import Catalog, Language
 from tvm.config.settings import Settings
 from tvm.errors import CapacityError, SandboxError
+from tvm.pyrovm import hostlimits
 from tvm.pyrovm.drivers.base import Driver, Sandbox
 from tvm.pyrovm.drivers.messages import StageReply
 from tvm.pyrovm.images import ImageStore
@@ -141,6 +142,11 @@ class Engine:
         self.outcomes: dict[str, int] = {}
 
     async def start(self) -> None:
+        if self.driver.host_files:  # its programs' files are the host's (hostlimits)
+            largest = max((lang.run_limits.maximum.memory_mb for lang in self.catalog), default=0)
+            await asyncio.to_thread(
+                hostlimits.size_file_table, self.settings.max_concurrent_vms, largest
+            )
         await self.sandboxes.start()
         for name in self.settings.pool_languages if self.settings.pool_size else ():
             built = [

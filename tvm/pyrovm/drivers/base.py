@@ -434,6 +434,8 @@ class Driver(ABC):
 
     name: ClassVar[str]
     strength: ClassVar[int] = 0  # auto picks the strongest usable driver
+    # Whether programs' open files are the host kernel's own (its fs.file-max).
+    host_files: ClassVar[bool] = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

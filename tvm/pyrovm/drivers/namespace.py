@@ -146,6 +146,7 @@ class NamespaceSandbox(Sandbox):
 class NamespaceDriver(Driver):
     name = "namespace"
     strength = 10
+    host_files = True
 
     def __init__(self, settings: Settings, zygote_max_age: float = ZYGOTE_MAX_AGE) -> None:
         super().__init__(settings)
