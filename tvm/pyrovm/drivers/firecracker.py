@@ -3,7 +3,7 @@
 Per VM (``start_vm``):
 
 * ``jailer`` chroots Firecracker into ``<jail>/firecracker/<id>/root``, drops it
-  to the sandbox's own uid/gid, puts it in cgroups (memory, pids) below
+  to the sandbox's own uid/gid, puts it in cgroups (memory, pids, a CPU quota of its vCPUs) below
   ``tvm-firecracker`` and into its own network namespace; the VM has no
   network device at all;
 * the guest kernel (built by ``tvm images kernel``: an uncompressed ``vmlinux``),
