@@ -267,6 +267,11 @@ def mounts(settings: Settings, owners: set[int]) -> set[str]:
     found = set()
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         point = line.split()[4]
+        # An image build's mounts (its rootfs's /proc, /dev...) are its own
+        # process's (``.<image>.partial-<pid>``): another checkout's build is not ours.
+        builder = re.search(r"\.partial-(\d+)(?:/|$)", point)
+        if builder and int(builder.group(1)) not in owners:
+            continue
         if f"{point}/".startswith(own):
             found.add(point)
     return found
