@@ -289,12 +289,14 @@ def test_memory_bomb_piston_shape(api: httpx.Client, py: None) -> None:
 
 def test_infinite_loop_is_timeout_with_cpu_time(api: httpx.Client, py: None) -> None:
     result = python(
-        api, "while True:\n    pass\n", limits={"cpu_time_ms": 1000, "timeout_ms": 5000}
+        api, "while True:\n    pass\n", limits={"cpu_time_ms": 1000, "timeout_ms": 30000}
     )
     run = result["run"]
     assert run["status"] == "timeout", run
-    assert run["cpu_ms"] >= 800, run  # the CPU time it burnt is reported
-    assert run["wall_ms"] < 4000, run  # stopped for CPU time, before the wall timeout
+    # The CPU time it burnt is reported; it was stopped for that, not for wall
+    # time (which a loaded host may stretch far past the CPU time: hence 30 s).
+    assert run["cpu_ms"] >= 800, run
+    assert run["wall_ms"] < 29000, run
 
 
 def test_infinite_loop_piston_is_TO(api: httpx.Client, py: None) -> None:
