@@ -278,7 +278,8 @@ def test_reaped_children_are_counted_and_stopped(api: httpx.Client, py: None, dr
     assert run["cpu_ms"] >= 500, run
     assert "done" not in run["stdout"], run
     # Under a limit it does not reach, every child's CPU is in cpu_ms.
-    result = python(api, REAPED_PY, args=["0.05", "8"], limits={"cpu_time_ms": 5000})
+    result = python(api, REAPED_PY, args=["0.05", "8"],
+                    limits={"cpu_time_ms": 5000, "timeout_ms": 20000})  # fmt: skip
     run = result["run"]
     assert run["status"] == "ok" and run["stdout"] == "done\n", run
     assert counted(run["cpu_ms"], 8 * 50, driver), run
@@ -289,7 +290,8 @@ def test_reaped_children_in_c(api: httpx.Client, gcc: str, driver: str) -> None:
     result = c(api, gcc, REAPED_C, args=["0.05", "40"], limits=limits)
     assert result["run"]["status"] == "timeout", result["run"]
     assert result["run"]["cpu_ms"] >= 500, result["run"]
-    result = c(api, gcc, REAPED_C, args=["0.05", "8"], limits={"cpu_time_ms": 5000})
+    result = c(api, gcc, REAPED_C, args=["0.05", "8"],
+               limits={"cpu_time_ms": 5000, "timeout_ms": 20000})  # fmt: skip
     assert result["run"]["status"] == "ok", result["run"]
     assert counted(result["run"]["cpu_ms"], 8 * 50, driver), result["run"]
 
