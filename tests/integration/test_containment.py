@@ -287,7 +287,7 @@ def test_memory_bomb_piston_shape(api: httpx.Client, py: None) -> None:
     assert run["memory"] <= 64 * 1024 * 1024 * 1.1, run  # held to its limit
 
 
-def test_infinite_loop_is_timeout_with_cpu_time(api: httpx.Client, py: None) -> None:
+def test_infinite_loop_is_timeout_with_cpu_time(api: httpx.Client, py: None, driver: str) -> None:
     result = python(
         api, "while True:\n    pass\n", limits={"cpu_time_ms": 1000, "timeout_ms": 30000}
     )
@@ -295,7 +295,9 @@ def test_infinite_loop_is_timeout_with_cpu_time(api: httpx.Client, py: None) -> 
     assert run["status"] == "timeout", run
     # The CPU time it burnt is reported; it was stopped for that, not for wall
     # time (which a loaded host may stretch far past the CPU time: hence 30 s).
-    assert run["cpu_ms"] >= 800, run
+    # gVisor's agent stops it by the Sentry's clock, which runs ahead of the
+    # host's count that cpu_ms reports (more so on a loaded host): half is its floor.
+    assert run["cpu_ms"] >= (500 if driver == GVISOR else 800), run
     assert run["wall_ms"] < 29000, run
 
 
