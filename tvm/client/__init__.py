@@ -1,4 +1,4 @@
-"""``tvm.client``: the Python SDK for TVM's native API, blocking and asyncio::
+r"""``tvm.client``: the Python SDK for TVM's native API, blocking and asyncio::
 
     from tvm.client import Client
 
