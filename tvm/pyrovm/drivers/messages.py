@@ -69,6 +69,7 @@ class StageReply(Message):
     cpu_ms: int
     wall_ms: int
     memory_kb: int
+    warm: bool = False  # a compiler pre-started in the sandbox did the compile
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,10 @@ class Init(Message):
     uid: int
     gid: int
     stages: int = 1
+    # A compiler to start ahead of the compile stage (agent/warm.py): the
+    # catalog's command prefix, and the compile stage's maximum limits.
+    warm_compiler: str | None = None
+    warm_limits: dict[str, int] | None = None
 
 
 @dataclass(frozen=True)
