@@ -44,7 +44,11 @@ def warm_fields(language: Language, warm: bool) -> dict[str, Any]:
     if not warm or language.warm_compiler is None:
         return {}
     limits = dataclasses.asdict(language.compile_limits.maximum)
-    return {"warm_compiler": language.warm_compiler, "warm_limits": limits}
+    return {
+        "warm_compiler": language.warm_compiler,
+        "warm_limits": limits,
+        "warm_memory_mb": language.warm_memory_mb,
+    }
 
 
 # Warm sandboxes of one language created at the same time.

@@ -184,6 +184,14 @@ class Agent:
         if runner.warm_ready is not None:
             warm.wait_ready(runner.warm_ready)
 
+    def on_cool(self, message: dict) -> dict:
+        """End the pre-started compiler before a stage it must not serve."""
+        if self.runners and self.runners[0].warm:
+            self.runners.pop(0).discard()
+            supervisor.kill_uid(self.uid, supervisor._Reaper())  # nothing else runs yet
+            self.runners.insert(0, supervisor.Runner())
+        return {"type": "ok"}
+
     def on_files(self, message: dict) -> dict:
         with _as_user(self.uid, self.gid):
             for item in message["files"]:

@@ -35,6 +35,7 @@ from tvm.pyrovm.drivers.messages import (
     Ack,
     Archive,
     ArchiveRequest,
+    Cool,
     Event,
     File,
     Files,
@@ -63,6 +64,9 @@ if TYPE_CHECKING:
 AGENT_DIR = Path(__file__).resolve().parent.parent / "agent"
 # How long a sandbox without a VM to boot may take to answer its first frame.
 HANDSHAKE_TIMEOUT = 30.0
+# Fewer processes (threads) than this and a compile stage runs cold: a JVM
+# already holds a few dozen.
+WARM_MIN_PROCESSES = 64
 # The agent starts as a plain `python3` would for a script (no -I/-S flags, the
 # programs' environment), recording the modules of a fresh interpreter first:
 # Python programs then run in a forked child of it (see agent/pyrun.py).
@@ -170,6 +174,18 @@ class SandboxSpec:
     # ``warm_compiler``) and the limits it starts under (the stage's maximum).
     warm_compiler: str | None = None
     warm_limits: dict[str, int] | None = None
+    warm_memory_mb: int = 0  # what it holds while it waits
+
+    def warm_for(self, limits: StageLimits) -> bool:
+        """Whether a compile stage under ``limits`` may use the pre-started
+        compiler: only with room to spare above what it already holds (else
+        the limit could not even be set, or would bite where a cold compiler's
+        would not), and threads enough for a JVM's."""
+        return (
+            self.warm_compiler is not None
+            and limits.memory_mb >= 2 * self.warm_memory_mb
+            and limits.processes >= WARM_MIN_PROCESSES
+        )
 
 
 @dataclass(frozen=True)
@@ -309,6 +325,8 @@ class Sandbox(ABC):
         ``stream``: output comes as events while it runs, and stdin, signals and
         (with ``terminal``, a pty's rows and cols) resizes reach it.
         """
+        if name == "compile" and self.spec.warm_compiler and not self.spec.warm_for(limits):
+            await self._session().call(Cool(), Ok)  # before its limits are set
         await self.apply_limits(limits)
         oom_before = self.oom_kills()
         cpu_before = self.cpu_ns()

@@ -112,6 +112,13 @@ class Init(Message):
 
 
 @dataclass(frozen=True)
+class Cool(Message):
+    """End the compiler pre-started for the compile stage (it will run cold)."""
+
+    TYPE = "cool"
+
+
+@dataclass(frozen=True)
 class Files(Message):
     TYPE = "files"
     files: list[File]
@@ -203,11 +210,12 @@ REPLIES: dict[type[Message], type[Message]] = {
     Stage: StageReply,
     ArchiveRequest: Archive,
     Unpack: Ok,
+    Cool: Ok,
     Ping: Pong,
 }
 FROM_AGENT: tuple[type[Message], ...] = (Hello, Ok, Pong, Error, StageReply, Archive, Event)
 TO_AGENT: tuple[type[Message], ...] = (
-    Init, Files, Stage, ArchiveRequest, Unpack, Ping, Shutdown, Stdin, Signal, Resize, Ack,
+    Init, Cool, Files, Stage, ArchiveRequest, Unpack, Ping, Shutdown, Stdin, Signal, Resize, Ack,
 )  # fmt: skip
 _BY_TYPE: dict[str, type[Message]] = {cls.TYPE: cls for cls in FROM_AGENT}
 

@@ -43,6 +43,7 @@ public class TvmWarm {
                 walk.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
             }
         }
+        System.gc(); // what the warm-up left is garbage: hold less while waiting
         say('\n');
         List<String> request = readRequest(new FileInputStream("/proc/self/fd/3"));
         if (request == null) {
