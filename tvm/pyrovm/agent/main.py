@@ -225,6 +225,7 @@ class Agent:
         env, live = self.env, None
         runner: supervisor.Runner | None
         if message.get("stream"):  # output, stdin and signals live (:mod:`stream`)
+            self.on_cool(message)  # a streamed stage runs its compiler cold
             for prepared in self.runners:  # their stdin is not a pipe
                 prepared.discard()
             self.runners.clear()
