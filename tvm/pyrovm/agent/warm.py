@@ -70,6 +70,7 @@ def prestart(
     if pid == 0:  # pragma: no cover - the keeper
         code = 70
         try:
+            os.close(3)  # the runner's control pipe: the stage's program is not ours
             os.close(req_w)
             os.close(rep_r)
             os.setgroups([])
