@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO))
 from bench.cpu import Meter, meters  # noqa: E402
 from bench.judge import judge  # noqa: E402
 from bench.languages import chroot_setup, per_language  # noqa: E402
+from bench.warm_memory import report_warm_memory, warm_memory  # noqa: E402
 from tests.conftest import Server  # noqa: E402
 from tvm.api import CodeExecutionRequest, build_job  # noqa: E402
 from tvm.config.catalog import load_catalog  # noqa: E402
@@ -305,6 +306,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 bench.results["judge_ms"] = await judge(
                     client, bench.catalog, store, args.lang_runs
                 )
+            bench.results["warm_memory"] = await warm_memory(settings, bench.catalog)
         if not args.languages_only:
             await bench.other_drivers()
     finally:
@@ -402,6 +404,8 @@ def report(results: dict[str, Any]) -> None:
         console.print(f"bare side's own setup (mount namespace + chroot): {setup} ms")
     if "judge_ms" in results:
         report_judge(console, results["judge_ms"])
+    if "warm_memory" in results:
+        report_warm_memory(console, results["warm_memory"])
     if not results["latency_ms"]:
         return
     lat = results["latency_ms"]

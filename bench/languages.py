@@ -183,6 +183,9 @@ async def _measure(
         errors: list[str] = []
         for i in range(runs + 1):  # the first round warms the page cache for both
             for name, probe in probes.items():
+                # Neither side shares the CPU with a warm sandbox still starting
+                # (a pre-started compiler takes seconds of it).
+                await pool_settled(client, lang.key)
                 try:
                     took = await _timed(probe)
                 except RuntimeError as exc:  # a failed sample is reported, not timed
@@ -208,6 +211,17 @@ def cold_header(rootfs: Path, lang: Language) -> tuple[str, str] | None:
         for gch in sorted(rootfs.glob(f"usr/include/**/{header}.gch")):
             return "/" + str(gch.relative_to(rootfs)).removesuffix(".gch"), header
     return None
+
+
+async def pool_settled(client: httpx.AsyncClient, key: str, timeout: float = 120.0) -> None:
+    """Wait until the service's warm pool for ``key`` holds what it aims to."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        health = (await client.get("/health")).json()
+        pool = (health.get("embedded") or {}).get("sandboxes") or {}
+        if pool.get("warm", {}).get(key, 0) >= pool.get("pool_targets", {}).get(key, 0):
+            return
+        await asyncio.sleep(0.1)
 
 
 async def chroot_setup(store: ImageStore, catalog: Catalog, runs: int) -> float:

@@ -248,7 +248,12 @@ async def test_destroy_tears_down_exactly_once_even_when_raced(cleanup: list[Any
 
     box = await box_with(agent, Box(), cleanup)
     assert await box.ready(5) is box
-    assert got == [{"type": "init", "uid": 60001, "gid": 60001, "stages": 1}]
+    assert got == [
+        {
+            "type": "init", "uid": 60001, "gid": 60001, "stages": 1,
+            "warm_compiler": None, "warm_limits": None,
+        }
+    ]  # fmt: skip
     await asyncio.gather(box.destroy(), box.destroy())
     await box.destroy()
     assert box.teardowns == 1 and box.destroyed

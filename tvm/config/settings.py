@@ -131,6 +131,10 @@ class Settings(BaseSettings):
     prestart: bool = Field(
         True, description="run Python programs in the sandbox's already started interpreter"
     )
+    prestart_compilers: bool = Field(
+        True,
+        description="warm sandboxes start their language's compiler ahead (catalog: warm_compiler)",
+    )
 
     # Sandbox filesystem caps.
     workdir_size_mb: int = Field(64, ge=1, le=4096, description="size of the writable /work")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import time
@@ -35,6 +36,20 @@ from tvm.pyrovm.drivers.base import Driver, Sandbox, SandboxSpec
 from tvm.pyrovm.images import ImageStore
 
 log = logging.getLogger("tvm.pool")
+
+
+def warm_fields(language: Language, warm: bool) -> dict[str, Any]:
+    """The :class:`SandboxSpec` fields that pre-start ``language``'s compiler
+    (``warm``: the sandbox is made ahead of its request, and compilers may be)."""
+    if not warm or language.warm_compiler is None:
+        return {}
+    limits = dataclasses.asdict(language.compile_limits.maximum)
+    return {
+        "warm_compiler": language.warm_compiler,
+        "warm_limits": limits,
+        "warm_memory_mb": language.warm_memory_mb,
+    }
+
 
 # Warm sandboxes of one language created at the same time.
 FILL_PARALLELISM = 2
@@ -163,7 +178,9 @@ class SandboxManager:
             self.count -= 1
             self._changed.notify_all()
 
-    async def _create(self, language: Language) -> Sandbox:
+    async def _create(self, language: Language, warm: bool = False) -> Sandbox:
+        """A sandbox for ``language``; ``warm`` (one for the pool, made ahead of
+        its request): with the language's compiler pre-started, if it has one."""
         rootfs = self.images.rootfs(language.image)
         uid = self.uids.take()
         spec = SandboxSpec(
@@ -179,6 +196,7 @@ class SandboxManager:
                 language.run_limits.maximum.processes, language.compile_limits.maximum.processes
             ),
             stages=2 if language.compiled else 1,
+            **warm_fields(language, warm and self.settings.prestart_compilers),
         )
         started = time.monotonic()
         try:
@@ -222,7 +240,7 @@ class SandboxManager:
                 return  # never take capacity from jobs to warm a pool
             self.count += 1
             try:
-                sandbox = await self._create(self.languages[key])
+                sandbox = await self._create(self.languages[key], warm=True)
             except (SandboxError, CapacityError, OSError) as exc:
                 await self._unreserve()
                 log.warning("warm pool for %s: %s", key, exc)
@@ -256,29 +274,37 @@ class SandboxManager:
                 busy = math.ceil(demand.rate * demand.start_seconds * 2)
                 floor = max(floor, settings.pool_size + busy)
             wanted[key] = min(settings.pool_max, floor)
-        budget = min(
-            settings.pool_memory_mb // settings.pool_sandbox_mb,
-            self.capacity - len(self.active),
-        )
+        # Two budgets: sandboxes (capacity a job may need) and memory, where a
+        # sandbox with a pre-started compiler costs what that compiler holds.
+        count = self.capacity - len(self.active)
+        memory = settings.pool_memory_mb
+        cost = {key: self.warm_cost_mb(self.languages[key]) for key in wanted}
         # Every language in use gets one first (most recently used first): a rarely
         # used language is never starved. Then the busiest get their extra ones,
         # and what is left keeps the pinned languages nobody is using warm.
         targets = dict.fromkeys(wanted, 0)
         for key in sorted(in_use, key=lambda k: -self.demand[k].last_used):
-            if wanted[key] and budget > 0:
+            if wanted[key] and count > 0 and memory >= cost[key]:
                 targets[key] = 1
-                budget -= 1
+                count -= 1
+                memory -= cost[key]
         idle_pinned = [k for k in self.pinned if k in wanted and k not in in_use]
         for key in [*sorted(in_use, key=lambda k: -self.demand[k].rate), *idle_pinned]:
-            extra = min(wanted[key] - targets[key], max(budget, 0))
+            extra = min(wanted[key] - targets[key], max(count, 0), max(memory, 0) // cost[key])
             targets[key] += extra
-            budget -= extra
+            count -= extra
+            memory -= extra * cost[key]
         self.targets = targets
         for key, target in targets.items():
             queue = self.warm[key]
             while len(queue) > target:
                 self._spawn(self._destroy(queue.pop()), teardown=True)
             self._refill(key)
+
+    def warm_cost_mb(self, language: Language) -> int:
+        """Memory one warm sandbox of ``language`` holds while it waits."""
+        warm = language.warm_memory_mb if self.settings.prestart_compilers else 0
+        return self.settings.pool_sandbox_mb + warm
 
     async def _tune_forever(self, interval: float = 1.0) -> None:
         while True:

@@ -164,8 +164,32 @@ class Agent:
         self.env.update(message.get("env") or {})
         # As many runners as the sandbox will run stages (a compiled language:
         # two), so that no stage waits for one to enter its cgroup.
+        if message.get("warm_compiler") and not self.runners:
+            self._prestart(message["warm_compiler"], message["warm_limits"])
         while len(self.runners) < max(1, min(int(message.get("stages", 1)), 4)):
             self.runners.append(supervisor.Runner())
+        return {"type": "ok"}
+
+    def _prestart(self, command: str, limits: dict) -> None:
+        """The compile stage's runner starts the compiler ahead (:mod:`warm`)."""
+        from . import warm  # only sandboxes that pre-start a compiler need it
+
+        if not warm.available():
+            return
+        runner = supervisor.Runner(warm={
+            "command": command, "env": self.env, "cwd": self.workdir,
+            "uid": self.uid, "gid": self.gid, "limits": limits,
+        })  # fmt: skip
+        self.runners.append(runner)
+        if runner.warm_ready is not None:
+            warm.wait_ready(runner.warm_ready)
+
+    def on_cool(self, message: dict) -> dict:
+        """End the pre-started compiler before a stage it must not serve."""
+        if self.runners and self.runners[0].warm:
+            self.runners.pop(0).discard()
+            supervisor.kill_uid(self.uid, supervisor._Reaper())  # nothing else runs yet
+            self.runners.insert(0, supervisor.Runner())
         return {"type": "ok"}
 
     def on_files(self, message: dict) -> dict:
@@ -201,6 +225,7 @@ class Agent:
         env, live = self.env, None
         runner: supervisor.Runner | None
         if message.get("stream"):  # output, stdin and signals live (:mod:`stream`)
+            self.on_cool(message)  # a streamed stage runs its compiler cold
             for prepared in self.runners:  # their stdin is not a pipe
                 prepared.discard()
             self.runners.clear()
@@ -214,6 +239,10 @@ class Agent:
             live = stream.LiveStage(self, self.uid, stdin, tty=bool(terminal))
         else:
             runner = self.runners.pop(0) if self.runners else None
+            if runner is not None and runner.warm and message.get("name") == "compile":
+                from . import warm
+
+                env = warm.stage_env(env)
         result = supervisor.run_stage(
             argv,
             env=env,
@@ -226,6 +255,10 @@ class Agent:
             runner=runner,
             live=live,
         )
+        if runner is not None and runner.warm_ready is not None:
+            from . import warm
+
+            result["warm"] = warm.served(runner.warm_ready)
         if live is None and not message.get("last") and not self.runners:
             self.runners.append(supervisor.Runner())  # ready for the next stage
         result["stdout"] = base64.b64encode(result["stdout"]).decode()

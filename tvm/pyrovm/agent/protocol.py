@@ -14,11 +14,12 @@ keeps this list equal to it)::
         pong         {}
         error        {message}
         stage_result {status, exit_code, signal, stdout, stderr, output, stdout_truncated,
-                      stderr_truncated, cpu_ms, wall_ms, memory_kb}
+                      stderr_truncated, cpu_ms, wall_ms, memory_kb, warm}
         archive      {data}
         event        {event, ...}
     host -> agent:
-        init         {uid, gid, stages} -> ok
+        init         {uid, gid, stages, warm_compiler, warm_limits} -> ok
+        cool         {} -> ok
         files        {files} -> ok
         stage        {name, argv, stdin, limits, pyrun, last, files, stream,
                       terminal} -> stage_result

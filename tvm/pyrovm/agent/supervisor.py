@@ -165,12 +165,23 @@ class Runner:
     runs the script in place: :mod:`pyrun`).
     """
 
-    def __init__(self, live: str | None = None, winsize: tuple[int, int] = (24, 80)) -> None:
+    def __init__(
+        self, live: str | None = None, winsize: tuple[int, int] = (24, 80), warm: dict | None = None
+    ) -> None:
         """``live``: None (stdin is the stage's bytes), ``"pipe"`` (stdin is a
         pipe the agent keeps writing: ``stdin_w``) or ``"pty"`` (a terminal:
         stdin, stdout and stderr are one pty, ``out_r``/``stdin_w`` its master;
-        ``winsize``: its rows and columns)."""
+        ``winsize``: its rows and columns). ``warm``: start a compiler ahead of
+        the stage (:func:`warm.prestart`'s arguments); ``warm_ready`` is then
+        the pipe that says it is ready."""
         self.stdin_w: int | None = None
+        self.warm = warm is not None
+        self.warm_ready: int | None = None
+        ready_w = -1
+        if warm is not None:
+            from . import warm as warm_module
+
+            self.warm_ready, ready_w = warm_module.user_pipes(warm["uid"], warm["gid"], 1)
         self.out_r, out_w = os.pipe()
         self.err_r, err_w = os.pipe()
         ctrl_r, self.ctrl_w = os.pipe()
@@ -187,9 +198,11 @@ class Runner:
             self.stdin_w = os.dup(master)
         pid = os.fork()
         if pid == 0:  # pragma: no cover - child
-            _runner_main(ctrl_r, out_w, err_w, child_stdin, tty)
+            if self.warm_ready is not None:
+                os.close(self.warm_ready)
+            _runner_main(ctrl_r, out_w, err_w, child_stdin, tty, warm, ready_w)
         self.pid = pid
-        for fd in (ctrl_r, out_w, err_w, child_stdin):
+        for fd in (ctrl_r, out_w, err_w, child_stdin, ready_w):
             if fd >= 0:
                 os.close(fd)
 
@@ -205,7 +218,7 @@ class Runner:
     def discard(self) -> None:
         with contextlib.suppress(OSError):
             os.close(self.ctrl_w)  # the runner reads EOF and exits
-        for fd in (self.out_r, self.err_r, self.stdin_w):
+        for fd in (self.out_r, self.err_r, self.stdin_w, self.warm_ready):
             if fd is not None:
                 with contextlib.suppress(OSError):
                     os.close(fd)
@@ -223,7 +236,13 @@ def _read_exact(fd: int, n: int) -> bytes:  # pragma: no cover - runs in the run
 
 
 def _runner_main(  # pragma: no cover - child
-    ctrl_r: int, out_w: int, err_w: int, live_stdin: int = -1, tty: bool = False
+    ctrl_r: int,
+    out_w: int,
+    err_w: int,
+    live_stdin: int = -1,
+    tty: bool = False,
+    warm_args: dict | None = None,
+    ready_w: int = -1,
 ) -> None:
     argv0 = "program"
     try:
@@ -236,8 +255,11 @@ def _runner_main(  # pragma: no cover - child
             os.dup2(live_stdin, 0)
         os.dup2(out_w, 1)
         os.dup2(err_w, 2)
+        if ready_w >= 0:
+            ready_w = fcntl.fcntl(ready_w, fcntl.F_DUPFD, 10)  # above 3 and the warm pipes
         os.dup2(ctrl_r, 3)  # last: the sources above may be fd 3
-        os.closerange(4, 65536)  # the agent's channel and everything else
+        for low, high in ((4, ready_w), (ready_w + 1, 65536)) if ready_w >= 0 else ((4, 65536),):
+            os.closerange(low, high)  # the agent's channel and everything else
         if live_stdin < 0:
             null = os.open("/dev/null", os.O_RDONLY)
             if null != 0:
@@ -254,6 +276,10 @@ def _runner_main(  # pragma: no cover - child
                 os.close(fd)
         except OSError:
             pass
+        if warm_args is not None:
+            from . import warm
+
+            warm.prestart(**warm_args, ready_w=ready_w, set_rlimits=_set_rlimits)
         size = int.from_bytes(_read_exact(3, 8), "big")
         argv, env, cwd, stdin, limits, uid, gid, pyrun = marshal.loads(_read_exact(3, size))
         os.close(3)
@@ -270,6 +296,8 @@ def _runner_main(  # pragma: no cover - child
         os.setgroups([])
         os.setresgid(gid, gid, gid)
         os.setresuid(uid, uid, uid)
+        if warm_args is not None:
+            warm.enter_stage(env, uid, limits, _uid_pids(uid))
         os.chdir(cwd)
         os.umask(0o022)
         if pyrun is not None:

@@ -35,6 +35,7 @@ from tvm.pyrovm.drivers.messages import (
     Ack,
     Archive,
     ArchiveRequest,
+    Cool,
     Event,
     File,
     Files,
@@ -63,6 +64,9 @@ if TYPE_CHECKING:
 AGENT_DIR = Path(__file__).resolve().parent.parent / "agent"
 # How long a sandbox without a VM to boot may take to answer its first frame.
 HANDSHAKE_TIMEOUT = 30.0
+# Fewer processes (threads) than this and a compile stage runs cold: a JVM
+# already holds a few dozen.
+WARM_MIN_PROCESSES = 64
 # The agent starts as a plain `python3` would for a script (no -I/-S flags, the
 # programs' environment), recording the modules of a fresh interpreter first:
 # Python programs then run in a forked child of it (see agent/pyrun.py).
@@ -74,10 +78,36 @@ AGENT_ARGV = ["python3", "-c", AGENT_BOOT]  # found on PATH, as a program's pyth
 AGENT_ENV = dict(DEFAULT_ENV)  # the agent's environment is the programs' one
 
 
+def agent_files() -> list[Path]:
+    """What a sandbox's copy of the agent holds: its modules and the
+    pre-started compilers' servers (``warm/``)."""
+    return sorted([*AGENT_DIR.glob("*.py"), *(AGENT_DIR / "warm").glob("*.*")])
+
+
+# The stand-ins of agent/warm.py, written into each copy: warm/bin/NAME for the
+# compile stage, warm/serve/NAME for the prestart.
+WARM_TOOLS = ("java", "javac", "tsc")
+_WARM_STANDINS = {
+    "bin": 'exec /bin/sh /.tvm/tvm_agent/warm/shim.sh {tool} "$@"\n',
+    "serve": 'exec python3 /.tvm/tvm_agent/warm_serve.py {tool} "$@"\n',
+}
+
+
+def _write_warm_standins(agent_copy: Path) -> None:
+    for folder, body in _WARM_STANDINS.items():
+        (agent_copy / "warm" / folder).mkdir(parents=True, exist_ok=True)
+        for tool in WARM_TOOLS:
+            path = agent_copy / "warm" / folder / tool
+            path.write_text("#!/bin/sh\n" + body.format(tool=tool))
+            path.chmod(0o755)
+
+
 def agent_source_digest() -> str:
     digest = hashlib.sha256()
-    for path in sorted(AGENT_DIR.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for path in agent_files():
+        rel = path.relative_to(AGENT_DIR).as_posix()
+        digest.update(rel.encode() + b"\0" + path.read_bytes())
+    digest.update(repr(_WARM_STANDINS).encode())
     return digest.hexdigest()[:16]
 
 
@@ -102,8 +132,11 @@ def compiled_agent(rootfs: Path, cache: Path, compile_argv: list[str]) -> Path:
         staging = target.with_name(f".tvm_agent.{os.getpid()}.{threading.get_ident()}")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
-        for path in AGENT_DIR.glob("*.py"):
-            shutil.copy2(path, staging / path.name)
+        for path in agent_files():
+            dest = staging / path.relative_to(AGENT_DIR)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, dest)
+        _write_warm_standins(staging)
         try:
             os.replace(staging, target)
         except OSError:  # another one was first
@@ -137,6 +170,22 @@ class SandboxSpec:
     cpus: int = 1
     stages: int = 1  # how many stages a job will run in it (compile + run: 2)
     home_mb: int = 0  # a live sandbox's writable /home (0: none, /home stays read-only)
+    # A compiler to pre-start for the compile stage (the catalog's
+    # ``warm_compiler``) and the limits it starts under (the stage's maximum).
+    warm_compiler: str | None = None
+    warm_limits: dict[str, int] | None = None
+    warm_memory_mb: int = 0  # what it holds while it waits
+
+    def warm_for(self, limits: StageLimits) -> bool:
+        """Whether a compile stage under ``limits`` may use the pre-started
+        compiler: only with room to spare above what it already holds (else
+        the limit could not even be set, or would bite where a cold compiler's
+        would not), and threads enough for a JVM's."""
+        return (
+            self.warm_compiler is not None
+            and limits.memory_mb >= 2 * self.warm_memory_mb
+            and limits.processes >= WARM_MIN_PROCESSES
+        )
 
 
 @dataclass(frozen=True)
@@ -194,7 +243,10 @@ class Sandbox(ABC):
         self.session = AgentSession(channel)
 
     def init_message(self) -> Init:
-        return Init(uid=self.spec.uid, gid=self.spec.uid, stages=self.spec.stages)
+        return Init(
+            uid=self.spec.uid, gid=self.spec.uid, stages=self.spec.stages,
+            warm_compiler=self.spec.warm_compiler, warm_limits=self.spec.warm_limits,
+        )  # fmt: skip
 
     async def ready(
         self, timeout: float, connect: Callable[[], Awaitable[Channel]] | None = None
@@ -273,6 +325,8 @@ class Sandbox(ABC):
         ``stream``: output comes as events while it runs, and stdin, signals and
         (with ``terminal``, a pty's rows and cols) resizes reach it.
         """
+        if name == "compile" and self.spec.warm_compiler and not self.spec.warm_for(limits):
+            await self._session().call(Cool(), Ok)  # before its limits are set
         await self.apply_limits(limits)
         oom_before = self.oom_kills()
         cpu_before = self.cpu_ns()

@@ -69,6 +69,7 @@ class StageReply(Message):
     cpu_ms: int
     wall_ms: int
     memory_kb: int
+    warm: bool = False  # a compiler pre-started in the sandbox did the compile
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,17 @@ class Init(Message):
     uid: int
     gid: int
     stages: int = 1
+    # A compiler to start ahead of the compile stage (agent/warm.py): the
+    # catalog's command prefix, and the compile stage's maximum limits.
+    warm_compiler: str | None = None
+    warm_limits: dict[str, int] | None = None
+
+
+@dataclass(frozen=True)
+class Cool(Message):
+    """End the compiler pre-started for the compile stage (it will run cold)."""
+
+    TYPE = "cool"
 
 
 @dataclass(frozen=True)
@@ -198,11 +210,12 @@ REPLIES: dict[type[Message], type[Message]] = {
     Stage: StageReply,
     ArchiveRequest: Archive,
     Unpack: Ok,
+    Cool: Ok,
     Ping: Pong,
 }
 FROM_AGENT: tuple[type[Message], ...] = (Hello, Ok, Pong, Error, StageReply, Archive, Event)
 TO_AGENT: tuple[type[Message], ...] = (
-    Init, Files, Stage, ArchiveRequest, Unpack, Ping, Shutdown, Stdin, Signal, Resize, Ack,
+    Init, Cool, Files, Stage, ArchiveRequest, Unpack, Ping, Shutdown, Stdin, Signal, Resize, Ack,
 )  # fmt: skip
 _BY_TYPE: dict[str, type[Message]] = {cls.TYPE: cls for cls in FROM_AGENT}
 

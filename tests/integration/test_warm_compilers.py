@@ -1,0 +1,203 @@
+"""A compiler pre-started in a warm sandbox gives exactly what a cold one gives.
+
+For every language whose catalog entry has a ``warm_compiler``, the same
+programs (hello world, a realistic one reading input, a compile error, a
+runtime exception with a stack trace) are compiled and run twice in real
+sandboxes taken from the warm pool: once with the compiler pre-started, once
+without (``prestart_compilers`` off). Compile and run stdout, stderr, status
+and exit code must be byte for byte the same, and so must every file the
+compile left in the work dir (class files, the JS output, the jar's entries).
+The warm side must really have been served by the pre-started compiler (the
+stage reply says so), or the comparison would prove nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import io
+import tarfile
+import zipfile
+from typing import Any
+
+import pytest
+
+from tests.conftest import require_languages
+from tvm.config.catalog import Language, StageLimits
+from tvm.config.settings import Settings
+from tvm.pyrovm.drivers.messages import StageReply
+from tvm.pyrovm.engine import compile_argv, run_argv
+
+pytestmark = pytest.mark.usefixtures("no_leaks")
+
+STDIN = "3\n10 20 30\nhello world\n"
+
+JAVA = {
+    "hello": "public class Main {\n    public static void main(String[] args) {\n"
+    '        System.out.println("hello");\n    }\n}\n',
+    "realistic": "import java.util.*;\n\npublic class Main {\n"
+    "    static long sum(long[] xs) { long s = 0; for (long x : xs) s += x; return s; }\n"
+    '    static String shout(String s) { return s.toUpperCase(Locale.ROOT) + "!"; }\n'
+    "    public static void main(String[] args) {\n"
+    "        Scanner in = new Scanner(System.in);\n"
+    "        int n = in.nextInt();\n        long[] xs = new long[n];\n"
+    "        for (int i = 0; i < n; i++) xs[i] = in.nextLong();\n        in.nextLine();\n"
+    '        System.out.println(sum(xs) + " " + shout(in.nextLine()));\n    }\n}\n',
+    "compile-error": "public class Main {\n    public static void main(String[] args) {\n"
+    '        int x = "text";\n        System.out.println(y)\n    }\n}\n',
+    "exception": "public class Main {\n    static void f(int d) {\n"
+    '        if (d == 0) throw new IllegalStateException("boom");\n        f(d - 1);\n    }\n'
+    "    public static void main(String[] args) { f(3); }\n}\n",
+}
+KOTLIN = {
+    "hello": 'fun main(args: Array<String>) {\n    println("hello")\n}\n',
+    "realistic": "fun sum(xs: List<Long>) = xs.fold(0L) { a, b -> a + b }\n"
+    'fun shout(s: String) = s.toUpperCase() + "!"\n\n'
+    "fun main(args: Array<String>) {\n    readLine()\n"
+    '    val xs = readLine()!!.split(" ").map { it.toLong() }\n'
+    '    println("${sum(xs)} ${shout(readLine()!!)}")\n}\n',
+    "compile-error": 'fun main(args: Array<String>) {\n    val x: Int = "text"\n    println(y)\n}\n',
+    "exception": 'fun f(d: Int) {\n    if (d == 0) throw IllegalStateException("boom")\n'
+    "    f(d - 1)\n}\n\nfun main(args: Array<String>) {\n    f(3)\n}\n",
+}
+SCALA = {
+    "hello": 'object Main {\n  def main(args: Array[String]): Unit = println("hello")\n}\n',
+    "realistic": "object Main {\n  def sum(xs: Seq[Long]): Long = xs.sum\n"
+    '  def shout(s: String): String = s.toUpperCase + "!"\n'
+    "  def main(args: Array[String]): Unit = {\n    scala.io.StdIn.readLine()\n"
+    '    val xs = scala.io.StdIn.readLine().split(" ").map(_.toLong)\n'
+    '    println(s"${sum(xs)} ${shout(scala.io.StdIn.readLine())}")\n  }\n}\n',
+    "compile-error": "object Main {\n  def main(args: Array[String]): Unit = {\n"
+    '    val x: Int = "text"\n    println(y)\n  }\n}\n',
+    "exception": "object Main {\n  def f(d: Int): Unit = {\n"
+    '    if (d == 0) throw new IllegalStateException("boom")\n    f(d - 1)\n  }\n'
+    "  def main(args: Array[String]): Unit = f(3)\n}\n",
+}
+TYPESCRIPT = {
+    "hello": 'const greeting: string = "hello";\nconsole.log(greeting);\n',
+    "realistic": "declare function require(name: string): any; // no @types/node in the image\n"
+    'const fs = require("fs");\n\n'
+    "function sum(xs: number[]): number {\n  return xs.reduce((a, b) => a + b, 0);\n}\n"
+    'const shout = (s: string): string => s.toUpperCase() + "!";\n'
+    'const lines = fs.readFileSync(0, "utf8").split("\\n");\n'
+    'console.log(`${sum(lines[1].split(" ").map(Number))} ${shout(lines[2])}`);\n',
+    "compile-error": 'const x: number = "text";\nconsole.log(y);\n',
+    "exception": "function f(d: number): void {\n"
+    '  if (d === 0) throw new Error("boom");\n  f(d - 1);\n}\nf(3);\n',
+}
+PROGRAMS = {"java": JAVA, "kotlin": KOTLIN, "scala": SCALA, "typescript": TYPESCRIPT}
+LANGUAGES = ["java@17.0.19", "java@21.0.13", "kotlin@1.3.31", "scala@2.11.12", "typescript@4.8.4"]
+
+
+def stage(reply: StageReply | None) -> dict[str, Any] | None:
+    if reply is None:
+        return None
+    return {
+        "status": reply.status,
+        "exit_code": reply.exit_code,
+        "signal": reply.signal,
+        "stdout": reply.stdout,
+        "stderr": reply.stderr,
+    }
+
+
+def outputs(archive: bytes) -> dict[str, bytes]:
+    """The work dir's files; a jar as its entries (a jar's own bytes carry times)."""
+    files: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        for member in tar.getmembers():
+            data = tar.extractfile(member)
+            if data is None:
+                continue
+            content = data.read()
+            if member.name.endswith(".jar"):
+                with zipfile.ZipFile(io.BytesIO(content)) as jar:
+                    for entry in jar.namelist():
+                        files[f"{member.name}!{entry}"] = jar.read(entry)
+            else:
+                files[member.name] = content
+    return files
+
+
+async def compile_and_run(
+    settings: Settings, lang: Language, code: str, compile_limits: StageLimits | None = None
+) -> dict[str, Any]:
+    """Compile and run ``code`` in a sandbox taken from the warm pool."""
+    from tvm.pyrovm.drivers.namespace import NamespaceDriver
+    from tvm.pyrovm.images import ImageStore
+    from tvm.pyrovm.pool import SandboxManager
+
+    driver = NamespaceDriver(settings)
+    manager = SandboxManager(settings, driver, ImageStore(settings))
+    files = [(lang.source_file, code.encode(), 0o644)]
+    try:
+        manager.set_pool_target(lang, 1)
+        for _ in range(1200):
+            if manager.warm[lang.key]:
+                break
+            await asyncio.sleep(0.1)
+        assert manager.warm[lang.key], "the warm pool never filled"
+        async with manager.sandbox(lang) as sandbox:
+            manager.set_pool_target(lang, 0)  # taken: make no other
+            compiled = await sandbox.run_stage(
+                "compile", compile_argv(lang, files), b"",
+                compile_limits or lang.compile_limits.default,
+                last=False, files=files,
+            )  # fmt: skip
+            archive = await sandbox.archive()
+            ran = None
+            if compiled.status == "ok":
+                ran = await sandbox.run_stage(
+                    "run", run_argv(lang, []), STDIN.encode(), lang.run_limits.default
+                )
+    finally:
+        await manager.close()
+        await driver.close()
+    return {
+        "warm": compiled.warm,
+        "cpu": compiled.cpu_ms,
+        "compile": stage(compiled),
+        "run": stage(ran),
+        "files": outputs(archive),
+    }
+
+
+@pytest.mark.parametrize("key", LANGUAGES)
+async def test_a_prestarted_compiler_gives_what_a_cold_one_gives(
+    settings: Settings, key: str
+) -> None:
+    (lang,) = require_languages(settings, key)
+    cold_settings = settings.model_copy(update={"prestart_compilers": False})
+    warm_settings = settings.model_copy(update={"prestart_compilers": True})
+    for name, code in PROGRAMS[lang.name].items():
+        cold = await compile_and_run(cold_settings, lang, code)
+        warm = await compile_and_run(warm_settings, lang, code)
+        cold.pop("cpu"), warm.pop("cpu")  # the point of it: not compared
+        assert not cold.pop("warm"), f"{name}: the cold side was served warm"
+        assert warm.pop("warm"), f"{name}: the pre-started compiler did not serve the compile"
+        assert warm == cold, f"{key} {name}: warm and cold differ"
+        if name == "hello":
+            assert cold["run"]["stdout"] == b"hello\n"
+        if name == "realistic":
+            assert cold["run"]["stdout"] == b"60 HELLO WORLD!\n"
+        if name == "compile-error":
+            diagnostics = cold["compile"]["stderr"] + cold["compile"]["stdout"]  # tsc: stdout
+            assert cold["compile"]["status"] != "ok" and b"error" in diagnostics
+        if name == "exception":
+            assert cold["run"]["status"] == "runtime_error" and b"boom" in cold["run"]["stderr"]
+
+
+async def test_a_compile_with_too_little_memory_for_the_warm_compiler_runs_cold(
+    settings: Settings,
+) -> None:
+    """A limit below what the waiting compiler holds could not even be set on
+    its cgroup: the agent ends it first and the stage runs as it would cold."""
+    (lang,) = require_languages(settings, "java@17.0.19")
+    limits = dataclasses.replace(lang.compile_limits.default, memory_mb=lang.warm_memory_mb)
+    cold = await compile_and_run(
+        settings.model_copy(update={"prestart_compilers": False}), lang, JAVA["hello"], limits
+    )
+    warm = await compile_and_run(settings, lang, JAVA["hello"], limits)
+    cold.pop("cpu"), warm.pop("cpu")
+    assert warm.pop("warm") is False and cold.pop("warm") is False
+    assert warm == cold and warm["run"]["stdout"] == b"hello\n"
