@@ -42,6 +42,17 @@ def default_home() -> Path:
     return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local/share")) / "tvm"
 
 
+def default_pool_memory_mb() -> int:
+    """A quarter of the host's memory, at most 1536 MB (every pre-started
+    compiler warm at once, about 1.1 GB, with room for the other pools), at
+    least 256 MB."""
+    try:
+        total_kb = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 1024
+    except (ValueError, OSError):
+        return 512
+    return max(256, min(1536, total_kb // 1024 // 4))
+
+
 def _config_file() -> Path:
     explicit = os.environ.get("TVM_CONFIG")
     if explicit:
@@ -97,7 +108,10 @@ class Settings(BaseSettings):
         description="languages kept warm from start-up, used or not",
     )
     pool_memory_mb: int = Field(
-        512, ge=0, description="memory budget of all warm sandboxes together"
+        default_factory=default_pool_memory_mb,
+        ge=0,
+        description="memory budget of all warm sandboxes together (default: a quarter of the "
+        "host's memory, 256 to 1536 MB)",
     )
     pool_sandbox_mb: int = Field(
         12, ge=1, description="memory one idle warm sandbox takes (measured: about 8)"
