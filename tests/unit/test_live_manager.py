@@ -46,6 +46,9 @@ def test_timeout_and_memory_ranges_name_the_setting() -> None:
     with pytest.raises(InvalidRequest, match="between 16 and 1024") as big:
         asyncio.run(manager(live_max_memory_mb=1024).create(LiveRequest(memory_mb=4096)))
     assert big.value.field == "memory_mb"
+    with pytest.raises(InvalidRequest, match="between 16 and") as none:  # not "the default"
+        asyncio.run(manager().create(LiveRequest(memory_mb=0)))
+    assert none.value.field == "memory_mb"
 
 
 def test_unknown_template_is_not_found() -> None:

@@ -47,6 +47,7 @@ PYTHON_TEMPLATES = ("", "base", "python")
 SCIENCE_TEMPLATES = ("code-interpreter-v1", "code-interpreter")
 SCIENCE = "python-scientific"
 OPEN_FILES = 1024
+MIN_MEMORY_MB = 16  # the least memory a live sandbox may ask for
 REAP_INTERVAL = 0.5
 ID_PREFIX = "sb"
 BOOT_DIGITS = 8
@@ -203,10 +204,10 @@ class LiveManager:
                 "allow_internet_access",
                 "a TVM sandbox has no network; leave it unset or false",
             )
-        memory = request.memory_mb or settings.live_memory_mb
-        if not 16 <= memory <= settings.live_max_memory_mb:
+        memory = settings.live_memory_mb if request.memory_mb is None else request.memory_mb
+        if not MIN_MEMORY_MB <= memory <= settings.live_max_memory_mb:
             raise InvalidRequest(
-                "memory_mb", f"must be between 16 and {settings.live_max_memory_mb}"
+                "memory_mb", f"must be between {MIN_MEMORY_MB} and {settings.live_max_memory_mb}"
             )
         timeout = self.timeout_for(request.timeout)
         language = self.language_for(request.template)
