@@ -8,9 +8,13 @@ which returns them as its typed results).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+# A path in the sandbox (relative: below /home/user); no file's name holds a NUL.
+PATH_PATTERN = r"^[^\x00]+$"
+SandboxPath = Annotated[str, Field(min_length=1, pattern=PATH_PATTERN)]
 
 
 class _Request(BaseModel):
@@ -21,8 +25,13 @@ class SandboxCreate(_Request):
     template: str = Field(
         "base", description="'base' (Python and common tools) or a language of /api/v1/languages"
     )
-    timeout: int | None = Field(None, description="seconds it lives; default live_timeout_seconds")
-    memory_mb: int | None = Field(None, description="its memory; default live_memory_mb")
+    timeout: int | None = Field(
+        None,
+        description="seconds it lives (to live_max_timeout_seconds); default live_timeout_seconds",
+    )
+    memory_mb: int | None = Field(
+        None, description="its memory (16 to live_max_memory_mb); default live_memory_mb"
+    )
     env: dict[str, str] = Field(default_factory=dict, description="environment of its processes")
     metadata: dict[str, str] = Field(default_factory=dict, description="your labels, for listing")
 
@@ -40,12 +49,14 @@ class SandboxInfo(BaseModel):
 
 
 class TimeoutUpdate(_Request):
-    timeout: int = Field(description="seconds from now until it ends")
+    timeout: int = Field(
+        description="seconds from now until it ends (1 to live_max_timeout_seconds)"
+    )
 
 
 class CommandRequest(_Request):
     cmd: str = Field(description="a shell command line (run by /bin/bash -c)")
-    cwd: str | None = Field(None, description="working directory; default /home/user")
+    cwd: SandboxPath | None = Field(None, description="working directory; default /home/user")
     env: dict[str, str] = Field(default_factory=dict)
     stdin: str | None = Field(None, description="input; for a background command: keep it open")
     background: bool = Field(False, description="answer with the pid at once")
@@ -100,12 +111,12 @@ class EntryInfo(BaseModel):
 
 
 class PathRequest(_Request):
-    path: str
+    path: SandboxPath
 
 
 class MoveRequest(_Request):
-    source: str
-    destination: str
+    source: SandboxPath
+    destination: SandboxPath
 
 
 class CodeRequest(_Request):
@@ -132,7 +143,7 @@ class ContextCreate(_Request):
     language: Literal["python", "javascript"] = Field(
         "python", description="javascript: Node.js, where the image has it (code-interpreter-v1)"
     )
-    cwd: str | None = None
+    cwd: SandboxPath | None = None
 
 
 class ContextInfo(BaseModel):

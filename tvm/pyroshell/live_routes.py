@@ -19,11 +19,13 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
+from tvm.api import ErrorBody
 from tvm.errors import NotFound
 from tvm.live_api import (
+    PATH_PATTERN,
     CodeRequest,
     CodeResult,
     CommandInput,
@@ -45,6 +47,7 @@ from tvm.pyroshell.live_ops import default_context, download, live_manager, uplo
 from tvm.pyroshell.live_ws import router as command_socket_router
 from tvm.pyrovm.live import LiveRequest, LiveSandbox
 from tvm.pyrovm.live_session import Output, ProcessEnd, ProcessRecord, WatchEvent
+from tvm.utils.responses import errors
 
 PREFIX = "/api/v1/sandboxes"
 # Most output a collected command keeps per stream.
@@ -57,6 +60,16 @@ async def _who(request: Request) -> str:
 
 
 Who = Annotated[str, Depends(_who)]  # the caller, as a sandbox's owner ("" with keys off)
+FilePath = Annotated[str, Query(min_length=1, pattern=PATH_PATTERN)]
+
+# What each route can answer besides its success (the OpenAPI schema): every one
+# a bad request or key, or no worker for live sandboxes; one naming a sandbox also
+# 404 (it ended, or never was) and 410 (lost with its worker); one the agent does
+# 404 and 409 for what it finds there (no such file, context, process; one exists).
+COLLECTION = errors(ErrorBody, 400, 401, 503)
+CREATE = errors(ErrorBody, 400, 401, 404, 429, 503)  # 404: no such template
+SANDBOX = errors(ErrorBody, 400, 401, 404, 410, 503)
+INSIDE = errors(ErrorBody, 400, 401, 404, 409, 410, 503)
 
 
 def _mine(request: Request, sandbox_id: str, who: str) -> LiveSandbox:
@@ -124,7 +137,7 @@ async def collect(live: LiveSandbox, record: ProcessRecord, timeout: float | Non
 def router() -> APIRouter:
     routes = APIRouter(prefix=PREFIX, tags=["sandboxes"])
 
-    @routes.post("", status_code=201)
+    @routes.post("", status_code=201, responses=CREATE)
     async def create(body: SandboxCreate, request: Request, who: Who) -> SandboxInfo:
         await live_gate(request).admit(request)
         live = await live_manager(request).create(
@@ -139,22 +152,22 @@ def router() -> APIRouter:
         )
         return info(live)
 
-    @routes.get("")
+    @routes.get("", responses=COLLECTION)
     async def list_sandboxes(request: Request, who: Who) -> list[SandboxInfo]:
         found = live_manager(request).sandboxes.values()
         return [info(sb) for sb in found if not who or sb.owner == who]
 
-    @routes.get("/{sandbox_id}")
+    @routes.get("/{sandbox_id}", responses=SANDBOX)
     async def get_sandbox(sandbox_id: str, request: Request, who: Who) -> SandboxInfo:
         return info(_mine(request, sandbox_id, who))
 
-    @routes.delete("/{sandbox_id}", status_code=204)
+    @routes.delete("/{sandbox_id}", status_code=204, responses=SANDBOX)
     async def kill(sandbox_id: str, request: Request, who: Who) -> Response:
         live = _mine(request, sandbox_id, who)
         await live_manager(request).kill(live.id)
         return Response(status_code=204)
 
-    @routes.post("/{sandbox_id}/timeout")
+    @routes.post("/{sandbox_id}/timeout", responses=SANDBOX)
     async def set_timeout(
         sandbox_id: str, body: TimeoutUpdate, request: Request, who: Who
     ) -> SandboxInfo:
@@ -162,7 +175,7 @@ def router() -> APIRouter:
         return info(live_manager(request).set_timeout(live.id, body.timeout))
 
     # -- commands ---------------------------------------------------------------
-    @routes.post("/{sandbox_id}/commands")
+    @routes.post("/{sandbox_id}/commands", responses=INSIDE)
     async def run_command(
         sandbox_id: str, body: CommandRequest, request: Request, who: Who
     ) -> CommandResult:
@@ -187,7 +200,7 @@ def router() -> APIRouter:
             return CommandResult(pid=record.pid)
         return await collect(live, record, body.timeout)
 
-    @routes.get("/{sandbox_id}/commands")
+    @routes.get("/{sandbox_id}/commands", responses=SANDBOX)
     async def list_commands(sandbox_id: str, request: Request, who: Who) -> list[ProcessInfo]:
         live = _mine(request, sandbox_id, who)
         return [
@@ -197,7 +210,7 @@ def router() -> APIRouter:
             for r in live.session.running()
         ]
 
-    @routes.post("/{sandbox_id}/commands/{pid}/wait")
+    @routes.post("/{sandbox_id}/commands/{pid}/wait", responses=INSIDE)
     async def wait_command(sandbox_id: str, pid: int, request: Request, who: Who) -> CommandResult:
         live = _mine(request, sandbox_id, who)
         return await collect(live, _record(live, pid), None)
@@ -216,7 +229,8 @@ def router() -> APIRouter:
             200: {
                 "content": {"application/x-ndjson": {}},
                 "description": "CommandEvent lines until its exit",
-            }
+            },
+            **INSIDE,
         },
     )
     async def command_events(sandbox_id: str, pid: int, request: Request, who: Who) -> Response:
@@ -242,7 +256,7 @@ def router() -> APIRouter:
 
         return StreamingResponse(lines(), media_type="application/x-ndjson")
 
-    @routes.post("/{sandbox_id}/commands/{pid}/stdin", status_code=204)
+    @routes.post("/{sandbox_id}/commands/{pid}/stdin", status_code=204, responses=INSIDE)
     async def send_stdin(
         sandbox_id: str, pid: int, body: CommandInput, request: Request, who: Who
     ) -> Response:
@@ -251,13 +265,13 @@ def router() -> APIRouter:
         await live.session.request("proc_input", pid=_record(live, pid).pid, data=data)
         return Response(status_code=204)
 
-    @routes.post("/{sandbox_id}/commands/{pid}/close-stdin", status_code=204)
+    @routes.post("/{sandbox_id}/commands/{pid}/close-stdin", status_code=204, responses=INSIDE)
     async def close_stdin(sandbox_id: str, pid: int, request: Request, who: Who) -> Response:
         live = _mine(request, sandbox_id, who)
         await live.session.request("proc_close_stdin", pid=_record(live, pid).pid)
         return Response(status_code=204)
 
-    @routes.post("/{sandbox_id}/commands/{pid}/signal", status_code=204)
+    @routes.post("/{sandbox_id}/commands/{pid}/signal", status_code=204, responses=INSIDE)
     async def send_signal(
         sandbox_id: str, pid: int, body: CommandSignal, request: Request, who: Who
     ) -> Response:
@@ -270,43 +284,47 @@ def router() -> APIRouter:
     @routes.get(
         "/{sandbox_id}/files",
         response_class=StreamingResponse,
-        responses={200: {"content": {"application/octet-stream": {}}}},
+        responses={200: {"content": {"application/octet-stream": {}}}, **INSIDE},
     )
-    async def read_file(sandbox_id: str, path: str, request: Request, who: Who) -> Response:
+    async def read_file(sandbox_id: str, path: FilePath, request: Request, who: Who) -> Response:
         size, pieces = await download(_mine(request, sandbox_id, who), path)
         return StreamingResponse(pieces, media_type="application/octet-stream",
                                  headers={"Content-Length": str(size)})  # fmt: skip
 
-    @routes.put("/{sandbox_id}/files")
-    async def write_file(sandbox_id: str, path: str, request: Request, who: Who) -> EntryInfo:
+    @routes.put("/{sandbox_id}/files", responses=INSIDE)
+    async def write_file(sandbox_id: str, path: FilePath, request: Request, who: Who) -> EntryInfo:
         live = _mine(request, sandbox_id, who)
         return entry(await upload(live, path, request.stream()))
 
-    @routes.delete("/{sandbox_id}/files", status_code=204)
-    async def remove(sandbox_id: str, path: str, request: Request, who: Who) -> Response:
+    @routes.delete("/{sandbox_id}/files", status_code=204, responses=INSIDE)
+    async def remove(sandbox_id: str, path: FilePath, request: Request, who: Who) -> Response:
         await _mine(request, sandbox_id, who).session.request("remove", path=path)
         return Response(status_code=204)
 
-    @routes.get("/{sandbox_id}/files/list")
+    @routes.get("/{sandbox_id}/files/list", responses=INSIDE)
     async def list_dir(
-        sandbox_id: str, path: str, request: Request, who: Who, depth: int = 1
+        sandbox_id: str,
+        path: FilePath,
+        request: Request,
+        who: Who,
+        depth: Annotated[int, Query(ge=1)] = 1,
     ) -> list[EntryInfo]:
         reply = await _mine(request, sandbox_id, who).session.request(
             "list", path=path, depth=depth
         )
         return [entry(e) for e in reply["entries"]]
 
-    @routes.get("/{sandbox_id}/files/stat")
-    async def stat(sandbox_id: str, path: str, request: Request, who: Who) -> EntryInfo:
+    @routes.get("/{sandbox_id}/files/stat", responses=INSIDE)
+    async def stat(sandbox_id: str, path: FilePath, request: Request, who: Who) -> EntryInfo:
         reply = await _mine(request, sandbox_id, who).session.request("stat", path=path)
         return entry(reply["entry"])
 
-    @routes.post("/{sandbox_id}/files/mkdir")
+    @routes.post("/{sandbox_id}/files/mkdir", responses=INSIDE)
     async def make_dir(sandbox_id: str, body: PathRequest, request: Request, who: Who) -> EntryInfo:
         reply = await _mine(request, sandbox_id, who).session.request("mkdir", path=body.path)
         return entry(reply["entry"])
 
-    @routes.post("/{sandbox_id}/files/move")
+    @routes.post("/{sandbox_id}/files/move", responses=INSIDE)
     async def move(sandbox_id: str, body: MoveRequest, request: Request, who: Who) -> EntryInfo:
         reply = await _mine(request, sandbox_id, who).session.request(
             "move", source=body.source, destination=body.destination
@@ -323,10 +341,10 @@ def router() -> APIRouter:
             " closing the connection stops the watch."
         ),
         response_class=StreamingResponse,
-        responses={200: {"content": {"application/x-ndjson": {}}}},
+        responses={200: {"content": {"application/x-ndjson": {}}}, **INSIDE},
     )
     async def watch_dir(
-        sandbox_id: str, path: str, request: Request, who: Who, recursive: bool = False
+        sandbox_id: str, path: FilePath, request: Request, who: Who, recursive: bool = False
     ) -> Response:
         stream = _mine(request, sandbox_id, who).session.watch(path, recursive)
         root = await anext(stream)  # a bad path, or too many watches, fails here
@@ -345,7 +363,7 @@ def router() -> APIRouter:
         return StreamingResponse(lines(), media_type="application/x-ndjson")
 
     # -- code -------------------------------------------------------------------------
-    @routes.post("/{sandbox_id}/code")
+    @routes.post("/{sandbox_id}/code", responses=INSIDE)
     async def run_code(
         sandbox_id: str, body: CodeRequest, request: Request, who: Who
     ) -> CodeResult:
@@ -366,7 +384,7 @@ def router() -> APIRouter:
             execution_count=reply.get("count", 0),
         )
 
-    @routes.post("/{sandbox_id}/contexts", status_code=201)
+    @routes.post("/{sandbox_id}/contexts", status_code=201, responses=INSIDE)
     async def create_context(
         sandbox_id: str, body: ContextCreate, request: Request, who: Who
     ) -> ContextInfo:
@@ -375,20 +393,20 @@ def router() -> APIRouter:
         )
         return ContextInfo(id=reply["ctx"], language=reply["language"], cwd=reply["cwd"])
 
-    @routes.get("/{sandbox_id}/contexts")
+    @routes.get("/{sandbox_id}/contexts", responses=INSIDE)
     async def list_contexts(sandbox_id: str, request: Request, who: Who) -> list[ContextInfo]:
         reply = await _mine(request, sandbox_id, who).session.request("ctx_list")
         return [ContextInfo(id=c["ctx"], language=c["language"], cwd=c["cwd"])
                 for c in reply["contexts"]]  # fmt: skip
 
-    @routes.post("/{sandbox_id}/contexts/{context_id}/restart", status_code=204)
+    @routes.post("/{sandbox_id}/contexts/{context_id}/restart", status_code=204, responses=INSIDE)
     async def restart_context(
         sandbox_id: str, context_id: str, request: Request, who: Who
     ) -> Response:
         await _mine(request, sandbox_id, who).session.request("ctx_restart", ctx=context_id)
         return Response(status_code=204)
 
-    @routes.delete("/{sandbox_id}/contexts/{context_id}", status_code=204)
+    @routes.delete("/{sandbox_id}/contexts/{context_id}", status_code=204, responses=INSIDE)
     async def delete_context(
         sandbox_id: str, context_id: str, request: Request, who: Who
     ) -> Response:

@@ -8,6 +8,8 @@ the gateway never sends. :func:`refine` fixes that in one place:
   ``{"message"}``), or, on Judge0 routes, Judge0's 422 ``{attribute: [problem]}``;
 * the execute request bodies carry every rule the validation applies
   (:mod:`tvm.request_schema`: languages, versions, per-language maxima, sizes);
+* the live sandboxes' lifetime and memory have the settings' bounds
+  (:mod:`tvm.pyroshell.live_schema`);
 
 The served ``/openapi.json`` is built from the running server's own settings.
 
@@ -27,6 +29,7 @@ from fastapi import FastAPI
 from tvm import request_schema
 from tvm.config.catalog import Catalog
 from tvm.config.settings import Settings
+from tvm.pyroshell import live_schema
 
 DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 JUDGE0_TAG = "judge0"
@@ -72,6 +75,7 @@ def refine(schema: dict[str, Any], settings: Settings, catalog: Catalog) -> dict
     if piston is not None:
         piston["requestBody"] = _json_body(request_schema.piston_request(catalog, settings))
     models = schema.get("components", {}).get("schemas", {})
+    live_schema.refine(models, settings)
     for name in _FASTAPI_VALIDATION:
         if not _uses(paths, name):
             models.pop(name, None)

@@ -15,6 +15,8 @@ _WHY = {
     401: "a valid API key is required (only when keys are required: see docs/api.md)",
     403: "the key is not allowed to do this",
     404: "no such thing",
+    409: "it conflicts with what exists (the body says what)",
+    410: "it was lost with the worker process that held it",
     429: "over a rate limit or concurrency quota; retry after Retry-After seconds",
     500: "the operation failed on the server",
     503: "no worker can take it now, or the language's image is not built",
