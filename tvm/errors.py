@@ -13,7 +13,8 @@ service itself and for bad requests::
     │   ├── Unauthorized            401: a valid API key is required
     │   ├── Forbidden               403: the key may not do this (an admin key may)
     │   ├── NotFound                404: no such submission / image / key
-    │   │   └── SandboxLost         410: a live sandbox's worker stopped, and the sandbox with it
+    │   │   ├── SandboxLost         410: a live sandbox's worker stopped, and the sandbox with it
+    │   │   └── SandboxEnded        404: a live sandbox ended (timeout, kill, its agent) mid-call
     │   ├── DestinationRefused      400: an outbound request may not go there (outbound.py)
     │   └── LiveOperationError      4xx: a live sandbox refused an operation (no such file...)
     ├── CapacityError               429/503 with Retry-After: too busy right now
@@ -97,6 +98,11 @@ class NotFound(RequestError):
 
 class SandboxLost(NotFound):
     status_code = 410
+
+
+class SandboxEnded(NotFound):
+    """A call to a live sandbox that ended while it was under way (its timeout, a
+    kill, its agent's end, say killed at its memory limit): as if it had come after."""
 
 
 class DestinationRefused(RequestError):

@@ -18,7 +18,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from tvm.errors import AgentError, LiveOperationError
+from tvm.errors import AgentError, LiveOperationError, SandboxEnded
 from tvm.pyrovm.agent import protocol
 from tvm.pyrovm.drivers.base import Sandbox
 from tvm.pyrovm.drivers.channel import Channel
@@ -217,7 +217,7 @@ class LiveSession:
         self, op: str, fields: dict[str, Any], rid: int | None = None
     ) -> tuple[int, asyncio.Future[dict[str, Any]]]:
         if self.closed:
-            raise AgentError(f"live sandbox channel is closed: {self.closed}")
+            raise SandboxEnded(f"the live sandbox has ended: {self.closed}")
         rid = next(self.ids) if rid is None else rid
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.pending[rid] = future
@@ -227,7 +227,7 @@ class LiveSession:
                 await self.channel.send(frame)
         except (OSError, EOFError) as exc:
             self.pending.pop(rid, None)
-            raise AgentError(f"live sandbox channel failed: {exc}") from exc
+            raise SandboxEnded(f"the live sandbox has ended: its channel failed: {exc}") from exc
         return rid, future
 
     # -- the reader ---------------------------------------------------------------
@@ -304,7 +304,7 @@ class LiveSession:
         self.closed = why
         for future in self.pending.values():
             if not future.done():
-                future.set_exception(AgentError(f"live sandbox is gone: {why}"))
+                future.set_exception(SandboxEnded(f"the live sandbox ended during the call: {why}"))
         for record in self.processes.values():
             if record.end is None:
                 record.publish(ProcessEnd(-9, "SIGKILL"))
