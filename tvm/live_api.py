@@ -10,26 +10,34 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 # A path in the sandbox (relative: below /home/user); no file's name holds a NUL.
 PATH_PATTERN = r"^[^\x00]+$"
 SandboxPath = Annotated[str, Field(min_length=1, pattern=PATH_PATTERN)]
 
 
+def _whole(value: object) -> object:
+    """JSON's 9.0 is the integer 9 (as JSON Schema has it); 9.5, true and "9" stay refused."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Whole = Annotated[int, BeforeValidator(_whole)]  # in the strict models below
+
+
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # true is not 1
 
 
 class SandboxCreate(_Request):
     template: str = Field(
         "base", description="'base' (Python and common tools) or a language of /api/v1/languages"
     )
-    timeout: int | None = Field(
+    timeout: Whole | None = Field(
         None,
         description="seconds it lives (to live_max_timeout_seconds); default live_timeout_seconds",
     )
-    memory_mb: int | None = Field(
+    memory_mb: Whole | None = Field(
         None, description="its memory (16 to live_max_memory_mb); default live_memory_mb"
     )
     env: dict[str, str] = Field(default_factory=dict, description="environment of its processes")
@@ -49,7 +57,7 @@ class SandboxInfo(BaseModel):
 
 
 class TimeoutUpdate(_Request):
-    timeout: int = Field(
+    timeout: Whole = Field(
         description="seconds from now until it ends (1 to live_max_timeout_seconds)"
     )
 
