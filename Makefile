@@ -44,7 +44,7 @@ run: images
 	$(TVM) start --port $(PORT)
 
 test: images
-	$(BIN)/pytest -q -ra
+	$(BIN)/pytest -q -ra --durations=25
 
 test-unit: venv
 	$(BIN)/pytest -q tests/unit
