@@ -344,17 +344,27 @@ def report_languages(console: Console, rows: dict[str, Any]) -> None:
     for col in cols:
         table.add_column(col, justify="right" if col != "language" else "left")
     for key, row in rows.items():
-        if "skipped" in row:
-            table.add_row(key, "-", "-", f"skipped: {row['skipped'][:60]}")
-            continue
-        cells = [f"{row[k]:.0f}" if k in row else "-" for k in ("bare", "http")]
-        ratio = f"{row['ratio']:.2f}x" if "ratio" in row else "-"
-        if row.get("errors"):
-            ratio += f" ({len(row['errors'])} failed)"
-        cold = f"{row['bare_cold']:.0f}" if "bare_cold" in row else ""
-        cpu = [f"{row.get('cpu', {}).get(k, 0):.0f}" for k in ("bare", "http")]
-        table.add_row(key, *cells, ratio, cold, *cpu)
+        cells = _against_bare(row)
+        if "skipped" not in row:
+            cold = f"{row['bare_cold']:.0f}" if "bare_cold" in row else ""
+            cells += [cold, *(f"{row.get('cpu', {}).get(k, 0):.0f}" for k in ("bare", "http"))]
+        table.add_row(key, *cells)
     console.print(table)
+    _print_failed_samples(console, rows)
+
+
+def _against_bare(row: dict[str, Any]) -> list[str]:
+    """A row's bare and API medians and their ratio (or why it was skipped)."""
+    if "skipped" in row:
+        return ["-", "-", f"skipped: {row['skipped'][:60]}"]
+    cells = [f"{row[k]:.0f}" if k in row else "-" for k in ("bare", "http")]
+    ratio = f"{row['ratio']:.2f}x" if "ratio" in row else "-"
+    if row.get("errors"):
+        ratio += f" ({len(row['errors'])} failed)"
+    return [*cells, ratio]
+
+
+def _print_failed_samples(console: Console, rows: dict[str, Any]) -> None:
     for key, row in rows.items():
         for error in row.get("errors", [])[:2]:
             console.print(f"{key} failed sample: {error}")
@@ -365,18 +375,9 @@ def report_judge(console: Console, rows: dict[str, Any]) -> None:
     for col in ("language", "bare compile + 20 runs", "API tests (20)", "API / bare"):
         table.add_column(col, justify="right" if col != "language" else "left")
     for key, row in rows.items():
-        if "skipped" in row:
-            table.add_row(key, "-", "-", f"skipped: {row['skipped'][:60]}")
-            continue
-        cells = [f"{row[k]:.0f}" if k in row else "-" for k in ("bare", "http")]
-        ratio = f"{row['ratio']:.2f}x" if "ratio" in row else "-"
-        if row.get("errors"):
-            ratio += f" ({len(row['errors'])} failed)"
-        table.add_row(key, *cells, ratio)
+        table.add_row(key, *_against_bare(row))
     console.print(table)
-    for key, row in rows.items():
-        for error in row.get("errors", [])[:2]:
-            console.print(f"{key} failed sample: {error}")
+    _print_failed_samples(console, rows)
 
 
 def report_cpu(console: Console, cpu: dict[str, Any]) -> None:

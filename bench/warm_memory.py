@@ -12,13 +12,13 @@ the language, on top of ``pool_sandbox_mb``) must not be below it.
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from tests.conftest import descendants
 from tvm.config.catalog import Catalog, Language
 from tvm.config.settings import Settings
 from tvm.pyrovm.drivers.namespace import NamespaceDriver
@@ -26,25 +26,7 @@ from tvm.pyrovm.images import ImageStore
 from tvm.pyrovm.pool import SandboxManager
 
 
-def descendants(root: int) -> list[int]:
-    """``root`` and every process below it (host pids)."""
-    children: dict[int, list[int]] = {}
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rpartition(")")[2].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found
-
-
-def memory_kb(pids: list[int]) -> dict[str, int]:
+def memory_kb(pids: set[int]) -> dict[str, int]:
     """Summed ``Pss`` and ``Rss`` (kB) of ``pids``, from smaps_rollup."""
     total = {"Pss": 0, "Rss": 0}
     for pid in pids:
@@ -77,7 +59,8 @@ async def warm_sandbox_kb(settings: Settings, lang: Language, prestart: bool) ->
         root = getattr(sandboxes[0], "pid", None)
         if not isinstance(root, int):
             raise RuntimeError(f"{lang.key}: the sandbox has no host pid")
-        return memory_kb(descendants(root)) | {"processes": len(descendants(root))}
+        processes = descendants(root)
+        return memory_kb(processes) | {"processes": len(processes)}
     finally:
         await manager.close()
         await driver.close()

@@ -205,7 +205,7 @@ class Catalog:
                 f"supported; supported: {', '.join(self.names())} (GET /api/v1/languages)"
             )
         selector = (version or "*").strip() or "*"
-        matching = [lang for lang in candidates if _satisfies(lang.version, selector)]
+        matching = [lang for lang in candidates if satisfies(lang.version, selector)]
         if not matching:
             have = ", ".join(lang.version for lang in candidates)
             raise UnknownLanguage(
@@ -240,10 +240,6 @@ def _semver_key(version: str) -> tuple[int, ...]:
 
 def satisfies(version: str, selector: str) -> bool:
     """Whether ``version`` matches the semver ``selector`` as the catalog resolves it."""
-    return _satisfies(version, selector)
-
-
-def _satisfies(version: str, selector: str) -> bool:
     if selector in ("*", "latest", "x"):
         return True
     if selector == version:
@@ -284,8 +280,7 @@ def parse_catalog(data: Mapping[str, Any]) -> Catalog:
             )
             for name, spec in data["images"].items()
         }
-        images = _with_pch_compiles(images, data["language"])
-        images = _with_go_compiles(images, data["language"])
+        images = _with_compiles(images, data["language"])
         languages = []
         seen: set[str] = set()
         for entry in data["language"]:
@@ -330,31 +325,28 @@ def _warm_compiler(entry: Mapping[str, Any]) -> dict[str, Any]:
     return {"warm_compiler": command, "warm_memory_mb": memory_mb}
 
 
-def _with_pch_compiles(
+def _with_compiles(
     images: dict[str, ImageRecipe], entries: list[dict[str, Any]]
 ) -> dict[str, ImageRecipe]:
-    """Give each image that precompiles headers the compile commands of its languages."""
+    """Give each image that precompiles headers the compile commands of its
+    languages, and each that bakes a Go build cache those of its go languages:
+    what the image build must match."""
+
+    def compiles(image: str, language: str | None = None) -> tuple[str, ...]:
+        found = (
+            e["compile"]
+            for e in entries
+            if e.get("image") == image and e.get("compile")
+            and language in (None, e.get("name"))
+        )  # fmt: skip
+        return tuple(dict.fromkeys(found))
+
     for name, image in images.items():
         if image.pch:
-            compiles = [
-                e["compile"] for e in entries if e.get("image") == name and e.get("compile")
-            ]
-            images[name] = replace(image, pch_compiles=tuple(dict.fromkeys(compiles)))
-    return images
-
-
-def _with_go_compiles(
-    images: dict[str, ImageRecipe], entries: list[dict[str, Any]]
-) -> dict[str, ImageRecipe]:
-    """Give each image that bakes a Go build cache the compile commands of its go languages."""
-    for name, image in images.items():
+            image = replace(image, pch_compiles=compiles(name))
         if image.go_cache:
-            compiles = [
-                e["compile"]
-                for e in entries
-                if e.get("image") == name and e.get("name") == "go" and e.get("compile")
-            ]
-            images[name] = replace(image, go_compiles=tuple(dict.fromkeys(compiles)))
+            image = replace(image, go_compiles=compiles(name, "go"))
+        images[name] = image
     return images
 
 
