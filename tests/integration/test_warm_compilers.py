@@ -84,6 +84,12 @@ TYPESCRIPT = {
     "compile-error": 'const x: number = "text";\nconsole.log(y);\n',
     "exception": "function f(d: number): void {\n"
     '  if (d === 0) throw new Error("boom");\n  f(d - 1);\n}\nf(3);\n',
+    # A global clashing with the default library's (lib.dom.d.ts declares
+    # `name`): reported in main.ts; the library itself is not checked
+    # (--skipDefaultLibCheck), warm or cold.
+    "lib-clash": "let name = 1;\nconsole.log(name);\n",
+    # The warm-up program's global (tsc_serve.js) is unknown to a request.
+    "warm-up-names": "console.log(l);\n",
 }
 PROGRAMS = {"java": JAVA, "kotlin": KOTLIN, "scala": SCALA, "typescript": TYPESCRIPT}
 LANGUAGES = ["java@17.0.19", "java@21.0.13", "kotlin@1.3.31", "scala@2.11.12", "typescript@4.8.4"]
@@ -185,6 +191,13 @@ async def test_a_prestarted_compiler_gives_what_a_cold_one_gives(
             assert cold["compile"]["status"] != "ok" and b"error" in diagnostics
         if name == "exception":
             assert cold["run"]["status"] == "runtime_error" and b"boom" in cold["run"]["stderr"]
+        if name == "warm-up-names":
+            built = [n for n in cold["files"] if n.endswith((".class", ".js"))]
+            assert cold["compile"]["status"] != "ok" and not built, cold
+        if name == "lib-clash":
+            assert cold["compile"]["stdout"] == (
+                b"main.ts(1,5): error TS2451: Cannot redeclare block-scoped variable 'name'.\n"
+            ), cold
 
 
 async def test_a_compile_with_too_little_memory_for_the_warm_compiler_runs_cold(
