@@ -72,6 +72,9 @@ SCALA = {
     "exception": "object Main {\n  def f(d: Int): Unit = {\n"
     '    if (d == 0) throw new IllegalStateException("boom")\n    f(d - 1)\n  }\n'
     "  def main(args: Array[String]): Unit = f(3)\n}\n",
+    # The warm-up compile's `object Main` (TvmWarm.java) is unknown to a
+    # request: a compiler reused fsc's way would still know it and compile this.
+    "warm-up-names": "object Other {\n  def main(args: Array[String]): Unit = Main.main(args)\n}\n",
 }
 TYPESCRIPT = {
     "hello": 'const greeting: string = "hello";\nconsole.log(greeting);\n',
