@@ -117,7 +117,7 @@ def test_v1_cpu_quota_share_and_socket_memory(tmp_path: Path) -> None:
     assert group.dirs["cpu"] == group.dirs["cpuacct"] == cpu
     assert len(group.procs_files) == len(group.program_procs_files) == 3
     group.set_limits(64 << 20, 10, program_memory_bytes=32 << 20, program_pids=5, cpus=2)
-    assert (cpu / "cpu.cfs_period_us").read_text() == "100000"
+    assert not (cpu / "cpu.cfs_period_us").exists()  # the kernel's default, 100 ms: not rewritten
     assert (cpu / "cpu.cfs_quota_us").read_text() == "200000"
     assert (cpu / "cpu.shares").read_text() == "2048"
     mem = root / f"memory/svc/tvm/{name}"
@@ -257,3 +257,88 @@ def test_the_vm_guest_lays_out_the_same_tree(tmp_path: Path) -> None:
         for fd in supervisor.PROGRAM_CGROUP_FDS + supervisor.PROGRAM_CPU_FDS:
             os.close(fd)
         supervisor.PROGRAM_CGROUP_FDS[:], supervisor.PROGRAM_CPU_FDS[:] = saved
+
+
+def fake_v1_apart(tmp_path: Path) -> tuple[Path, Path]:
+    """cpu and cpuacct as hierarchies of their own (as on this project's CI hosts)."""
+    root = tmp_path / "cg"
+    for c in ("memory", "pids", "cpu", "cpuacct"):
+        (root / c / "svc").mkdir(parents=True)
+    proc = tmp_path / "self_cgroup"
+    proc.write_text("4:memory:/svc\n8:pids:/svc\n2:cpuacct:/svc\n1:cpu:/svc\n0::/\n")
+    return root, proc
+
+
+def test_v1_separate_cpu_hierarchy_has_no_program_child(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The program is limited and counted apart by memory, pids and cpuacct; the
+    cpu hierarchy holds only the sandbox's quota, which covers the program
+    wherever it is in the sandbox: the agent enters 4 cgroups, the program 3."""
+    root, proc = fake_v1_apart(tmp_path)
+    group = CgroupManager(root, proc).create("sb-8")
+    name = f"{os.getpid()}-sb-8"
+    cpu, acct = root / f"cpu/svc/tvm/{name}", root / f"cpuacct/svc/tvm/{name}"
+    assert len(group.procs_files) == 4
+    assert cpu / "cgroup.procs" in group.procs_files
+    assert sorted(group.program_procs_files) == sorted(
+        root / f"{c}/svc/tvm/{name}/program/cgroup.procs" for c in ("memory", "pids", "cpuacct")
+    )
+    assert not (cpu / "program").exists() and (acct / "program").is_dir()
+    assert group.program_cpu_file == acct / "program/cpuacct.usage"
+    group.set_limits(64 << 20, 10, program_memory_bytes=32 << 20, program_pids=5, cpus=1)
+    assert (cpu / "cpu.cfs_quota_us").read_text() == "100000"
+    # 1024 shares per core and a 100 ms period are what a new cgroup has.
+    assert not (cpu / "cpu.shares").exists() and not (cpu / "cpu.cfs_period_us").exists()
+    group.set_limits(64 << 20, 10, cpus=2)
+    assert (cpu / "cpu.shares").read_text() == "2048"
+    removed: list[str] = []
+    monkeypatch.setattr(os, "rmdir", removed.append)
+    assert group.try_remove() is True
+    assert len(removed) == 7 and str(cpu / "program") not in removed  # children first
+    for d in group.program_dirs:
+        assert removed.index(f"{d}/program") < removed.index(str(d))
+
+
+def test_v1_limits_are_written_once_and_never_read_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new cgroup's memory limit is unlimited: nothing is read to order the
+    memsw write; the host's memsw support is probed once, by the manager; a
+    stage whose limits equal what is set writes nothing."""
+    root, proc = fake_v1_apart(tmp_path)
+    (root / "memory/svc/tvm").mkdir()
+    (root / "memory/svc/tvm/memory.memsw.limit_in_bytes").write_text("")
+    manager = CgroupManager(root, proc)
+    assert manager.memsw
+    group = manager.create("sb-9")
+    import tvm.pyrovm.drivers.cgroups as cg
+
+    opened: list[str] = []
+    real_write, real_read = cg._write, cg._read
+    monkeypatch.setattr(cg, "_read", lambda path: opened.append(f"r {path}") or real_read(path))
+    monkeypatch.setattr(
+        cg, "_write", lambda path, v: opened.append(f"w {path}") or real_write(path, v)
+    )
+    monkeypatch.setattr(os.path, "exists", lambda path: pytest.fail(f"probed {path}"))
+    group.set_limits(64 << 20, 10, program_memory_bytes=32 << 20, program_pids=5, cpus=1)
+    assert not [op for op in opened if op.startswith("r ")]
+    mem = group.dirs["memory"]
+    for level in (mem, mem / "program"):
+        assert (level / "memory.memsw.limit_in_bytes").read_text() == (
+            (level / "memory.limit_in_bytes").read_text()
+        )
+    # memsw first when raising a limit (memsw >= limit at every moment), last when lowering.
+    opened.clear()
+    group.set_limits(128 << 20, 10)
+    assert [op.rsplit("/", 1)[1] for op in opened] == [
+        "memory.memsw.limit_in_bytes", "memory.limit_in_bytes", "memory.kmem.tcp.limit_in_bytes"
+    ]  # fmt: skip
+    opened.clear()
+    group.set_limits(16 << 20, 10)
+    assert [op.rsplit("/", 1)[1] for op in opened][:2] == [
+        "memory.limit_in_bytes", "memory.memsw.limit_in_bytes"
+    ]  # fmt: skip
+    opened.clear()
+    group.set_limits(16 << 20, 10, program_memory_bytes=32 << 20, program_pids=5, cpus=1)
+    assert opened == []

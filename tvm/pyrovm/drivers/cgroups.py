@@ -24,6 +24,14 @@ What each sandbox is charged and capped (docs/isolation.md has the full table):
   every stage's CPU is measured by the ``program`` child's own counter
   (v1 ``cpuacct.usage``, v2 ``cpu.stat``), which sees every descendant,
   reaped by anyone or not.
+
+On v1 a ``program`` child is made only in the hierarchies that limit or count
+the program on its own: memory, pids and cpuacct. A ``cpu`` hierarchy of its
+own (not co-mounted with cpuacct) carries only the sandbox's quota and weight,
+which the program is under wherever it is below the sandbox: no child there.
+A new cgroup's limits are the kernel's defaults (memory unlimited, a CFS
+period of 100 ms, 1024 shares): they are not read back, and a value equal to
+the default is not written.
 """
 
 from __future__ import annotations
@@ -46,6 +54,13 @@ CFS_PERIOD_US = cgroup2.CFS_PERIOD_US
 # v1 cpu.shares / v2 cpu.weight of a sandbox, per core of its quota.
 V1_SHARES_PER_CPU = 1024
 V2_WEIGHT_PER_CPU = cgroup2.WEIGHT_PER_CPU
+# v1 controllers that limit or count the program apart from its sandbox.
+V1_PROGRAM_CONTROLLERS = ("memory", "pids", "cpuacct")
+# What a new v1 cgroup starts with (the kernel's defaults): the memory limits
+# are PAGE_COUNTER_MAX pages (x86_64 and arm64 with 4 KiB pages alike read
+# this value; any real limit is below it).
+V1_UNLIMITED = str(0x7FFFFFFFFFFFF000)
+V1_CPU_DEFAULTS = {"cpu.cfs_period_us": str(CFS_PERIOD_US), "cpu.shares": str(V1_SHARES_PER_CPU)}
 
 
 def _own_paths(proc_cgroup: Path) -> dict[str, str]:
@@ -97,23 +112,38 @@ class Cgroup:
     parent itself; on v2 in its ``agent`` leaf (no internal processes).
 
     ``fresh=False``: an existing cgroup, only to be removed (its layout is not
-    touched).
+    touched). ``memsw``: the host's v1 memory controller has swap accounting
+    (``memory.memsw.*``; a fact of the host, probed once by the manager).
     """
 
-    def __init__(self, version: int, dirs: dict[str, Path], fresh: bool = True) -> None:
+    def __init__(
+        self, version: int, dirs: dict[str, Path], fresh: bool = True, memsw: bool = False
+    ) -> None:
         self.version = version
         self.dirs = dirs  # controller -> directory ("" for v2); co-mounted ones share one
         self.unique_dirs = list(dict.fromkeys(dirs.values()))
+        if version == 2 or not fresh:
+            self.program_dirs = self.unique_dirs  # (removal tolerates a missing child)
+        else:
+            self.program_dirs = list(dict.fromkeys(self._dir(c) for c in V1_PROGRAM_CONTROLLERS))
         for d in self.unique_dirs if fresh else ():
             if version == 2:
                 cgroup2.make_sandbox(str(d))
-                continue
+        for d in self.program_dirs if fresh and version == 1 else ():
             with contextlib.suppress(FileExistsError):
                 os.mkdir(f"{d}/{PROGRAM}")
         mem, pids = self._dir("memory"), self._dir("pids")
         # (memory dir, pids dir) as strings, for the sandbox and its program.
         self._levels = ((f"{mem}", f"{pids}"), (f"{mem}/{PROGRAM}", f"{pids}/{PROGRAM}"))
+        self._memsw = memsw
         self._written: dict[str, str] = {}  # file -> the value last written there
+        if fresh and version == 1:  # the kernel's defaults: never read back
+            for level, _ in self._levels:
+                self._written[f"{level}/memory.limit_in_bytes"] = V1_UNLIMITED
+                if memsw:
+                    self._written[f"{level}/memory.memsw.limit_in_bytes"] = V1_UNLIMITED
+            cpu = self._dir("cpu")
+            self._written.update({f"{cpu}/{name}": v for name, v in V1_CPU_DEFAULTS.items()})
 
     @property
     def procs_files(self) -> list[Path]:
@@ -124,8 +154,8 @@ class Cgroup:
 
     @property
     def program_procs_files(self) -> list[Path]:
-        """The ``program`` child's cgroup.procs, one per hierarchy."""
-        return [d / PROGRAM / "cgroup.procs" for d in self.unique_dirs]
+        """The ``program`` child's cgroup.procs, one per hierarchy that has one."""
+        return [d / PROGRAM / "cgroup.procs" for d in self.program_dirs]
 
     @property
     def program_cpu_file(self) -> Path:
@@ -191,11 +221,10 @@ class Cgroup:
             current = int(self._written.get(limit) or _read(limit))
         except (OSError, ValueError):
             current = 0
-        has_memsw = self._written.get(memsw) is not None or os.path.exists(memsw)
-        if has_memsw and memory_bytes > current:
+        if self._memsw and memory_bytes > current:
             self._put(memsw, str(memory_bytes))
         self._put(limit, str(memory_bytes))
-        if has_memsw and memory_bytes <= current:
+        if self._memsw and memory_bytes <= current:
             self._put(memsw, str(memory_bytes))
         # v1 charges TCP/UDP buffers only to a cgroup with this limit set, to a
         # counter of its own: without it a program holds them outside its memory.
@@ -256,7 +285,7 @@ class Cgroup:
 
     def pids(self) -> list[int]:
         found: set[int] = set()
-        for procs in self.procs_files + self.program_procs_files:
+        for procs in self.procs_files + [d / PROGRAM / "cgroup.procs" for d in self.unique_dirs]:
             with contextlib.suppress(OSError, ValueError):
                 found.update(int(p) for p in _read(procs).split())
         return sorted(found)
@@ -298,7 +327,11 @@ class Cgroup:
     def _rmdirs(self) -> bool:
         gone = True
         for d in self.unique_dirs:
-            for path in cgroup2.leaves(str(d)) if self.version == 2 else (f"{d}/{PROGRAM}", f"{d}"):
+            if self.version == 2:
+                paths = cgroup2.leaves(str(d))
+            else:
+                paths = [f"{d}/{PROGRAM}", f"{d}"] if d in self.program_dirs else [f"{d}"]
+            for path in paths:
                 try:
                     os.rmdir(path)
                 except FileNotFoundError:
@@ -317,6 +350,7 @@ class CgroupManager:
     ) -> None:
         self.root = root
         self.version = 2 if (root / "cgroup.controllers").exists() else 1
+        self.memsw = False  # v1 swap accounting (memory.memsw.*), probed below
         own = _own_paths(proc_cgroup)
         if self.version == 2:
             self.base = {"": self._prepare_v2(root / own.get("", "/").lstrip("/"))}
@@ -331,6 +365,7 @@ class CgroupManager:
             }
             for d in self.base.values():
                 d.mkdir(exist_ok=True)
+            self.memsw = (self.base["memory"] / "memory.memsw.limit_in_bytes").exists()
             self._weigh_subtree(self.base["cpu"] / "cpu.shares", V1_SHARES_PER_CPU, 262144)
 
     def _prepare_v2(self, own: Path) -> Path:
@@ -370,10 +405,10 @@ class CgroupManager:
         died without cleaning up can be recognised (:meth:`remove_orphans`)."""
         name = f"{os.getpid()}-{name}"
         dirs = {c: d / name for c, d in self.base.items()}
-        for d in dirs.values():
+        for d in dict.fromkeys(dirs.values()):
             with contextlib.suppress(FileExistsError):
                 os.mkdir(d)
-        return Cgroup(self.version, dirs)
+        return Cgroup(self.version, dirs, memsw=self.memsw)
 
     def remove_orphans(self) -> int:
         """Remove the sandbox cgroups of workers that no longer run (killed
