@@ -296,3 +296,25 @@ async def test_a_cancelled_request_retires_its_zygote(
         await box.destroy()
         await driver.close()
     assert await gone(old)
+
+
+async def test_the_zygote_and_its_agents_have_an_empty_bounding_set(
+    driver: NamespaceDriver, settings: Settings
+) -> None:
+    """The zygote empties its bounding set once, before it forks anything, and
+    keeps the capabilities it builds sandboxes with; each agent inherits the
+    empty set and holds CAP_SETUID and CAP_SETGID only, with nothing
+    inheritable or ambient (the program's own sets: test_containment.py)."""
+    box = await driver.start(_spec(settings))
+    try:
+        (agent,) = box.host_resources().processes
+        zygote = zygote_of(box)
+        assert int(_status(zygote, "CapBnd"), 16) == 0
+        assert int(_status(zygote, "CapEff"), 16) & (1 << 21)  # CAP_SYS_ADMIN, still
+        assert int(_status(agent, "CapEff"), 16) == int(_status(agent, "CapPrm"), 16) == 0xC0
+        for key in ("CapBnd", "CapInh", "CapAmb"):
+            assert int(_status(agent, key), 16) == 0, key
+        assert await run(box, "print(7)") == "7"  # and it still serves
+    finally:
+        await box.destroy()
+        await driver.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import ctypes
+import errno
 import io
 import os
 import sys
@@ -33,11 +34,21 @@ DEFAULT_ENV = {
 }
 
 
+_libc: ctypes.CDLL | None = None
+
+
+def libc() -> ctypes.CDLL:
+    """The C library, loaded once (a zygote's sandboxes inherit the handle)."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc
+
+
 def _prctl(option: int, value: int) -> None:
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(option, value, 0, 0, 0)
-        pyrun.bind_prctl(libc.prctl)
+        libc().prctl(option, value, 0, 0, 0)
+        pyrun.bind_prctl(libc().prctl)
     except (OSError, AttributeError):
         pass
 
@@ -54,6 +65,17 @@ class _CapData(ctypes.Structure):
     ]
 
 
+def drop_bounding_set() -> bool:
+    """Empty the bounding set (needs CAP_SETPCAP); whether every drop worked.
+    Inherited by every child: a zygote does this once for all the sandboxes
+    it forks."""
+    prctl = libc().prctl
+    for cap in range(64):  # up to the kernel's last: EINVAL past it (no /proc needed)
+        if prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            return cap > 0 and ctypes.get_errno() == errno.EINVAL
+    return True
+
+
 def _drop_capability_sets() -> None:
     """Empty the bounding and inheritable sets, then give up CAP_SETPCAP.
 
@@ -63,29 +85,20 @@ def _drop_capability_sets() -> None:
     here means nothing the agent starts can ever regain a capability through
     execve. The agent's own effective/permitted caps (CAP_SETUID/CAP_SETGID)
     are kept; CAP_SETPCAP, needed only for this, is dropped. Best effort: a
-    driver that gives no CAP_SETPCAP must hand over empty sets itself.
+    driver that gives no CAP_SETPCAP must hand over empty sets itself (a
+    zygote's sandbox does: see zygote.py).
     """
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        try:  # os-level: see supervisor.FORKED_CHILD_NOTE
-            fd = os.open("/proc/sys/kernel/cap_last_cap", os.O_RDONLY)
-            try:
-                last_cap = int(os.read(fd, 64))
-            finally:
-                os.close(fd)
-        except (OSError, ValueError):
-            last_cap = 63
-        for cap in range(last_cap + 1):
-            libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
+        drop_bounding_set()
         header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
         data = (_CapData * 2)()
-        if libc.capget(ctypes.byref(header), data) != 0:
+        if libc().capget(ctypes.byref(header), data) != 0:
             return
         for half in data:
             half.inheritable = 0  # also empties the ambient set
         data[0].effective &= ~(1 << CAP_SETPCAP)
         data[0].permitted &= ~(1 << CAP_SETPCAP)
-        libc.capset(ctypes.byref(header), data)
+        libc().capset(ctypes.byref(header), data)
     except (OSError, AttributeError):
         pass
 
@@ -305,9 +318,13 @@ class _as_user:
         os.setresgid(-1, 0, -1)
 
 
-def main(baseline: set[str] | None = None, init: dict | None = None) -> None:
+def main(
+    baseline: set[str] | None = None, init: dict | None = None, caps_dropped: bool = False
+) -> None:
     """Serve the channel on fds 0/1. ``init``: the ``init`` request, when the
-    driver could hand it over at start (the hello then says it is done)."""
+    driver could hand it over at start (the hello then says it is done).
+    ``caps_dropped``: the caller already emptied the bounding, inheritable and
+    ambient sets and kept only CAP_SETUID/CAP_SETGID."""
     # Keep the channel on private descriptors; 0 and 1 become /dev/null.
     rfd = os.dup(0)
     wfd = os.dup(1)
@@ -319,7 +336,8 @@ def main(baseline: set[str] | None = None, init: dict | None = None) -> None:
     os.set_inheritable(wfd, False)
     _prctl(PR_SET_DUMPABLE, 0)
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
-    _drop_capability_sets()
+    if not caps_dropped:
+        _drop_capability_sets()
     try:
         if "/.tvm" in sys.path:
             sys.path.remove("/.tvm")

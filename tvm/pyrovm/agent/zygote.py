@@ -16,8 +16,9 @@ pidfd for it. The new agent, before it serves anyone:
    read-only overlay of its own, fresh size- and inode-capped tmpfs on /work,
    /tmp and /dev/shm, a new devpts instance of at most ``PTY_MAX`` terminals
    and its own /proc), sets the hostname and brings the isolated loopback up,
-4. takes its own session, keeps only CAP_SETUID/CAP_SETGID (and CAP_SETPCAP,
-   to empty its bounding set), loads the seccomp filter,
+4. takes its own session, keeps only CAP_SETUID/CAP_SETGID (its bounding
+   set is already empty: the zygote emptied its own once, before forking
+   any sandbox), loads the seccomp filter,
 
 and then serves its channel exactly as an agent started directly by
 bubblewrap would. If the zygote dies, its sandboxes die with it.
@@ -64,13 +65,15 @@ SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
 IFF_RUNNING = 0x40
 
-# The agent keeps exactly these (see agent/main.py for why CAP_SETPCAP).
-CAP_SETGID, CAP_SETUID, CAP_SETPCAP = 6, 7, 8
-AGENT_CAPS = (1 << CAP_SETGID) | (1 << CAP_SETUID) | (1 << CAP_SETPCAP)
+# The agent keeps exactly these. The zygote empties its bounding set once,
+# before it forks anything (CAP_SETPCAP): every sandbox inherits it empty, and
+# its capset (inheritable 0, so no ambient caps either) is all it needs.
+CAP_SETGID, CAP_SETUID = 6, 7
+AGENT_CAPS = (1 << CAP_SETGID) | (1 << CAP_SETUID)
 MAX_FDS = 16
 HOSTNAME = "tvm"
 
-_libc = ctypes.CDLL(None, use_errno=True)
+_libc = agent_main.libc()
 
 
 class _SockFprog(ctypes.Structure):
@@ -108,6 +111,8 @@ class Zygote:
     def serve(self) -> None:
         # Sandboxes are reaped by the kernel; each restores SIGCHLD for its own.
         signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+        if not agent_main.drop_bounding_set():
+            raise OSError("cannot empty the bounding set (no CAP_SETPCAP?)")
         # Keep the collector off what every sandbox inherits: a collection in a
         # child would otherwise touch, and so copy, the whole heap.
         gc.freeze()
@@ -211,7 +216,7 @@ class Zygote:
         _capset(AGENT_CAPS)
         _load_seccomp(self.seccomp)
         try:
-            agent_main.main(self.baseline, request.get("init"))
+            agent_main.main(self.baseline, request.get("init"), caps_dropped=True)
         finally:
             sys.stdout.flush()
 
