@@ -93,6 +93,10 @@ class ImageRecipe:
     # compile commands on this image.
     go_cache: bool = False
     go_compiles: tuple[str, ...] = ()
+    # (source file, compile command) of each language on this image whose
+    # compile command names a JVM class-data-sharing archive in ``CDS_DIR``:
+    # the build dumps it with that command (:mod:`tvm.pyrovm.images.jvmcds`).
+    cds_compiles: tuple[tuple[str, str], ...] = ()
 
     @cached_property  # the recipe is frozen; hashing it is read on every execution
     def digest(self) -> str:
@@ -107,6 +111,8 @@ class ImageRecipe:
             recipe["pch"] = {"headers": sorted(self.pch), "compiles": sorted(self.pch_compiles)}
         if self.go_cache:
             recipe["go_cache"] = {"compiles": sorted(self.go_compiles)}
+        if self.cds_compiles:
+            recipe["cds"] = sorted([list(pair) for pair in self.cds_compiles])
         blob = json.dumps(recipe, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -346,8 +352,38 @@ def _with_compiles(
             image = replace(image, pch_compiles=compiles(name))
         if image.go_cache:
             image = replace(image, go_compiles=compiles(name, "go"))
+        if cds := _cds_compiles(name, entries):
+            image = replace(image, cds_compiles=cds)
         images[name] = image
     return images
+
+
+# Where the image build puts the JVM archives that catalog commands name, and
+# the flags each such command needs beside it: an archive the JVM cannot use
+# (another JDK, class path or flags) is then skipped silently, not an error
+# and not a warning on the program's output.
+CDS_DIR = "/usr/local/lib/tvm-cds/"
+CDS_FLAGS = ("-Xshare:auto", "-Xlog:cds=off,cds+dynamic=off")
+
+
+def _cds_compiles(image: str, entries: list[dict[str, Any]]) -> tuple[tuple[str, str], ...]:
+    """(source file, compile) of the entries on ``image`` whose commands name an
+    archive in :data:`CDS_DIR`; a command that does so without :data:`CDS_FLAGS`
+    is a ConfigError."""
+    found: list[tuple[str, str]] = []
+    for e in entries:
+        if e.get("image") != image:
+            continue
+        warm = e.get("warm_compiler", {}).get("command", "")
+        for command in (e.get("compile") or "", warm, shlex.join(e.get("run", ()))):
+            missing = [f for f in CDS_FLAGS if f not in command]
+            if CDS_DIR in command and missing:
+                raise ConfigError(
+                    f"{e.get('name')}: a command names a CDS archive without {' '.join(missing)}"
+                )
+        if CDS_DIR in (e.get("compile") or ""):
+            found.append((e["source_file"], e["compile"]))
+    return tuple(dict.fromkeys(found))
 
 
 @lru_cache(maxsize=4)

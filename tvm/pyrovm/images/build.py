@@ -78,6 +78,8 @@ def mmdebstrap_argv(
         hook += ["--pch-compile", command]
     for command in recipe.go_compiles if recipe.go_cache else ():
         hook += ["--go-cache-compile", command]
+    for source_file, command in recipe.cds_compiles:
+        hook += ["--cds-compile", json.dumps([source_file, command])]
     argv = [
         shutil.which("mmdebstrap") or "mmdebstrap",
         "--mode=" + ("root" if os.geteuid() == 0 else "unshare"),

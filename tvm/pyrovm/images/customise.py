@@ -4,14 +4,15 @@ freshly bootstrapped image (``python -m tvm.pyrovm.images customize ROOTFS ...``
 It adds the mount points bwrap needs, passwd/group entries for the sandbox
 uids, the recipe's ``pip`` packages (host pip, ``--target`` the image's site
 dir), ``.pyc`` files compiled by the image's own Python and the recipe's
-precompiled headers (:mod:`.pch`), a Go build cache (:mod:`.gocache`), and
-removes docs.
+precompiled headers (:mod:`.pch`), a Go build cache (:mod:`.gocache`), the
+JVM compilers' class-data-sharing archives (:mod:`.jvmcds`), and removes docs.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -23,6 +24,7 @@ from pathlib import Path
 from tvm.errors import ImageBuildFailed
 from tvm.pyrovm.images.contents import installed_packages, python_version
 from tvm.pyrovm.images.gocache import build_go_cache
+from tvm.pyrovm.images.jvmcds import build_cds
 from tvm.pyrovm.images.pch import build_pch
 
 
@@ -138,6 +140,7 @@ def customize_rootfs(
     pch: Sequence[str] = (),
     pch_compiles: Sequence[str] = (),
     go_cache_compiles: Sequence[str] = (),
+    cds_compiles: Sequence[tuple[str, str]] = (),
 ) -> None:
     """Everything the customize hook does to a freshly bootstrapped image."""
     _info("creating mount points")
@@ -158,6 +161,10 @@ def customize_rootfs(
     if go_cache_compiles:
         _info("baking a Go build cache of the standard library")
         _info(f"{build_go_cache(rootfs, go_cache_compiles)} Go build cache entries")
+    if cds_compiles:
+        _info("dumping the JVM compilers' class-data-sharing archives")
+        for path in build_cds(rootfs, cds_compiles):
+            _info(f"wrote {path} ({(rootfs / path.lstrip('/')).stat().st_size >> 20} MB)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -174,11 +181,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     customize.add_argument(
         "--go-cache-compile", action="append", default=[], help="bake a Go cache for this command"
     )
+    customize.add_argument(
+        "--cds-compile", action="append", default=[], type=json.loads,
+        help='JSON ["source file", "compile command"]: dump the CDS archive it names',
+    )  # fmt: skip
     args = parser.parse_args(argv)
     try:
         customize_rootfs(
             args.rootfs, args.uid_base, args.uid_count, args.pip, args.pch, args.pch_compile,
-            args.go_cache_compile,
+            args.go_cache_compile, [tuple(pair) for pair in args.cds_compile],
         )  # fmt: skip
     except (OSError, subprocess.CalledProcessError, ImageBuildFailed) as exc:
         print(f"E: tvm: customize failed: {exc}", file=sys.stderr, flush=True)

@@ -42,7 +42,7 @@ def go_env(command: str) -> dict[str, str] | None:
     return env
 
 
-def _chroot(
+def chroot_run(
     rootfs: Path, argv: Sequence[str], env: Mapping[str, str], cwd: str = "/"
 ) -> subprocess.CompletedProcess[str]:
     chroot = shutil.which("chroot") or "/usr/sbin/chroot"
@@ -68,7 +68,7 @@ def build_prog(rootfs: Path) -> None:
     env = dict(DEFAULT_ENV, GOCACHE=f"{SCRATCH}/cache", GOPATH=f"{SCRATCH}/gopath",
                GO111MODULE="off", GOTOOLCHAIN="local", CGO_ENABLED="0")  # fmt: skip
     argv = ["go", "build", "-trimpath", "-o", PROG, "main.go"]
-    _check(_chroot(rootfs, argv, env, f"{SCRATCH}/src"), "building tvm-gocache")
+    _check(chroot_run(rootfs, argv, env, f"{SCRATCH}/src"), "building tvm-gocache")
     (rootfs / PROG.lstrip("/")).chmod(0o755)
 
 
@@ -78,7 +78,7 @@ def fill_cache(rootfs: Path, env: Mapping[str, str]) -> None:
     for path in (env.get("GOCACHE"), env.get("GOTMPDIR"), env.get("GOPATH")):
         if path:
             (rootfs / path.lstrip("/")).mkdir(parents=True, exist_ok=True)
-    _check(_chroot(rootfs, ["go", "build", "std"], env), "go build std")
+    _check(chroot_run(rootfs, ["go", "build", "std"], env), "go build std")
 
 
 # Entries hello world's own package adds (its archive, the compile's output and
@@ -95,7 +95,7 @@ def misses(rootfs: Path, command: str) -> int:
     work = rootfs / "work"
     (work / "main.go").write_text(HELLO)
     try:
-        proc = _chroot(
+        proc = chroot_run(
             rootfs, ["/bin/sh", "-c", command, "compile", "main.go"], DEFAULT_ENV, "/work"
         )
         _check(proc, command)
