@@ -39,6 +39,7 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.cds import cds_rows, report_cds  # noqa: E402
 from bench.cpu import Meter, meters  # noqa: E402
 from bench.judge import judge  # noqa: E402
 from bench.languages import chroot_setup, per_language  # noqa: E402
@@ -302,6 +303,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             bench.results["languages_chroot_setup_ms"] = await chroot_setup(
                 store, bench.catalog, max(3, args.lang_runs)
             )
+            bench.results["cds_ms"] = await cds_rows(
+                bench.catalog, store, settings.home, args.lang_runs, frozenset(args.lang)
+            )
             if not args.lang:
                 bench.results["judge_ms"] = await judge(
                     client, bench.catalog, store, args.lang_runs
@@ -403,6 +407,8 @@ def report(results: dict[str, Any]) -> None:
         report_languages(console, results["languages_ms"])
         setup = results["languages_chroot_setup_ms"]
         console.print(f"bare side's own setup (mount namespace + chroot): {setup} ms")
+    if results.get("cds_ms"):
+        report_cds(console, results["cds_ms"])
     if "judge_ms" in results:
         report_judge(console, results["judge_ms"])
     if "warm_memory" in results:

@@ -55,11 +55,13 @@ def bare_argv(
     lang: Language | None,
     cold: tuple[str, str] | None = None,
     run: str | None = None,
+    agent: Path | None = None,
 ) -> list[str]:
     """Compile (if any) then run ``lang``'s program in ``work``, chrooted into ``rootfs``
     (no ``lang``: only the chroot setup). ``cold``: ``(image path, include name)`` of a
     precompiled header, copied to a dir searched first so that its ``.gch`` is not found.
-    ``run``: shell text to run after the compile instead of the run command."""
+    ``run``: shell text to run after the compile instead of the run command.
+    ``agent``: a copy of the agent, mounted where a sandbox has it."""
     inner = "true"
     if lang is not None:
         inner = run or run_words(lang)
@@ -85,6 +87,10 @@ def bare_argv(
         f" && mount -t proc proc {shlex.quote(str(rootfs / 'proc'))}"
         f" && mount --rbind /dev {shlex.quote(str(rootfs / 'dev'))}"
     )
+    if agent is not None:
+        setup += (
+            f" && mount --bind {shlex.quote(str(agent))} {shlex.quote(str(rootfs))}/.tvm/tvm_agent"
+        )
     script = f"{setup} && {chroot}{shlex.quote(inner)}"
     return ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script]
 
