@@ -6,9 +6,11 @@ of both sides interleaved: ``compile``, the catalog's compile command on hello
 world (a cold compile: what a request pays with no warm sandbox ready), and
 ``warm_start``, the start of the pre-started compiler (its server loads the
 compiler and compiles its warm-up program; run as the agent runs it, its
-request pipe at end of file, so it exits once ready). ``plain`` is the same
-command without the archive flags (:func:`~tvm.pyrovm.images.jvmcds.without_cds`):
-the JDK's own ``classes.jsa`` only. Wall and CPU ms, medians.
+request pipe at end of file, so it exits once ready), and for a run command
+that names an archive (scala's), ``run``: the realistic program, compiled once
+beforehand, run. ``plain`` is the same command without the archive flags
+(:func:`~tvm.pyrovm.images.jvmcds.without_cds`): the JDK's own ``classes.jsa``
+only. Wall and CPU ms, medians.
 """
 
 from __future__ import annotations
@@ -16,14 +18,15 @@ from __future__ import annotations
 import dataclasses
 import shlex
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from bench.languages import _children_cpu_ms, _run, bare_argv
-from bench.workloads import workloads
-from tvm.config.catalog import Catalog
+from bench.workloads import Workload, workloads
+from tvm.config.catalog import Catalog, Language
 from tvm.pyrovm.drivers.base import agent_source_digest
 from tvm.pyrovm.images import ImageStore
 from tvm.pyrovm.images.jvmcds import archives, without_cds
@@ -51,6 +54,7 @@ async def cds_rows(
     """``{"language@version compile|warm_start": {cds, plain, cpu: {cds, plain}, n}}``;
     ``only``: just these language names."""
     hello = {w.language: w for w in workloads(("hello",))}
+    program = {w.language: w for w in workloads(("program",))}
     results: dict[str, Any] = {}
     agent = home / "agent" / agent_source_digest() / "tvm_agent"
     for lang in catalog:
@@ -88,16 +92,36 @@ async def cds_rows(
                 }
             for what, argvs in sides.items():
                 results[f"{lang.key} {what}"] = await _interleaved(argvs, runs)
+        if archives(shlex.join(lang.run)) and lang.name in program:
+            results[f"{lang.key} run"] = await _run_sides(rootfs, lang, program[lang.name], runs)
     return results
 
 
-async def _interleaved(argvs: dict[str, list[str]], runs: int) -> dict[str, Any]:
+async def _run_sides(rootfs: Path, lang: Language, work: Workload, runs: int) -> dict[str, Any]:
+    """The run command with and without its archive, on ``work`` compiled once."""
+    with tempfile.TemporaryDirectory(prefix="tvmbench-cds") as tmp:
+        out = Path(tmp)
+        out.chmod(0o777)
+        (out / lang.source_file).write_text(work.code)
+        built = subprocess.run(
+            bare_argv(rootfs, out, lang, run="tar -cf - ."), capture_output=True, check=True
+        )
+        subprocess.run(["tar", "-xf", "-", "-C", str(out)], input=built.stdout, check=True)
+        bare = dataclasses.replace(lang, compile=None)
+        plain = dataclasses.replace(bare, run=tuple(without_cds(w) for w in lang.run))
+        argvs = {"cds": bare_argv(rootfs, out, bare), "plain": bare_argv(rootfs, out, plain)}
+        return await _interleaved(argvs, runs, work.expected, work.stdin)
+
+
+async def _interleaved(
+    argvs: dict[str, list[str]], runs: int, expected: str = "", stdin: str = ""
+) -> dict[str, Any]:
     wall: dict[str, list[float]] = {name: [] for name in argvs}
     cpu: dict[str, list[float]] = {name: [] for name in argvs}
     for i in range(runs + 1):  # the first round warms the page cache for both
         for name, argv in argvs.items():
             before, start = _children_cpu_ms(), time.perf_counter()
-            await _run(argv, "")
+            await _run(argv, expected, stdin)
             if i:
                 wall[name].append((time.perf_counter() - start) * 1000)
                 cpu[name].append(_children_cpu_ms() - before)
@@ -110,7 +134,7 @@ async def _interleaved(argvs: dict[str, list[str]], runs: int) -> dict[str, Any]
 def report_cds(console: Any, rows: dict[str, Any]) -> None:
     from rich.table import Table
 
-    table = Table(title="JVM compilers with / without their CDS archive (bare, ms, p50)")
+    table = Table(title="JVMs with / without their CDS archive (bare, ms, p50)")
     for col in ("language", "wall: plain", "wall: cds", "cpu: plain", "cpu: cds", "cpu cds/plain"):
         table.add_column(col, justify="left" if col == "language" else "right")
     for key, row in rows.items():

@@ -20,13 +20,16 @@ from tvm.config.catalog import (
     parse_catalog,
 )
 from tvm.config.settings import Settings
-from tvm.errors import ConfigError
+from tvm.errors import ConfigError, ImageBuildFailed
 from tvm.pyrovm.images import build, customise
 from tvm.pyrovm.images.jvmcds import (
+    CLASSLIST,
     SAMPLES,
     archives,
     check_command,
+    classlist_command,
     dump_command,
+    static_dump_command,
     without_cds,
 )
 
@@ -63,6 +66,21 @@ def test_the_jvm_compilers_name_an_archive_of_their_image_and_keep_the_warm_pref
     assert catalog.resolve("typescript", "4.8").image.cds_compiles == ()
 
 
+def test_scala_runs_with_an_archive_of_scala_library_and_java_and_kotlin_without() -> None:
+    catalog = load_catalog()
+    scala = catalog.resolve("scala", "2.11")
+    run = shlex.join(scala.run)
+    assert archives(run) == [CDS_DIR + "scala-run.jsa"]
+    assert scala.image.cds_runs == ((scala.source_file, scala.compile, run),)
+    assert not archives(without_cds(run))
+    for key in ("java@17.0.19", "java@21.0.13", "kotlin@1.3.31"):
+        lang = catalog.resolve(*key.split("@"))
+        assert not archives(shlex.join(lang.run)), key
+        assert not lang.image.cds_runs or all(
+            r[2] != shlex.join(lang.run) for r in lang.image.cds_runs
+        )
+
+
 def test_without_cds_drops_exactly_the_three_flags() -> None:
     plain = 'JAVA_OPTS="-Xss32m" kotlinc -nowarn "$@" -d main.jar'
     assert without_cds(KOTLINC) == plain
@@ -86,9 +104,30 @@ def test_dump_and_check_commands_differ_from_the_catalog_command_only_there() ->
     assert check.replace("-Xshare:on", "-Xshare:auto") == KOTLINC
 
 
+SCALA_RUN = (
+    "sh -c 'exec java -XX:+UseSerialGC -Xshare:auto -XX:SharedArchiveFile="
+    f"{CDS_DIR}scala-run.jsa -Xlog:cds=off,cds+dynamic=off -cp /lib/scala-library.jar:."
+    ' "$(cat .main-class)"\' scala'
+)
+
+
+def test_a_run_archive_is_dumped_from_a_class_list_without_the_work_dir() -> None:
+    archive = CDS_DIR + "scala-run.jsa"
+    listing = classlist_command(SCALA_RUN, archive)
+    assert f"-XX:DumpLoadedClassList={CLASSLIST}" in listing and archive not in listing
+    assert "-cp /lib/scala-library.jar:. " in listing  # the program's classes are listed too
+    dump = static_dump_command(SCALA_RUN, archive)
+    assert "-Xshare:dump" in dump and "-Xshare:auto" not in dump
+    assert f"-XX:SharedClassListFile={CLASSLIST} -XX:SharedArchiveFile={archive}" in dump
+    # dumped for the jars alone: the run's class path extends it, so it maps
+    assert "-cp /lib/scala-library.jar " in dump and ":." not in dump
+    with pytest.raises(ImageBuildFailed, match="-cp JARS:"):
+        static_dump_command(SCALA_RUN.replace(":.", ""), archive)
+
+
 def test_every_compiler_with_an_archive_has_a_sample_program() -> None:
     for recipe in {lang.image for lang in load_catalog()}:
-        for source_file, _ in recipe.cds_compiles:
+        for source_file, *_ in (*recipe.cds_compiles, *recipe.cds_runs):
             assert Path(source_file).suffix in SAMPLES, source_file
 
 
@@ -115,23 +154,31 @@ def test_digest_changes_with_the_cds_commands_only_when_there_are_some() -> None
     other = ImageRecipe(
         "jvm", "bookworm", ("kotlin",), cds_compiles=(("main.kt", KOTLINC.replace("32", "64")),)
     )
-    assert len({plain.digest, one.digest, other.digest}) == 3
+    runs = ImageRecipe(
+        "jvm", "bookworm", ("kotlin",), cds_compiles=(("main.kt", KOTLINC),),
+        cds_runs=(("main.scala", "scalac", SCALA_RUN),),
+    )  # fmt: skip
+    assert len({plain.digest, one.digest, other.digest, runs.digest}) == 4
 
 
 def test_hook_is_told_the_cds_commands_and_parses_them_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    recipe = ImageRecipe("jvm", "bookworm", ("kotlin",), cds_compiles=(("main.kt", KOTLINC),))
+    recipe = ImageRecipe(
+        "jvm", "bookworm", ("scala",), cds_compiles=(("main.kt", KOTLINC),),
+        cds_runs=(("main.scala", "scalac", SCALA_RUN),),
+    )  # fmt: skip
     argv = build.mmdebstrap_argv(recipe, tmp_path / "rootfs", "http://mirror/debian", Settings())
     hook = next(a for a in argv if a.startswith("--customize-hook=")).removeprefix(
         "--customize-hook="
     )
     words = shlex.split(hook)
     assert json.loads(words[words.index("--cds-compile") + 1]) == ["main.kt", KOTLINC]
+    assert json.loads(words[words.index("--cds-run") + 1]) == ["main.scala", "scalac", SCALA_RUN]
     seen = {}
     monkeypatch.setattr(customise, "customize_rootfs", lambda *a: seen.update(args=a))
     assert customise.main([*words[3:-1], str(tmp_path)]) == 0
-    assert seen["args"][-1] == [("main.kt", KOTLINC)]
+    assert seen["args"][-2:] == ([("main.kt", KOTLINC)], [("main.scala", "scalac", SCALA_RUN)])
     plain = ImageRecipe("jvm", "bookworm", ("kotlin",))
     argv = build.mmdebstrap_argv(plain, tmp_path / "rootfs", "http://mirror/debian", Settings())
-    assert "--cds-compile" not in next(a for a in argv if a.startswith("--customize-hook="))
+    assert "--cds-" not in next(a for a in argv if a.startswith("--customize-hook="))

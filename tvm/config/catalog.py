@@ -97,6 +97,9 @@ class ImageRecipe:
     # compile command names a JVM class-data-sharing archive in ``CDS_DIR``:
     # the build dumps it with that command (:mod:`tvm.pyrovm.images.jvmcds`).
     cds_compiles: tuple[tuple[str, str], ...] = ()
+    # (source file, compile command, run command as shell words) of each language
+    # whose run command names one: dumped from the classes its sample program loads.
+    cds_runs: tuple[tuple[str, str, str], ...] = ()
 
     @cached_property  # the recipe is frozen; hashing it is read on every execution
     def digest(self) -> str:
@@ -113,6 +116,8 @@ class ImageRecipe:
             recipe["go_cache"] = {"compiles": sorted(self.go_compiles)}
         if self.cds_compiles:
             recipe["cds"] = sorted([list(pair) for pair in self.cds_compiles])
+        if self.cds_runs:
+            recipe["cds_runs"] = sorted([list(triple) for triple in self.cds_runs])
         blob = json.dumps(recipe, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -352,8 +357,9 @@ def _with_compiles(
             image = replace(image, pch_compiles=compiles(name))
         if image.go_cache:
             image = replace(image, go_compiles=compiles(name, "go"))
-        if cds := _cds_compiles(name, entries):
-            image = replace(image, cds_compiles=cds)
+        cds_compiles, cds_runs = _cds_commands(name, entries)
+        if cds_compiles or cds_runs:
+            image = replace(image, cds_compiles=cds_compiles, cds_runs=cds_runs)
         images[name] = image
     return images
 
@@ -366,24 +372,31 @@ CDS_DIR = "/usr/local/lib/tvm-cds/"
 CDS_FLAGS = ("-Xshare:auto", "-Xlog:cds=off,cds+dynamic=off")
 
 
-def _cds_compiles(image: str, entries: list[dict[str, Any]]) -> tuple[tuple[str, str], ...]:
-    """(source file, compile) of the entries on ``image`` whose commands name an
-    archive in :data:`CDS_DIR`; a command that does so without :data:`CDS_FLAGS`
+def _cds_commands(
+    image: str, entries: list[dict[str, Any]]
+) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str, str], ...]]:
+    """(source file, compile) of the entries on ``image`` whose compile command
+    names an archive in :data:`CDS_DIR`, and (source file, compile, run) of those
+    whose run command does; a command that names one without :data:`CDS_FLAGS`
     is a ConfigError."""
-    found: list[tuple[str, str]] = []
+    compiles: list[tuple[str, str]] = []
+    runs: list[tuple[str, str, str]] = []
     for e in entries:
         if e.get("image") != image:
             continue
+        compile_, run = e.get("compile") or "", shlex.join(e.get("run", ()))
         warm = e.get("warm_compiler", {}).get("command", "")
-        for command in (e.get("compile") or "", warm, shlex.join(e.get("run", ()))):
+        for command in (compile_, warm, run):
             missing = [f for f in CDS_FLAGS if f not in command]
             if CDS_DIR in command and missing:
                 raise ConfigError(
                     f"{e.get('name')}: a command names a CDS archive without {' '.join(missing)}"
                 )
-        if CDS_DIR in (e.get("compile") or ""):
-            found.append((e["source_file"], e["compile"]))
-    return tuple(dict.fromkeys(found))
+        if CDS_DIR in compile_:
+            compiles.append((e["source_file"], compile_))
+        if CDS_DIR in run:
+            runs.append((e["source_file"], compile_, run))
+    return tuple(dict.fromkeys(compiles)), tuple(dict.fromkeys(runs))
 
 
 @lru_cache(maxsize=4)

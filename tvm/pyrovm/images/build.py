@@ -80,6 +80,8 @@ def mmdebstrap_argv(
         hook += ["--go-cache-compile", command]
     for source_file, command in recipe.cds_compiles:
         hook += ["--cds-compile", json.dumps([source_file, command])]
+    for triple in recipe.cds_runs:
+        hook += ["--cds-run", json.dumps(list(triple))]
     argv = [
         shutil.which("mmdebstrap") or "mmdebstrap",
         "--mode=" + ("root" if os.geteuid() == 0 else "unshare"),

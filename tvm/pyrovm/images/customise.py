@@ -141,6 +141,7 @@ def customize_rootfs(
     pch_compiles: Sequence[str] = (),
     go_cache_compiles: Sequence[str] = (),
     cds_compiles: Sequence[tuple[str, str]] = (),
+    cds_runs: Sequence[tuple[str, str, str]] = (),
 ) -> None:
     """Everything the customize hook does to a freshly bootstrapped image."""
     _info("creating mount points")
@@ -161,9 +162,9 @@ def customize_rootfs(
     if go_cache_compiles:
         _info("baking a Go build cache of the standard library")
         _info(f"{build_go_cache(rootfs, go_cache_compiles)} Go build cache entries")
-    if cds_compiles:
-        _info("dumping the JVM compilers' class-data-sharing archives")
-        for path in build_cds(rootfs, cds_compiles):
+    if cds_compiles or cds_runs:
+        _info("dumping the JVMs' class-data-sharing archives")
+        for path in build_cds(rootfs, cds_compiles, cds_runs):
             _info(f"wrote {path} ({(rootfs / path.lstrip('/')).stat().st_size >> 20} MB)")
 
 
@@ -185,11 +186,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--cds-compile", action="append", default=[], type=json.loads,
         help='JSON ["source file", "compile command"]: dump the CDS archive it names',
     )  # fmt: skip
+    customize.add_argument(
+        "--cds-run", action="append", default=[], type=json.loads,
+        help='JSON ["source file", "compile", "run"]: dump the CDS archive the run names',
+    )  # fmt: skip
     args = parser.parse_args(argv)
     try:
         customize_rootfs(
             args.rootfs, args.uid_base, args.uid_count, args.pip, args.pch, args.pch_compile,
             args.go_cache_compile, [tuple(pair) for pair in args.cds_compile],
+            [tuple(triple) for triple in args.cds_run],
         )  # fmt: skip
     except (OSError, subprocess.CalledProcessError, ImageBuildFailed) as exc:
         print(f"E: tvm: customize failed: {exc}", file=sys.stderr, flush=True)

@@ -23,17 +23,21 @@ same JVM with the launcher's options, so it maps the same archive.
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from tvm.config.catalog import CDS_DIR, CDS_FLAGS
+from tvm.config.catalog import CDS_DIR
 from tvm.errors import ImageBuildFailed
 from tvm.pyrovm.agent.main import DEFAULT_ENV
 from tvm.pyrovm.images.gocache import chroot_run
 
 ARCHIVE = re.compile(r"-XX:SharedArchiveFile=(" + re.escape(CDS_DIR) + r"[A-Za-z0-9_.-]+\.jsa)")
 WORK = "/work"  # the image's (empty) work dir mount point: the sample compiles there
+CLASSLIST = "/tmp/tvm-cds.classlist"  # build time only: what a sample run loaded
+_CLASS_PATH_DOT = re.compile(r"(-cp|-classpath|--class-path) (\S+):\.(?=\s)")
+SAMPLE_INPUT = "3 14 15 92\n65 35\n"
 
 # Sample programs by source suffix: what a typical request makes the compiler
 # load (collections, lambdas, string formatting, stdin, exceptions).
@@ -146,7 +150,31 @@ def check_command(command: str) -> str:
     return command.replace("-Xshare:auto", "-Xshare:on")
 
 
-def _compile(rootfs: Path, command: str, source_file: str) -> None:
+def classlist_command(run: str, archive: str) -> str:
+    """The run command writing the classes its program loads to :data:`CLASSLIST`."""
+    return run.replace(f"-XX:SharedArchiveFile={archive}", f"-XX:DumpLoadedClassList={CLASSLIST}")
+
+
+def static_dump_command(run: str, archive: str) -> str:
+    """The run command's JVM dumping ``archive`` from :data:`CLASSLIST` (and
+    exiting): the same options, its class path without the trailing ``.``. The
+    program's own classes are no part of it, and a directory on an archive's
+    class path must be empty; a class path that the run's extends is still
+    the archive's, so the run maps it."""
+    dump = run.replace("-Xshare:auto", "-Xshare:dump").replace(
+        f"-XX:SharedArchiveFile={archive}",
+        f"-XX:SharedClassListFile={CLASSLIST} -XX:SharedArchiveFile={archive}",
+    )
+    dump, found = _CLASS_PATH_DOT.subn(r"\1 \2", dump)
+    if found != 1:
+        raise ImageBuildFailed(f"{run}: an archive for a run needs one '-cp JARS:.'")
+    return dump
+
+
+def _in_work(rootfs: Path, source_file: str, scripts: Sequence[str]) -> None:
+    """Run each of ``scripts`` (shell text, ``$1`` the sample's file name) in the
+    image's work dir holding the sample program; then leave no trace there or
+    in ``/tmp``."""
     suffix = Path(source_file).suffix
     if suffix not in SAMPLES:
         raise ImageBuildFailed(f"no sample program for {source_file} to dump a CDS archive with")
@@ -154,12 +182,13 @@ def _compile(rootfs: Path, command: str, source_file: str) -> None:
     (work / source_file).write_text(SAMPLES[suffix])
     tmp_before = set((rootfs / "tmp").iterdir())
     try:
-        argv = ["/bin/sh", "-c", command, "compile", source_file]
-        proc = chroot_run(rootfs, argv, DEFAULT_ENV, WORK)
-        if proc.returncode != 0:
-            raise ImageBuildFailed(
-                f"{command}: exited {proc.returncode} on the CDS sample: {proc.stderr[-800:]}"
-            )
+        for script in scripts:
+            argv = ["/bin/sh", "-c", script, "compile", source_file]
+            proc = chroot_run(rootfs, argv, DEFAULT_ENV, WORK)
+            if proc.returncode != 0:
+                raise ImageBuildFailed(
+                    f"{script}: exited {proc.returncode} on the CDS sample: {proc.stderr[-800:]}"
+                )
     finally:
         for path in [*work.iterdir(), *(set((rootfs / "tmp").iterdir()) - tmp_before)]:
             if path.is_dir() and not path.is_symlink():
@@ -168,24 +197,46 @@ def _compile(rootfs: Path, command: str, source_file: str) -> None:
                 path.unlink()
 
 
-def build_cds(rootfs: Path, compiles: Sequence[tuple[str, str]]) -> list[str]:
+def _written(rootfs: Path, archive: str, command: str) -> None:
+    target = rootfs / archive.lstrip("/")
+    if not target.is_file():
+        raise ImageBuildFailed(f"{command}: the JVM wrote no {archive}")
+    target.chmod(0o444)
+
+
+def build_cds(
+    rootfs: Path,
+    compiles: Sequence[tuple[str, str]],
+    runs: Sequence[tuple[str, str, str]] = (),
+) -> list[str]:
     """Dump the archive each of ``compiles`` (source file, compile command) names,
-    by that command compiling a sample; the archives written (read-only)."""
+    by that command compiling a sample, then each that ``runs`` (source file,
+    compile, run) name, from the classes the sample's run loads; the archives
+    written (read-only)."""
     written: list[str] = []
     (rootfs / CDS_DIR.lstrip("/")).mkdir(mode=0o755, parents=True, exist_ok=True)
     for source_file, command in compiles:
-        missing = [flag for flag in CDS_FLAGS if flag not in command]
-        if missing:
-            raise ImageBuildFailed(f"{command}: names a CDS archive without {' '.join(missing)}")
         for archive in archives(command):
             if archive in written:
                 continue
-            target = rootfs / archive.lstrip("/")
-            target.unlink(missing_ok=True)
-            _compile(rootfs, dump_command(command, archive), source_file)
-            if not target.is_file():
-                raise ImageBuildFailed(f"{command}: the JVM wrote no {archive}")
-            target.chmod(0o444)
-            _compile(rootfs, check_command(command), source_file)
+            (rootfs / archive.lstrip("/")).unlink(missing_ok=True)
+            _in_work(rootfs, source_file, [dump_command(command, archive)])
+            _written(rootfs, archive, command)
+            _in_work(rootfs, source_file, [check_command(command)])
+            written.append(archive)
+    for source_file, compile_, run in runs:
+        for archive in archives(run):
+            if archive in written:
+                continue
+            (rootfs / archive.lstrip("/")).unlink(missing_ok=True)
+            feed = f"printf {shlex.quote(SAMPLE_INPUT)} | "
+            dump = [
+                compile_,
+                feed + classlist_command(run, archive),
+                static_dump_command(run, archive),
+            ]
+            _in_work(rootfs, source_file, dump)
+            _written(rootfs, archive, run)
+            _in_work(rootfs, source_file, [compile_, feed + check_command(run)])
             written.append(archive)
     return written
