@@ -1,4 +1,4 @@
-"""Class-data-sharing archives of the JVM compilers, dumped at image build time.
+"""Class-data-sharing archives of the JVM compilers and runs, dumped at image build time.
 
 A JVM compiler (javac, kotlinc, scalac) spends much of its start parsing,
 verifying and linking the same few thousand classes on every run. A catalog
@@ -18,6 +18,12 @@ JDK, another class path) runs without it, silently: ``-Xshare:auto``, and the
 
 The warm sandbox's pre-started compiler (``agent/warm/TvmWarm.java``) is the
 same JVM with the launcher's options, so it maps the same archive.
+
+A run command may name one too (scala's, for ``scala-library.jar``): the
+build compiles the sample, lists the classes its run loads
+(``-XX:DumpLoadedClassList``) and dumps a static archive of them with the
+run's options for the jars of its class path (:func:`static_dump_command`),
+then checks the run maps it.
 """
 
 from __future__ import annotations
