@@ -162,6 +162,11 @@ class ErrorBody(BaseModel):
 
     message: str
     field: str | None = Field(None, description="the request field at fault, when one is")
+    code: str | None = Field(
+        None,
+        description="a live sandbox's reason: not_found, already_exists, conflict (its "
+        "state refuses the request), invalid, internal",
+    )
 
 
 @dataclass

@@ -16,7 +16,8 @@ service itself and for bad requests::
     │   │   ├── SandboxLost         410: a live sandbox's worker stopped, and the sandbox with it
     │   │   └── SandboxEnded        404: a live sandbox ended (timeout, kill, its agent) mid-call
     │   ├── DestinationRefused      400: an outbound request may not go there (outbound.py)
-    │   └── LiveOperationError      4xx: a live sandbox refused an operation (no such file...)
+    │   └── LiveOperationError      4xx: a live sandbox refused an operation (no such file: 404,
+    │                               a directory read as a file: 409)
     ├── CapacityError               429/503 with Retry-After: too busy right now
     ├── Unreachable                 an allowed outbound destination did not answer in time
     ├── ImageError
@@ -115,15 +116,20 @@ class Unreachable(TVMError):
 
 class LiveOperationError(RequestError):
     """An operation inside a live sandbox failed for the caller's reason;
-    ``code`` is the agent's (``not_found``, ``already_exists``, ``invalid``,
-    ``internal``)."""
+    ``code`` is the agent's: ``not_found`` (404), ``already_exists`` and ``conflict``
+    (409: the sandbox's state refuses a well-formed request, such as a directory
+    read as a file), ``invalid`` (400: malformed), ``internal`` (500)."""
 
-    STATUS = {"not_found": 404, "already_exists": 409, "invalid": 400, "internal": 500}
+    STATUS = {"not_found": 404, "already_exists": 409, "conflict": 409, "invalid": 400,
+              "internal": 500}  # fmt: skip
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.status_code = self.STATUS.get(code, 400)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"message": self.message, "code": self.code}
 
 
 class CapacityError(TVMError):

@@ -1,6 +1,7 @@
 """What the live-sandbox routes' schema promises, against a real ``tvm start``:
 a context's id comes back through the path (restart, delete, then 404), a request
-outside the schema's rules is a 400 naming its field, and the served schema states
+outside the schema's rules is a 400 naming its field, one the sandbox's state
+refuses is a 409 (404 only for what the URL names), and the served schema states
 the running server's own limits."""
 
 from __future__ import annotations
@@ -67,6 +68,37 @@ def test_context_ids_round_trip_through_the_path(service: Server, sandbox: str) 
     ids = [c["id"] for c in httpx.get(base + "/contexts", timeout=30).json()]
     assert len(ids) == 1
     assert httpx.post(f"{base}/contexts/{ids[0]}/restart", timeout=60).status_code == 204
+
+
+def test_what_the_sandboxs_state_refuses_is_a_409(service: Server, sandbox: str) -> None:
+    base = f"{service.url}/api/v1/sandboxes/{sandbox}"
+    with httpx.Client(base_url=base, timeout=60) as api:
+        api.put("/files", params={"path": "st/f.txt"}, content=b"x").raise_for_status()
+        refused = {
+            "a directory read": api.get("/files", params={"path": "st"}),
+            "a directory written": api.put("/files", params={"path": "st"}, content=b"x"),
+            "a file listed": api.get("/files/list", params={"path": "st/f.txt"}),
+            "a file as cwd": api.post("/commands", json={"cmd": "true", "cwd": "st/f.txt"}),
+            "a missing cwd": api.post("/commands", json={"cmd": "true", "cwd": "nowhere"}),
+            "below a file": api.post("/files/mkdir", json={"path": "st/f.txt/d"}),
+            "a missing source": api.post(
+                "/files/move", json={"source": "nothing", "destination": "st/g"}
+            ),
+            "an unknown context": api.post("/code", json={"code": "1", "context": "nope"}),
+        }
+        for what, reply in refused.items():
+            assert reply.status_code == 409, (what, reply.text)
+            assert reply.json()["code"] == "conflict", (what, reply.text)
+        exists = api.post("/files/mkdir", json={"path": "st"})
+        assert exists.status_code == 409 and exists.json()["code"] == "already_exists"
+        # what the URL names (here with its query) and is not there stays a 404
+        missing = api.get("/files", params={"path": "st/none"})
+        assert missing.status_code == 404 and missing.json()["code"] == "not_found"
+        running = api.post("/commands", json={"cmd": "sleep 30", "background": True})
+        pid = running.json()["pid"]
+        no_stdin = api.post(f"/commands/{pid}/stdin", json={"data": "x"})
+        assert no_stdin.status_code == 409 and "no open stdin" in no_stdin.text, no_stdin.text
+        api.post(f"/commands/{pid}/signal", json={"signal": "SIGKILL"}).raise_for_status()
 
 
 @pytest.mark.parametrize(

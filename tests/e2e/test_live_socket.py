@@ -194,13 +194,17 @@ def test_watches_are_capped_per_sandbox_and_bad_paths_refused(
     limits = httpx.Limits(max_connections=40)
     with httpx.Client(base_url=service.url, timeout=60, limits=limits) as client:
         missing = client.get(f"/api/v1/sandboxes/{sandbox}/files/watch", params={"path": "nope"})
-        assert missing.status_code == 400 and "not a directory" in missing.json()["message"]
+        assert missing.status_code == 404 and "does not exist" in missing.json()["message"]
+        client.put(f"/api/v1/sandboxes/{sandbox}/files", params={"path": "f.txt"}, content=b"x")
+        a_file = client.get(f"/api/v1/sandboxes/{sandbox}/files/watch", params={"path": "f.txt"})
+        assert a_file.status_code == 409, a_file.text  # the path's state, not the request
+        assert a_file.json()["code"] == "conflict" and "not a directory" in a_file.text
         with contextlib.ExitStack() as open_watches:
             for _ in range(16):
                 stream = open_watches.enter_context(_watch(client, sandbox, "."))
                 assert stream.status_code == 200
             over = client.get(f"/api/v1/sandboxes/{sandbox}/files/watch", params={"path": "."})
-            assert over.status_code == 400
+            assert over.status_code == 409
             assert "at most 16 watches per sandbox" in over.json()["message"]
         deadline = time.monotonic() + 30  # closed watches are stopped in the sandbox
         while True:

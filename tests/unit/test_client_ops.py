@@ -11,11 +11,16 @@ import httpx
 import pytest
 
 from tvm.client import AsyncClient, Client, aio, sync
-from tvm.errors import CapacityError, InvalidRequest, NotFound, TVMError
+from tvm.errors import CapacityError, InvalidRequest, LiveOperationError, NotFound, TVMError
 
 INFO = {"id": "sb1", "template": "base", "language": "python", "version": "3.11.2",
         "started_at": "2026-01-01T00:00:00Z", "end_at": "2026-01-01T00:05:00Z",
         "memory_mb": 512, "disk_mb": 256, "metadata": {}}  # fmt: skip
+
+
+ENTRY = {"name": "new", "type": "dir", "path": "/home/user/new", "size": 0, "mode": 493,
+         "permissions": "drwxr-xr-x", "owner": "user", "group": "user",
+         "modified": "2026-01-01T00:00:00Z"}  # fmt: skip
 
 
 def handler(request: httpx.Request) -> httpx.Response:
@@ -40,6 +45,12 @@ def handler(request: httpx.Request) -> httpx.Response:
                                          "size": len(request.content), "mode": 420,
                                          "permissions": "-rw-r--r--", "owner": "user",
                                          "group": "user", "modified": "2026-01-01T00:00:00Z"})  # fmt: skip
+    if (method, path) == ("POST", "/api/v1/sandboxes/sb1/files/mkdir"):
+        target = json.loads(request.content)["path"]
+        if target == "new":
+            return httpx.Response(200, json=ENTRY)
+        code = "already_exists" if target == "d" else "conflict"
+        return httpx.Response(409, json={"message": f"{target}: refused", "code": code})
     if (method, path) == ("DELETE", "/api/v1/sandboxes/sb1"):
         return httpx.Response(204)
     if (method, path) == ("GET", "/api/v1/sandboxes"):
@@ -57,6 +68,11 @@ def test_sync_client_results_and_errors() -> None:
         assert sbx.files.write("f", b"abc").size == 3
         with pytest.raises(NotFound, match="No such file"):
             sbx.files.read("missing")
+        # a 409 says why: the directory exists (False), or the sandbox's state refuses it
+        assert sbx.files.make_dir("new") is True and sbx.files.make_dir("d") is False
+        with pytest.raises(LiveOperationError) as refused:
+            sbx.files.make_dir("f/d")
+        assert refused.value.code == "conflict" and refused.value.status_code == 409
     with pytest.raises(InvalidRequest) as bad:
         client.sandboxes.create(timeout=0)
     assert (bad.value.field, bad.value.problem) == ("timeout", "must be >= 1")

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from tvm.errors import LiveOperationError, NotFound
 from tvm.pyroshell.e2b import connect
 from tvm.pyroshell.e2b.envd import entry_info, multipart_files
+from tvm.pyroshell.e2b.sandboxes import error_body
 
 
 def test_envelopes_and_end_of_stream() -> None:
@@ -30,6 +31,15 @@ def test_unary_errors_carry_connect_codes_and_statuses() -> None:
     assert exists.status_code == 409
     assert json.loads(exists.body) == {"code": "already_exists", "message": "directory d exists"}
     assert connect.unary_error(NotFound("gone")).status_code == 404
+
+
+def test_what_a_sandboxs_state_refuses_keeps_e2bs_status_not_the_native_409() -> None:
+    conflict = LiveOperationError("conflict", "path: /home/user is a directory")
+    assert conflict.status_code == 409  # the native API's
+    unary = connect.unary_error(conflict)
+    assert unary.status_code == 400 and json.loads(unary.body)["code"] == "invalid_argument"
+    body = error_body(conflict)  # the daemon's /files
+    assert body.status_code == 400 and json.loads(body.body)["code"] == 400
 
 
 def _request(body: bytes, content_type: str) -> Request:

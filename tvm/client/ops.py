@@ -76,7 +76,8 @@ def raise_for(response: httpx.Response) -> None:
     if status == 404:
         raise NotFound(message)
     if status == 409:
-        raise LiveOperationError("already_exists", message)
+        code = body.get("code") if isinstance(body, dict) else None
+        raise LiveOperationError(str(code or "already_exists"), message)
     if 400 <= status < 500:
         raise RequestError(message)
     error = TVMError(message)
@@ -204,9 +205,12 @@ def stat(sandbox_id: str, path: str) -> Op[EntryInfo | None]:
 
 def make_dir(sandbox_id: str, path: str) -> Op[bool]:
     response = yield Call("POST", _sandbox(sandbox_id) + "/files/mkdir", json={"path": path})
-    if response.status_code == 409:
-        return False
-    raise_for(response)
+    try:
+        raise_for(response)
+    except LiveOperationError as exc:
+        if exc.code == "already_exists":
+            return False
+        raise
     return True
 
 

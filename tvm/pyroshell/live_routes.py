@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -23,7 +24,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from tvm.api import ErrorBody
-from tvm.errors import NotFound
+from tvm.errors import LiveOperationError, NotFound
 from tvm.live_api import (
     PATH_PATTERN,
     CodeRequest,
@@ -65,11 +66,27 @@ FilePath = Annotated[str, Query(min_length=1, pattern=PATH_PATTERN)]
 # What each route can answer besides its success (the OpenAPI schema): every one
 # a bad request or key, or no worker for live sandboxes; one naming a sandbox also
 # 404 (it ended, or never was) and 410 (lost with its worker); one the agent does
-# 404 and 409 for what it finds there (no such file, context, process; one exists).
+# 404 and 409 for what it finds there (no such file, context, process; one exists,
+# or its state refuses the call: a directory read as a file, a file listed as a
+# directory, stdin of a command that has none). 400 is for a malformed request.
 COLLECTION = errors(ErrorBody, 400, 401, 503)
 CREATE = errors(ErrorBody, 400, 401, 404, 429, 503)  # 404: no such template
 SANDBOX = errors(ErrorBody, 400, 401, 404, 410, 503)
 INSIDE = errors(ErrorBody, 400, 401, 404, 409, 410, 503)
+
+
+@contextlib.contextmanager
+def _named_in_body() -> Iterator[None]:
+    """What a body names (a cell's context, a path to move or make, a command's
+    cwd) is not the resource the URL names: its absence is a 409, the sandbox's
+    state refusing the call; a 404 says the URL's own resource (the sandbox) is not
+    there."""
+    try:
+        yield
+    except LiveOperationError as exc:
+        if exc.code != "not_found":
+            raise
+        raise LiveOperationError("conflict", exc.message) from exc
 
 
 def _mine(request: Request, sandbox_id: str, who: str) -> LiveSandbox:
@@ -181,16 +198,17 @@ def router() -> APIRouter:
     ) -> CommandResult:
         live = _mine(request, sandbox_id, who)
         keep_open = body.background and body.stdin is not None
-        record = await live.session.start_process(
-            {
-                "cmd": "/bin/bash",
-                "args": ["-l", "-c", body.cmd],
-                "env": body.env,
-                "cwd": body.cwd,
-                "stdin": body.stdin is not None,
-                "tag": None,
-            }
-        )
+        with _named_in_body():
+            record = await live.session.start_process(
+                {
+                    "cmd": "/bin/bash",
+                    "args": ["-l", "-c", body.cmd],
+                    "env": body.env,
+                    "cwd": body.cwd,
+                    "stdin": body.stdin is not None,
+                    "tag": None,
+                }
+            )
         if body.stdin:
             data = base64.b64encode(body.stdin.encode()).decode()
             await live.session.request("proc_input", pid=record.pid, data=data)
@@ -321,14 +339,16 @@ def router() -> APIRouter:
 
     @routes.post("/{sandbox_id}/files/mkdir", responses=INSIDE)
     async def make_dir(sandbox_id: str, body: PathRequest, request: Request, who: Who) -> EntryInfo:
-        reply = await _mine(request, sandbox_id, who).session.request("mkdir", path=body.path)
+        with _named_in_body():
+            reply = await _mine(request, sandbox_id, who).session.request("mkdir", path=body.path)
         return entry(reply["entry"])
 
     @routes.post("/{sandbox_id}/files/move", responses=INSIDE)
     async def move(sandbox_id: str, body: MoveRequest, request: Request, who: Who) -> EntryInfo:
-        reply = await _mine(request, sandbox_id, who).session.request(
-            "move", source=body.source, destination=body.destination
-        )
+        with _named_in_body():
+            reply = await _mine(request, sandbox_id, who).session.request(
+                "move", source=body.source, destination=body.destination
+            )
         return entry(reply["entry"])
 
     @routes.get(
@@ -337,7 +357,7 @@ def router() -> APIRouter:
             "Changes under a directory as they happen (inotify in the sandbox), as NDJSON:"
             ' `{"type": "start", "path"}`, then `{"type": "create"|"write"|"remove"|"rename"'
             '|"chmod", "name"}` (name below the directory), and `{"type": "end"}` when the'
-            " directory or the sandbox goes. At most 16 watches per sandbox (then 400);"
+            " directory or the sandbox goes. At most 16 watches per sandbox (then 409);"
             " closing the connection stops the watch."
         ),
         response_class=StreamingResponse,
@@ -368,14 +388,16 @@ def router() -> APIRouter:
         sandbox_id: str, body: CodeRequest, request: Request, who: Who
     ) -> CodeResult:
         live = _mine(request, sandbox_id, who)
-        ident = body.context or await default_context(live)
         out: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
         reply: dict[str, Any] = {}
-        async for item in live.session.run_cell({"ctx": ident, "code": body.code, "env": body.env}):
-            if isinstance(item, Output):
-                out[item.stream].append(item.data)
-            else:
-                reply = item
+        with _named_in_body():
+            ident = body.context or await default_context(live)
+            cell = {"ctx": ident, "code": body.code, "env": body.env}
+            async for item in live.session.run_cell(cell):
+                if isinstance(item, Output):
+                    out[item.stream].append(item.data)
+                else:
+                    reply = item
         return CodeResult(
             text=reply.get("result"),
             stdout=b"".join(out["stdout"]).decode(errors="replace"),
@@ -388,9 +410,10 @@ def router() -> APIRouter:
     async def create_context(
         sandbox_id: str, body: ContextCreate, request: Request, who: Who
     ) -> ContextInfo:
-        reply = await _mine(request, sandbox_id, who).session.request(
-            "ctx_create", language=body.language, cwd=body.cwd
-        )
+        with _named_in_body():
+            reply = await _mine(request, sandbox_id, who).session.request(
+                "ctx_create", language=body.language, cwd=body.cwd
+            )
         return ContextInfo(id=reply["ctx"], language=reply["language"], cwd=reply["cwd"])
 
     @routes.get("/{sandbox_id}/contexts", responses=INSIDE)

@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 
-from tvm.errors import NotFound, SandboxLost, TVMError, Unauthorized
+from tvm.errors import LiveOperationError, NotFound, SandboxLost, TVMError, Unauthorized
 from tvm.pyroshell.live_ops import live_manager
 from tvm.pyrovm.live import LiveSandbox
 
@@ -49,17 +49,23 @@ def sandbox_for(request: Request, token_required: bool = True) -> LiveSandbox:
     return live
 
 
+def e2b_status(error: TVMError) -> int:
+    """The HTTP status E2B's daemon gives: a request the sandbox's state refuses
+    (a directory read as a file) is its 400, where TVM's native API says 409."""
+    if isinstance(error, LiveOperationError) and error.code == "conflict":
+        return 400
+    return error.status_code
+
+
 def error_body(error: TVMError) -> JSONResponse:
     """E2B's error body: ``{"code": <HTTP status>, "message"}``."""
     headers = {}
     retry = getattr(error, "retry_after", None)
     if retry is not None:
         headers["Retry-After"] = str(retry)
-    return JSONResponse(
-        {"code": error.status_code, "message": error.message},
-        status_code=error.status_code,
-        headers=headers,
-    )
+    status = e2b_status(error)
+    return JSONResponse({"code": status, "message": error.message}, status_code=status,
+                        headers=headers)  # fmt: skip
 
 
 Route = Callable[..., Awaitable[Response]]

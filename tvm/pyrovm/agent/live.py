@@ -116,9 +116,7 @@ class Live:
         except LiveError as exc:
             self.send({"type": "error", "id": rid, "code": exc.code, "message": str(exc)})
         except OSError as exc:
-            code = {errno.ENOENT: "not_found", errno.EEXIST: "already_exists"}.get(
-                exc.errno or 0, "invalid"
-            )
+            code = _OS_CODES.get(exc.errno or 0, "invalid")
             self.send({"type": "error", "id": rid, "code": code, "message": _os_message(exc)})
         except Exception as exc:
             text = f"{type(exc).__name__}: {exc}"
@@ -185,7 +183,7 @@ class Live:
         env.update({str(k): str(v) for k, v in (message.get("env") or {}).items()})
         cwd = self.files.resolve(message.get("cwd") or self.home)
         if not os.path.isdir(cwd):
-            raise LiveError("invalid", f"cwd: {cwd} is not a directory")
+            raise LiveError("conflict", f"cwd: {cwd} is not a directory")
         pid, in_w, out_r, err_r = self.spawn([cmd, *args], env, cwd, bool(message.get("stdin")))
         config = {"cmd": cmd, "args": args, "env": message.get("env") or {}, "cwd": cwd,
                   "tag": message.get("tag")}  # fmt: skip
@@ -239,7 +237,7 @@ class Live:
         data = base64.b64decode(message.get("data", ""))
         with proc.lock:
             if proc.stdin_w is None:
-                raise LiveError("invalid", f"process {proc.pid} has no open stdin")
+                raise LiveError("conflict", f"process {proc.pid} has no open stdin")
             view = memoryview(data)
             while view:
                 view = view[os.write(proc.stdin_w, view) :]
@@ -270,6 +268,18 @@ class Live:
 
     def op_ping(self, message: dict) -> dict:
         return {}
+
+
+# An OSError's errno as the reply's code: what exists where decides ENOTDIR,
+# EISDIR, ENOTEMPTY, ELOOP (the sandbox's state, a conflict); the rest is invalid.
+_OS_CODES = {
+    errno.ENOENT: "not_found",
+    errno.EEXIST: "already_exists",
+    errno.ENOTDIR: "conflict",
+    errno.EISDIR: "conflict",
+    errno.ENOTEMPTY: "conflict",
+    errno.ELOOP: "conflict",
+}
 
 
 def _b64(data: bytes) -> str:

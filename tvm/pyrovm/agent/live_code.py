@@ -99,7 +99,7 @@ class Contexts:
         program = KERNELS[language][0]
         if shutil.which(program, path=self.live.env.get("PATH")) is None:
             raise LiveError(
-                "invalid",
+                "conflict",
                 f"language: {language} contexts need {program} in the sandbox's image, which "
                 "has none; create the sandbox from the template code-interpreter-v1",
             )

@@ -79,7 +79,7 @@ class Files:
         try:
             size = os.fstat(fd).st_size
             if stat_module.S_ISDIR(os.fstat(fd).st_mode):
-                raise LiveError("invalid", f"path: {path} is a directory")
+                raise LiveError("conflict", f"path: {path} is a directory")
             data = os.pread(fd, length, offset)
         finally:
             os.close(fd)
@@ -110,7 +110,7 @@ class Files:
             if not os.path.isdir(root):
                 if not os.path.exists(root):
                     raise LiveError("not_found", f"path {root} does not exist")
-                raise LiveError("invalid", f"path: {root} is not a directory")
+                raise LiveError("conflict", f"path: {root} is not a directory")
             self._walk(root, depth, entries)
         return {"entries": entries}
 

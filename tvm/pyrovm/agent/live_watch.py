@@ -171,7 +171,7 @@ class Watches:
         root = self.live.files.resolve(message.get("path"))
         with self.lock:
             if len(self.active) >= MAX_WATCHES:
-                raise LiveError("invalid", f"at most {MAX_WATCHES} watches per sandbox: stop one")
+                raise LiveError("conflict", f"at most {MAX_WATCHES} watches per sandbox: stop one")
             if ident in self.active:
                 raise LiveError("already_exists", f"watch {ident} exists")
             with self.live.priv:
@@ -179,7 +179,9 @@ class Watches:
                 try:
                     with self.as_user():
                         if not os.path.isdir(root):
-                            raise LiveError("invalid", f"path: {root} is not a directory")
+                            if not os.path.exists(root):
+                                raise LiveError("not_found", f"path {root} does not exist")
+                            raise LiveError("conflict", f"path: {root} is not a directory")
                         watch.add("")
                 except BaseException:
                     for fd in (watch.fd, watch.stop_r, watch.stop_w):
