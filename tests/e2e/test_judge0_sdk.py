@@ -455,6 +455,13 @@ def test_multi_file_program(client: Any) -> None:
     )
     assert failed.status == judge0.Status.COMPILATION_ERROR
     assert failed.compile_output == "cannot build\n" and failed.stdout is None
+    # No run script: accepted, and bash run.sh fails when it runs, as under Judge0.
+    scriptless = judge0.Filesystem(content=[judge0.File(name="main.py", content="print(1)\n")])
+    missing = judge0.run(
+        client=client, source_code="", language=judge0.MULTI_FILE, additional_files=scriptless
+    )
+    assert missing.status == judge0.Status.RUNTIME_ERROR_NZEC, missing
+    assert "run.sh: No such file or directory" in (missing.stderr or ""), missing
 
 
 # -- verdicts -------------------------------------------------------------------------------

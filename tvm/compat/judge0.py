@@ -40,7 +40,6 @@ enforced separately (the sandbox has one memory cgroup for the whole program).
 from __future__ import annotations
 
 import base64
-import binascii
 import math
 import re
 import shlex
@@ -87,6 +86,7 @@ MAXIMA: dict[str, float] = {
 MIN_FILE_SIZE_KB = 16384
 MAX_OPTION_CHARS = 128  # compiler_options, command_line_arguments
 MAX_EXTRACT_KB = 10240  # additional_files, extracted
+ARCHIVE_NAME = "additional_files.zip"  # what Judge0 names the archive in the work dir
 MAX_BATCH = 20
 COMPATIBLE_VERSION = "1.13.1"  # the Judge0 CE API this module follows
 
@@ -125,6 +125,30 @@ _B64 = f"[A-Za-z0-9+/]{_SPACE}"
 BASE64_PATTERN = rf"^{_SPACE}(?:{_B64 * 4})*(?:{_B64 * 2}={_SPACE}=|{_B64 * 3}=)?{_SPACE}$"
 
 
+def decode64(text: str) -> bytes:
+    """Ruby's ``Base64.decode64``, which Judge0 decodes every attribute with: it never
+    fails. Characters outside the alphabet are skipped, the first ``=`` ends the
+    data, and a last group of two or three characters still gives its bytes."""
+    chars = re.sub(r"[^A-Za-z0-9+/=]", "", text).split("=", 1)[0]
+    if len(chars) % 4 == 1:
+        chars = chars[:-1]  # one character holds no whole byte
+    return base64.b64decode(chars + "=" * (-len(chars) % 4))
+
+
+def false_only(value: Any) -> Any:
+    """``false`` or null exactly, as the schema says (pydantic would take ``0`` too)."""
+    if value is not None and value is not False:
+        raise ValueError("enabling network is not allowed")
+    return value
+
+
+# A URL the outbound policy can parse: http(s), an ASCII host name or a bracketed IPv6
+# address (no credentials), a port up to 65535, then no control character or space.
+_PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
+_HOST = r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~-]+)"
+CALLBACK_PATTERN = rf"^https?://{_HOST}(:{_PORT})?([/?#][^\x00-\x20\x7f]*)?$"
+
+
 def base64_text(value: Any) -> Any:
     if isinstance(value, str) and not re.fullmatch(BASE64_PATTERN, value):
         raise ValueError("is not valid base64")
@@ -152,6 +176,8 @@ def _submission_schema(schema: dict[str, Any]) -> None:
             "required": [name],
             "properties": {name: {"type": "string", "minLength": 1}},
         }
+    # the archive must decode to something: a base64 character at least, not blanks only
+    schema["then"]["properties"]["additional_files"]["pattern"] = "[A-Za-z0-9+/]"
 
 
 class Judge0Submission(BaseModel):
@@ -179,13 +205,16 @@ class Judge0Submission(BaseModel):
     number_of_runs: int | None = _limit("number_of_runs", "")
     callback_url: str | None = Field(
         None,
-        pattern=r"^https?://[^/?#@\s]+",
-        description="gets a PUT with the result; public hosts only",
+        pattern=CALLBACK_PATTERN,
+        description="gets a PUT with the result; public hosts only, by an ASCII name "
+        "(an IDN as punycode)",
     )
     additional_files: str | None = Field(
         None,
-        description="a base64-encoded zip archive (whatever base64_encoded says); one that "
-        "is not a zip, or breaks the limits on its files, is a 422",
+        description="a base64-encoded zip archive (whatever base64_encoded says), unpacked "
+        "beside the source; bytes that are not a zip unpack to nothing, as Judge0's unzip "
+        "leaves them; a zip that breaks the limits on its files (count, size, a path "
+        "outside the work dir) is a 422",
         json_schema_extra={"pattern": BASE64_PATTERN},
     )
 
@@ -194,13 +223,18 @@ class Judge0Submission(BaseModel):
         "expected_output", "callback_url", "additional_files", mode="before",
     )(encodable)  # fmt: skip
     _archive = field_validator("additional_files")(base64_text)
+    _network = field_validator("enable_network", mode="before")(false_only)
 
 
 def _batch_schema(schema: dict[str, Any]) -> None:
-    """A client sends a list (no null: that is the 400 of an empty batch)."""
+    """A client sends a list (no null: that is the 400 of an empty batch) of objects,
+    at least one of them a valid submission (else the batch is a 422)."""
     schema.pop("anyOf", None)
     schema.pop("default", None)
-    schema.update(type="array", minItems=1, maxItems=MAX_BATCH, items={"type": "object"})
+    valid = {"$ref": "#/components/schemas/Judge0Submission"}
+    schema.update(
+        type="array", minItems=1, maxItems=MAX_BATCH, items={"type": "object"}, contains=valid
+    )
 
 
 class Judge0Batch(BaseModel):
@@ -319,15 +353,10 @@ def unb64(text: str | None) -> bytes | None:
     return None if text is None else base64.b64decode(text)
 
 
-def _decode_text(value: str | None, base64_encoded: bool, field: str) -> bytes | None:
+def _decode_text(value: str | None, base64_encoded: bool) -> bytes | None:
     if value is None:
         return None
-    if not base64_encoded:
-        return value.encode()
-    try:
-        return base64.b64decode(value)  # lenient like Ruby's decode64: newlines are fine
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidRequest(field, f"is not valid base64: {exc}") from exc
+    return decode64(value) if base64_encoded else value.encode()
 
 
 def _number(sub: Judge0Submission, name: str) -> Any:
@@ -363,18 +392,13 @@ def accept(
     language = language_table(catalog).get(sub.language_id)
     if language is None:
         raise InvalidRequest("language_id", f"language with id {sub.language_id} doesn't exist")
-    if multi_file and not sub.additional_files:
+    archive = decode64(sub.additional_files) if sub.additional_files else None
+    if multi_file and not (archive or b"").strip():  # Rails' presence, after decoding
         raise InvalidRequest("additional_files", "can't be blank for a multi-file program")
-    source = _decode_text(sub.source_code, base64_encoded, "source_code") or b""
-    stdin = _decode_text(sub.stdin, base64_encoded, "stdin")
-    expected = _decode_text(sub.expected_output, base64_encoded, "expected_output")
+    source = _decode_text(sub.source_code, base64_encoded) or b""
+    stdin = _decode_text(sub.stdin, base64_encoded)
+    expected = _decode_text(sub.expected_output, base64_encoded)
     limits = {name: _number(sub, name) for name in MAXIMA}
-    archive = None
-    if sub.additional_files:
-        try:
-            archive = base64.b64decode(sub.additional_files)
-        except (binascii.Error, ValueError) as exc:
-            raise InvalidRequest("additional_files", f"is not valid base64: {exc}") from exc
     try:
         args = shlex.split(sub.command_line_arguments or "")
     except ValueError as exc:
@@ -388,10 +412,9 @@ def accept(
     )
     if archive:
         files += _extract(archive, None if multi_file else language.source_file, settings)
-    if multi_file and not any(spec.name in ("run", "run.sh") for spec in files):
-        raise InvalidRequest(
-            "additional_files", "a multi-file program needs a run or run.sh script"
-        )
+    if not files:  # a multi-file program whose bytes are no zip: no script, so Judge0's
+        # Runtime Error when it runs; the request needs a file, the archive as Judge0 writes it
+        files = [FileSpec(name=ARCHIVE_NAME, content=_b64(archive) or "", encoding="base64")]
     run_max = language.run_limits.maximum
     native = CodeExecutionRequest(
         language=language.name,

@@ -13,7 +13,10 @@ land outside the work dir is refused with a 422 naming ``additional_files``:
 
 ``./a.py`` and ``a.py`` are the same name. As under Judge0 (``unzip -n``), an
 entry that has the name of the submission's source file is skipped: the source
-wins.
+wins. Bytes that are not a readable zip archive unpack to nothing, as Judge0's
+``unzip`` (whose failure it ignores) leaves the work dir: the submission is
+accepted and runs without them (a multi-file program then has no ``run`` script,
+a Runtime Error as under Judge0).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import io
 import posixpath
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass
 
 from tvm.errors import InvalidRequest
@@ -106,7 +110,8 @@ def _resolve(zf: zipfile.ZipFile, entries: dict[str, Entry], entry: Entry) -> En
 def unpack(
     archive: bytes, max_files: int, max_bytes: int, skip: str | None
 ) -> list[tuple[str, bytes]]:
-    """The archive's files as (name, content), in archive order, without ``skip``."""
+    """The archive's files as (name, content), in archive order, without ``skip``;
+    none if ``archive`` is not a readable zip."""
     try:
         with zipfile.ZipFile(io.BytesIO(archive)) as zf:
             entries = _entries(zf, max_files, max_bytes)
@@ -119,8 +124,9 @@ def unpack(
     except (
         zipfile.BadZipFile,
         zipfile.LargeZipFile,
+        zlib.error,
         EOFError,
         ValueError,
         NotImplementedError,
-    ) as exc:
-        raise _refuse(f"is not a valid zip archive: {exc}") from exc
+    ):
+        return []

@@ -127,11 +127,23 @@ def average(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # -- rendering --------------------------------------------------------------------------
+# What a name of ``?fields=`` may have around it (ASCII whitespace: fields_pattern says the same).
+FIELD_SPACE = " \t\n\r\f\v"
+
+
+def fields_pattern() -> str:
+    """``?fields=`` as parse_fields reads it: comma-separated pieces, each empty,
+    ``*`` or an attribute name, with whitespace around."""
+    piece = rf"[ \t\n\r\f\x0b]*(\*|{'|'.join(ALL_FIELDS)})?[ \t\n\r\f\x0b]*"
+    return rf"^{piece}(,{piece})*$"
+
+
 def parse_fields(fields: str | None) -> tuple[str, ...]:
     """``?fields=`` -> attribute names; ``*`` is all; unknown names are a 400."""
-    if fields is None or not fields.strip():
+    if fields is None or not fields.strip(FIELD_SPACE):
         return DEFAULT_FIELDS
-    names = tuple(name.strip() for name in fields.split(",") if name.strip())
+    pieces = (name.strip(FIELD_SPACE) for name in fields.split(","))
+    names = tuple(name for name in pieces if name)
     if "*" in names:
         return ALL_FIELDS
     invalid = [name for name in names if name not in ALL_FIELDS]

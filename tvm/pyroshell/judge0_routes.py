@@ -36,11 +36,10 @@ from tvm.pyroshell.store import PROCESSING, QUEUED
 from tvm.utils import metrics
 
 Base64Flag = Query(None, description="`true`: text attributes are base64 (in and out)")
-_NAME = "|".join(results.ALL_FIELDS)
 FieldsParam = Query(
     None,
     description="comma-separated attribute names, or `*` for all",
-    json_schema_extra={"pattern": rf"^(\*|\s*({_NAME})\s*(,\s*({_NAME})\s*)*)?$"},
+    json_schema_extra={"pattern": results.fields_pattern()},
 )
 
 
