@@ -70,12 +70,16 @@ def test_callback_gets_judge0_put(tmp_path: Path, receiver: str) -> None:
 
 def test_a_callback_to_loopback_is_refused_when_submitted(tmp_path: Path) -> None:
     with gateway_client(gateway_settings(tmp_path)) as gw:
-        for url in ("http://127.0.0.1:8080/x", "http://[::ffff:127.0.0.1]/", "http://10.0.0.1/"):
+        for url in ("http://127.0.0.1:8080/x", "http://10.0.0.1/"):
             body = {"source_code": "out x", "language_id": 71, "callback_url": url}
             reply = gw.post("/submissions", json=body)
             assert reply.status_code == 422, reply.text
             (problem,) = reply.json()["callback_url"]
             assert "outbound_allow" in problem
+        # an IPv6 literal (which could carry an IPv4 one) is not a form the schema takes
+        body = {"source_code": "out x", "language_id": 71, "callback_url": "http://[::1]/"}
+        reply = gw.post("/submissions", json=body)
+        assert reply.status_code == 422 and "pattern" in reply.json()["callback_url"][0]
 
 
 async def test_a_name_resolving_to_loopback_gets_no_callback(receiver: str) -> None:

@@ -142,11 +142,10 @@ def false_only(value: Any) -> Any:
     return value
 
 
-# A URL the outbound policy can parse: http(s), an ASCII host name or a bracketed IPv6
-# address (no credentials), a port up to 65535, then no control character or space.
+# A URL the outbound policy can parse: http(s), an ASCII host name or IPv4 address (no
+# credentials, no IPv6 literal), a port up to 65535, then no control character or space.
 _PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
-_HOST = r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~-]+)"
-CALLBACK_PATTERN = rf"^https?://{_HOST}(:{_PORT})?([/?#][^\x00-\x20\x7f]*)?$"
+CALLBACK_PATTERN = rf"^https?://[A-Za-z0-9._~-]+(:{_PORT})?([/?#][^\x00-\x20\x7f]*)?$"
 
 
 def base64_text(value: Any) -> Any:
@@ -207,7 +206,7 @@ class Judge0Submission(BaseModel):
         None,
         pattern=CALLBACK_PATTERN,
         description="gets a PUT with the result; public hosts only, by an ASCII name "
-        "(an IDN as punycode)",
+        "(an IDN as punycode) or IPv4 address",
     )
     additional_files: str | None = Field(
         None,
