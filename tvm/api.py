@@ -165,7 +165,7 @@ class ErrorBody(BaseModel):
     code: str | None = Field(
         None,
         description="a live sandbox's reason: not_found, already_exists, conflict (its "
-        "state refuses the request), invalid, internal",
+        "state refuses the request), forbidden (its user may not), invalid, internal",
     )
 
 

@@ -118,10 +118,11 @@ class LiveOperationError(RequestError):
     """An operation inside a live sandbox failed for the caller's reason;
     ``code`` is the agent's: ``not_found`` (404), ``already_exists`` and ``conflict``
     (409: the sandbox's state refuses a well-formed request, such as a directory
-    read as a file), ``invalid`` (400: malformed), ``internal`` (500)."""
+    read as a file), ``forbidden`` (403: the sandbox user may not), ``invalid`` (400:
+    malformed), ``internal`` (500)."""
 
-    STATUS = {"not_found": 404, "already_exists": 409, "conflict": 409, "invalid": 400,
-              "internal": 500}  # fmt: skip
+    STATUS = {"not_found": 404, "already_exists": 409, "conflict": 409, "forbidden": 403,
+              "invalid": 400, "internal": 500}  # fmt: skip
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)

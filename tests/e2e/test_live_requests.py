@@ -89,6 +89,14 @@ def test_what_the_sandboxs_state_refuses_is_a_409(service: Server, sandbox: str)
         for what, reply in refused.items():
             assert reply.status_code == 409, (what, reply.text)
             assert reply.json()["code"] == "conflict", (what, reply.text)
+        # across mounts a move copies (the home dir is not /tmp); the user's rights hold
+        api.put("/files", params={"path": "/tmp/m.txt"}, content=b"m").raise_for_status()
+        moved = api.post("/files/move", json={"source": "/tmp/m.txt", "destination": "st/m"})
+        assert (
+            moved.status_code == 200 and api.get("/files", params={"path": "st/m"}).content == b"m"
+        )
+        taken = api.post("/files/move", json={"source": "/etc/passwd", "destination": "h"})
+        assert taken.status_code == 403 and taken.json()["code"] == "forbidden", taken.text
         exists = api.post("/files/mkdir", json={"path": "st"})
         assert exists.status_code == 409 and exists.json()["code"] == "already_exists"
         # what the URL names (here with its query) and is not there stays a 404

@@ -46,7 +46,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, StrictBool, field_validator
 
 from tvm.api import CodeExecutionRequest, FileSpec, LimitsIn
 from tvm.compat.judge0_files import unpack
@@ -196,10 +196,10 @@ class Judge0Submission(BaseModel):
     memory_limit: float | None = _limit("memory_limit", "KB")
     stack_limit: int | None = _limit("stack_limit", "KB")
     max_processes_and_or_threads: int | None = _limit("max_processes_and_or_threads", "")
-    enable_per_process_and_thread_time_limit: bool | None = None
-    enable_per_process_and_thread_memory_limit: bool | None = None
+    enable_per_process_and_thread_time_limit: StrictBool | None = None
+    enable_per_process_and_thread_memory_limit: StrictBool | None = None
     max_file_size: int | None = _limit("max_file_size", "KB")
-    redirect_stderr_to_stdout: bool | None = None
+    redirect_stderr_to_stdout: StrictBool | None = None
     enable_network: Literal[False] | None = Field(None, description="cannot be enabled here")
     number_of_runs: int | None = _limit("number_of_runs", "")
     callback_url: str | None = Field(

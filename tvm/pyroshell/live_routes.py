@@ -68,11 +68,12 @@ FilePath = Annotated[str, Query(min_length=1, pattern=PATH_PATTERN)]
 # 404 (it ended, or never was) and 410 (lost with its worker); one the agent does
 # 404 and 409 for what it finds there (no such file, context, process; one exists,
 # or its state refuses the call: a directory read as a file, a file listed as a
-# directory, stdin of a command that has none). 400 is for a malformed request.
+# directory, stdin of a command that has none); 403 what the sandbox's user may not
+# touch (a path outside its rights). 400 is for a malformed request.
 COLLECTION = errors(ErrorBody, 400, 401, 503)
 CREATE = errors(ErrorBody, 400, 401, 404, 429, 503)  # 404: no such template
 SANDBOX = errors(ErrorBody, 400, 401, 404, 410, 503)
-INSIDE = errors(ErrorBody, 400, 401, 404, 409, 410, 503)
+INSIDE = errors(ErrorBody, 400, 401, 403, 404, 409, 410, 503)
 
 
 @contextlib.contextmanager

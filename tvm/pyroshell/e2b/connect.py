@@ -27,7 +27,8 @@ CODES = {"not_found": 404, "already_exists": 409, "invalid_argument": 400,
          "internal": 500, "unavailable": 503, "resource_exhausted": 429,
          "unauthenticated": 401, "unimplemented": 501}  # fmt: skip
 _LIVE_CODES = {"not_found": "not_found", "already_exists": "already_exists",
-               "conflict": "invalid_argument", "invalid": "invalid_argument",
+               "conflict": "invalid_argument", "forbidden": "invalid_argument",
+               "invalid": "invalid_argument",
                "internal": "internal"}  # fmt: skip
 
 

@@ -50,9 +50,10 @@ def sandbox_for(request: Request, token_required: bool = True) -> LiveSandbox:
 
 
 def e2b_status(error: TVMError) -> int:
-    """The HTTP status E2B's daemon gives: a request the sandbox's state refuses
-    (a directory read as a file) is its 400, where TVM's native API says 409."""
-    if isinstance(error, LiveOperationError) and error.code == "conflict":
+    """The HTTP status E2B's daemon gives: a request the sandbox's state or its
+    user's rights refuse (a directory read as a file) is its 400, where TVM's
+    native API says 409 or 403."""
+    if isinstance(error, LiveOperationError) and error.code in ("conflict", "forbidden"):
         return 400
     return error.status_code
 

@@ -271,7 +271,8 @@ class Live:
 
 
 # An OSError's errno as the reply's code: what exists where decides ENOTDIR,
-# EISDIR, ENOTEMPTY, ELOOP (the sandbox's state, a conflict); the rest is invalid.
+# EISDIR, ENOTEMPTY, ELOOP (the sandbox's state, a conflict); the sandbox user's
+# rights decide EACCES, EPERM, EROFS (forbidden); the rest is invalid.
 _OS_CODES = {
     errno.ENOENT: "not_found",
     errno.EEXIST: "already_exists",
@@ -279,6 +280,9 @@ _OS_CODES = {
     errno.EISDIR: "conflict",
     errno.ENOTEMPTY: "conflict",
     errno.ELOOP: "conflict",
+    errno.EACCES: "forbidden",
+    errno.EPERM: "forbidden",
+    errno.EROFS: "forbidden",
 }
 
 

@@ -12,7 +12,8 @@ class LiveError(Exception):
     """A request that cannot be served; ``code`` says why, for the host:
     ``not_found``, ``already_exists``, ``conflict`` (the request is well formed but
     the sandbox's state refuses it: a directory read as a file, a file listed as a
-    directory, stdin of a command that has none), ``invalid`` (malformed), ``internal``."""
+    directory, stdin of a command that has none), ``forbidden`` (the sandbox user may
+    not), ``invalid`` (malformed), ``internal``."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)

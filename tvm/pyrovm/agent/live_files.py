@@ -10,6 +10,7 @@ files travel in pieces: ``file_read`` takes an offset and a length,
 from __future__ import annotations
 
 import base64
+import errno
 import os
 import shutil
 import stat as stat_module
@@ -138,7 +139,13 @@ class Files:
         destination = self.resolve(message.get("destination"))
         with self.live.priv, self._as_user():
             os.makedirs(os.path.dirname(destination), exist_ok=True)
-            os.rename(source, destination)
+            try:
+                os.rename(source, destination)
+            except OSError as exc:  # another mount (/tmp, the image): copy, then remove
+                if exc.errno != errno.EXDEV:
+                    raise
+                os.lstat(source)  # a missing source is ENOENT, not EXDEV
+                shutil.move(source, destination)
             return {"entry": self.entry(destination)}
 
     def op_remove(self, message: dict) -> dict:
