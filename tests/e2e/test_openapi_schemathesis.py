@@ -37,11 +37,14 @@ BUDGET_S = 210  # the whole run
 REQUEST_TIMEOUT_S = 150  # schemathesis.toml's request-timeout
 LIVE = {"TVM_LIVE_TIMEOUT_SECONDS": "15", "TVM_LIVE_MAX_TIMEOUT_SECONDS": "30",
         "TVM_LIVE_MEMORY_MB": "128", "TVM_LIVE_MAX_MEMORY_MB": "256"}  # fmt: skip
+DELETE_ON = {"TVM_JUDGE0_ENABLE_DELETE": "true"}  # Judge0's DELETE all the way, not only its 400
 
 
 @pytest.fixture(scope="module")
 def tvm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    yield from start_tvm(tmp_path_factory.mktemp("schemathesis"), every_language=True, **LIVE)
+    yield from start_tvm(
+        tmp_path_factory.mktemp("schemathesis"), every_language=True, **LIVE, **DELETE_ON
+    )
 
 
 def test_schemathesis_finds_nothing(tvm: Server, tmp_path: Path) -> None:

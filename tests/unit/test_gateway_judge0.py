@@ -22,7 +22,7 @@ PY, C = 71, 50
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    with gateway_client(gateway_settings(tmp_path)) as c:
+    with gateway_client(gateway_settings(tmp_path, judge0_enable_delete=True)) as c:
         yield c
 
 
@@ -244,6 +244,15 @@ def test_delete(client: TestClient) -> None:
     deleted = client.delete(f"/submissions/{token}?fields=stdout")
     assert deleted.status_code == 200 and deleted.json() == {"stdout": "YnllCg==\n"}
     assert client.get(f"/submissions/{token}").status_code == 404
+
+
+def test_delete_is_off_by_default_as_in_judge0(tmp_path: Path) -> None:
+    with gateway_client(gateway_settings(tmp_path)) as off:
+        assert off.get("/config_info").json()["enable_submission_delete"] is False
+        token = run(off, "out bye")["token"]
+        refused = off.delete(f"/submissions/{token}")
+        assert refused.status_code == 400 and refused.json() == {"error": "delete not allowed"}
+        assert off.get(f"/submissions/{token}").status_code == 200
 
 
 def test_static_endpoints(client: TestClient) -> None:

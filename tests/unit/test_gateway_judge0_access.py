@@ -27,7 +27,7 @@ def add_key(gw: TestClient, secret: str) -> None:
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    settings = gateway_settings(tmp_path, admin_keys=[ROOT[:8]])
+    settings = gateway_settings(tmp_path, admin_keys=[ROOT[:8]], judge0_enable_delete=True)
     with gateway_client(settings) as c:
         for secret in (ALICE, BOB, ROOT):
             add_key(c, secret)

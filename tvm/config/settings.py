@@ -235,7 +235,9 @@ class Settings(BaseSettings):
     anonymous_rate_per_minute: int = Field(
         0, ge=0, description="executions/min per client address without a key; 0: unlimited"
     )
-    judge0_enable_delete: bool = Field(True, description="allow DELETE /submissions/{token}")
+    judge0_enable_delete: bool = Field(
+        False, description="allow DELETE /submissions/{token} (off by default, as in Judge0 CE)"
+    )
     admin_keys: list[str] = Field(
         default_factory=list,
         description="prefixes of API keys (as `tvm keys list` shows them) with admin rights: "
