@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tvm.config.catalog import RESOLVED_CACHE, load_catalog, parse_catalog
+from tvm.config.catalog import RESOLVED_CACHE, load_catalog, load_verified, parse_catalog
 from tvm.errors import ConfigError, UnknownLanguage
 
 
@@ -107,3 +107,15 @@ def test_a_source_file_names_its_language_through_the_catalog() -> None:
     assert catalog.for_file("b.cc") == "c++"
     assert catalog.for_file("c.m") is None  # objective-c and octave
     assert catalog.for_file("Makefile") is None
+
+
+def test_every_catalog_entry_is_verified_as_it_is_now() -> None:
+    # An entry (or its image's recipe) changed without its test program being run
+    # again is hidden from every listing: the suite's language tests would fail late.
+    record = load_verified()
+    stale = sorted(lang.key for lang in load_catalog() if record.get(lang.key) != lang.digest)
+    assert not stale, (
+        "verified.toml is out of date for these entries; run "
+        "TVM_UPDATE_VERIFIED=1 .venv/bin/pytest tests/integration/test_languages.py -k '...': "
+        f"{stale}"
+    )
