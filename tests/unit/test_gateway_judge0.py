@@ -270,3 +270,32 @@ def test_static_endpoints(client: TestClient) -> None:
     assert config["cpu_time_limit"] == 5 and config["max_cpu_time_limit"] == 15
     assert config["max_submission_batch_size"] == 20
     assert client.get("/about").json()["version"]
+
+
+def test_the_schema_says_which_arguments_can_be_split() -> None:
+    # The 422 "cannot be split" and the schema's pattern agree on every string, so a
+    # schema-valid command_line_arguments is never refused.
+    import random
+    import re
+    import shlex
+
+    from tvm.compat.judge0 import SHELL_WORDS_PATTERN, Judge0Submission
+
+    field = Judge0Submission.model_json_schema()["properties"]["command_line_arguments"]
+    assert field["pattern"] == SHELL_WORDS_PATTERN
+    rng = random.Random(7)
+    alphabet = ["'", '"', "\\", "a", " ", "\n", "#", "$", "é", "\x00"]
+    for _ in range(20_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 9)))
+        try:
+            splits = "\x00" not in "".join(shlex.split(text))
+        except ValueError:
+            splits = False
+        assert splits == bool(re.match(SHELL_WORDS_PATTERN, text)), repr(text)
+
+
+def test_arguments_that_cannot_be_split_are_a_422_naming_the_field(client: TestClient) -> None:
+    body = {"source_code": "print(1)", "language_id": PY, "command_line_arguments": "'"}
+    reply = client.post("/submissions", json=body)
+    assert reply.status_code == 422
+    assert list(reply.json()) == ["command_line_arguments"]

@@ -85,6 +85,10 @@ MAXIMA: dict[str, float] = {
 # max_file_size still caps stdout and stderr exactly; files get at least this.
 MIN_FILE_SIZE_KB = 16384
 MAX_OPTION_CHARS = 128  # compiler_options, command_line_arguments
+# Words as POSIX shell quoting has them: what shlex.split accepts, exactly (no
+# unclosed quote, no trailing backslash), and no NUL (no argv can hold one), so that
+# the schema says what a 422 refuses.
+SHELL_WORDS_PATTERN = r"""^(?:[^'"\\\x00]|\\[^\x00]|'[^'\x00]*'|"(?:[^"\\\x00]|\\[^\x00])*")*$"""
 MAX_EXTRACT_KB = 10240  # additional_files, extracted
 ARCHIVE_NAME = "additional_files.zip"  # what Judge0 names the archive in the work dir
 MAX_BATCH = 20
@@ -187,7 +191,9 @@ class Judge0Submission(BaseModel):
     source_code: str | None = Field(None, description="required, except for language 89")
     language_id: int | None = Field(None, description="an id of GET /languages")
     compiler_options: str | None = Field(None, max_length=MAX_OPTION_CHARS)
-    command_line_arguments: str | None = Field(None, max_length=MAX_OPTION_CHARS)
+    command_line_arguments: str | None = Field(
+        None, max_length=MAX_OPTION_CHARS, json_schema_extra={"pattern": SHELL_WORDS_PATTERN}
+    )
     stdin: str | None = None
     expected_output: str | None = None
     cpu_time_limit: float | None = _limit("cpu_time_limit", "seconds")
