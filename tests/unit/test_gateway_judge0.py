@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -299,3 +300,16 @@ def test_arguments_that_cannot_be_split_are_a_422_naming_the_field(client: TestC
     reply = client.post("/submissions", json=body)
     assert reply.status_code == 422
     assert list(reply.json()) == ["command_line_arguments"]
+
+
+@pytest.mark.parametrize("options", ["'", "-O2\x00", "x\\"])
+def test_compiler_options_that_cannot_be_split_are_a_422_for_every_language(
+    client: TestClient, options: str
+) -> None:
+    from tvm.compat.judge0 import Judge0Submission
+
+    field = Judge0Submission.model_json_schema()["properties"]["compiler_options"]
+    assert not re.match(field["pattern"], options)
+    body = {"source_code": "print(1)", "language_id": PY, "compiler_options": options}
+    reply = client.post("/submissions", json=body)
+    assert reply.status_code == 422 and list(reply.json()) == ["compiler_options"]

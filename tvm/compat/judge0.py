@@ -190,7 +190,9 @@ class Judge0Submission(BaseModel):
 
     source_code: str | None = Field(None, description="required, except for language 89")
     language_id: int | None = Field(None, description="an id of GET /languages")
-    compiler_options: str | None = Field(None, max_length=MAX_OPTION_CHARS)
+    compiler_options: str | None = Field(
+        None, max_length=MAX_OPTION_CHARS, json_schema_extra={"pattern": SHELL_WORDS_PATTERN}
+    )
     command_line_arguments: str | None = Field(
         None, max_length=MAX_OPTION_CHARS, json_schema_extra={"pattern": SHELL_WORDS_PATTERN}
     )
@@ -404,6 +406,9 @@ def accept(
     stdin = _decode_text(sub.stdin, base64_encoded)
     expected = _decode_text(sub.expected_output, base64_encoded)
     limits = {name: _number(sub, name) for name in MAXIMA}
+    if sub.compiler_options and not re.match(SHELL_WORDS_PATTERN, sub.compiler_options):
+        # Checked for every language (an interpreted one ignores them), as the schema says.
+        raise InvalidRequest("compiler_options", "is not a valid list of shell words")
     try:
         args = shlex.split(sub.command_line_arguments or "")
     except ValueError as exc:
