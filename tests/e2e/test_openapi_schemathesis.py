@@ -30,7 +30,7 @@ import pytest
 from tests.conftest import Server
 from tests.e2e.piston_stack import start_tvm
 
-pytestmark = [pytest.mark.namespace, pytest.mark.slow]
+pytestmark = [pytest.mark.namespace, pytest.mark.slow, pytest.mark.fuzz]
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = 8
 BUDGET_S = 210  # the whole run
