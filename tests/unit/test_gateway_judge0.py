@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import io
+import random
 import re
+import shlex
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +18,7 @@ from fastapi.testclient import TestClient
 
 from tests.gateway_support import gateway_client, gateway_settings, wait_done
 from tvm.compat import judge0
+from tvm.compat.judge0 import SHELL_WORDS_PATTERN, Judge0Submission
 from tvm.compat.judge0_status import DESCRIPTIONS, Status
 
 PY, C = 71, 50
@@ -276,12 +279,6 @@ def test_static_endpoints(client: TestClient) -> None:
 def test_the_schema_says_which_arguments_can_be_split() -> None:
     # The 422 "cannot be split" and the schema's pattern agree on every string, so a
     # schema-valid command_line_arguments is never refused.
-    import random
-    import re
-    import shlex
-
-    from tvm.compat.judge0 import SHELL_WORDS_PATTERN, Judge0Submission
-
     field = Judge0Submission.model_json_schema()["properties"]["command_line_arguments"]
     assert field["pattern"] == SHELL_WORDS_PATTERN
     rng = random.Random(7)
@@ -306,8 +303,6 @@ def test_arguments_that_cannot_be_split_are_a_422_naming_the_field(client: TestC
 def test_compiler_options_that_cannot_be_split_are_a_422_for_every_language(
     client: TestClient, options: str
 ) -> None:
-    from tvm.compat.judge0 import Judge0Submission
-
     field = Judge0Submission.model_json_schema()["properties"]["compiler_options"]
     assert not re.match(field["pattern"], options)
     body = {"source_code": "print(1)", "language_id": PY, "compiler_options": options}

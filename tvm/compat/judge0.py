@@ -366,6 +366,15 @@ def _decode_text(value: str | None, base64_encoded: bool) -> bytes | None:
     return decode64(value) if base64_encoded else value.encode()
 
 
+def _shell_words(value: str | None, field: str) -> list[str]:
+    """``value`` split as shell words, refused as the schema's pattern refuses it."""
+    if value and not re.match(SHELL_WORDS_PATTERN, value):
+        raise InvalidRequest(
+            field, "cannot be split as shell words (an unclosed quote, a trailing backslash, NUL)"
+        )
+    return shlex.split(value or "")
+
+
 def _number(sub: Judge0Submission, name: str) -> Any:
     value = getattr(sub, name)
     if value is None:
@@ -406,13 +415,9 @@ def accept(
     stdin = _decode_text(sub.stdin, base64_encoded)
     expected = _decode_text(sub.expected_output, base64_encoded)
     limits = {name: _number(sub, name) for name in MAXIMA}
-    if sub.compiler_options and not re.match(SHELL_WORDS_PATTERN, sub.compiler_options):
-        # Checked for every language (an interpreted one ignores them), as the schema says.
-        raise InvalidRequest("compiler_options", "is not a valid list of shell words")
-    try:
-        args = shlex.split(sub.command_line_arguments or "")
-    except ValueError as exc:
-        raise InvalidRequest("command_line_arguments", f"cannot be split: {exc}") from exc
+    # compiler_options are checked for every language (an interpreted one ignores them)
+    _shell_words(sub.compiler_options, "compiler_options")
+    args = _shell_words(sub.command_line_arguments, "command_line_arguments")
     try:
         stdin_text = (stdin or b"").decode()
     except UnicodeDecodeError as exc:

@@ -134,7 +134,8 @@ FIELD_SPACE = " \t\n\r\f\v"
 def fields_pattern() -> str:
     """``?fields=`` as parse_fields reads it: comma-separated pieces, each empty,
     ``*`` or an attribute name, with whitespace around."""
-    piece = rf"[ \t\n\r\f\x0b]*(\*|{'|'.join(ALL_FIELDS)})?[ \t\n\r\f\x0b]*"
+    space = "[" + "".join(f"\\x{ord(c):02x}" for c in FIELD_SPACE) + "]*"
+    piece = rf"{space}(\*|{'|'.join(ALL_FIELDS)})?{space}"
     return rf"^{piece}(,{piece})*$"
 
 
