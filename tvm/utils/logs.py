@@ -48,6 +48,9 @@ def configure_logging(settings: Settings, component: str) -> None:
         root.addHandler(handler)
     root.setLevel(settings.log_level.upper())
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per health check otherwise
+    # nodesemver logs a traceback at INFO for every selector it cannot parse (a user's
+    # "version": "bogus" is an ordinary 400, not news for the log).
+    logging.getLogger("nodesemver").setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
