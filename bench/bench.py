@@ -28,7 +28,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,7 @@ sys.path.insert(0, str(REPO))
 from bench.cds import cds_rows, report_cds  # noqa: E402
 from bench.cpu import Meter, meters  # noqa: E402
 from bench.judge import judge  # noqa: E402
-from bench.languages import chroot_setup, per_language  # noqa: E402
+from bench.languages import Probe, chroot_setup, per_language, timed_probe  # noqa: E402
 from bench.warm_memory import report_warm_memory, warm_memory  # noqa: E402
 from tests.conftest import Server  # noqa: E402
 from tvm.api import CodeExecutionRequest, build_job  # noqa: E402
@@ -57,8 +56,6 @@ PRINT1 = "print(1)"
 C_VERSION = "12"  # bookworm's gcc, the host's own
 C_HELLO = '#include <stdio.h>\nint main(void) { puts("hello"); return 0; }\n'
 
-Probe = Callable[[], Awaitable[None]]
-
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
@@ -72,12 +69,6 @@ async def run_process(*argv: str, cwd: str | None = None) -> None:
     _, err = await proc.communicate()
     if proc.returncode != 0:
         raise RuntimeError(f"{argv[0]} failed: {err.decode()[-500:]}")
-
-
-async def timed(probe: Probe) -> float:
-    start = time.perf_counter()
-    await probe()
-    return (time.perf_counter() - start) * 1000
 
 
 async def throughput(probe: Probe, clients: int, total: int) -> float:
@@ -153,7 +144,7 @@ class Bench:
         self.overheads.clear()
         for _ in range(self.runs):
             for name, probe in probes.items():
-                samples[name].append(await timed(probe))
+                samples[name].append(await timed_probe(probe))
         for name, values in samples.items():
             self.results["latency_ms"][name] = {
                 "p50": round(statistics.median(values), 2),
@@ -224,8 +215,8 @@ class Bench:
             await bare()
             await http()
             for _ in range(max(5, self.runs // 4)):
-                samples["c_bare_gcc_run"].append(await timed(bare))
-                samples["c_http"].append(await timed(http))
+                samples["c_bare_gcc_run"].append(await timed_probe(bare))
+                samples["c_http"].append(await timed_probe(http))
         for name, values in samples.items():
             self.results["latency_ms"][name] = {
                 "p50": round(statistics.median(values), 2),
@@ -245,7 +236,7 @@ class Bench:
             try:
                 probe = self.engine_probe(engine, PRINT1)
                 await probe()
-                values = [await timed(probe) for _ in range(max(5, self.runs // 4))]
+                values = [await timed_probe(probe) for _ in range(max(5, self.runs // 4))]
                 self.results.setdefault("drivers", {})[name] = {
                     "usable": True, "p50_ms": round(statistics.median(values), 2),
                     "p90_ms": round(pct(values, 0.9), 2),

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.languages import _children_cpu_ms, _run, bare_argv
+from bench.languages import bare_argv, children_cpu_ms, run_bare
 from bench.workloads import Workload, workloads
 from tvm.config.catalog import Catalog, Language
 from tvm.pyrovm.drivers.base import agent_source_digest
@@ -120,11 +120,11 @@ async def _interleaved(
     cpu: dict[str, list[float]] = {name: [] for name in argvs}
     for i in range(runs + 1):  # the first round warms the page cache for both
         for name, argv in argvs.items():
-            before, start = _children_cpu_ms(), time.perf_counter()
-            await _run(argv, expected, stdin)
+            before, start = children_cpu_ms(), time.perf_counter()
+            await run_bare(argv, expected, stdin)
             if i:
                 wall[name].append((time.perf_counter() - start) * 1000)
-                cpu[name].append(_children_cpu_ms() - before)
+                cpu[name].append(children_cpu_ms() - before)
     row: dict[str, Any] = {k: round(statistics.median(v), 1) for k, v in wall.items()}
     row["cpu"] = {k: round(statistics.median(v), 1) for k, v in cpu.items()}
     row["n"] = runs

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from bench.languages import Probe, _run, _timed, bare_argv, run_words
+from bench.languages import Probe, bare_argv, run_bare, run_words, timed_probe
 from bench.workloads import PROGRAMS, SOURCE
 from tvm.config.catalog import Catalog
 from tvm.pyrovm.images import ImageStore
@@ -79,7 +79,7 @@ async def judge(
             argv = bare_argv(rootfs, work, lang, run=bare_script(run_words(lang)))
 
             async def bare(argv: list[str] = argv) -> None:
-                await _run(argv, "")
+                await run_bare(argv, "")
 
             probes: dict[str, Probe] = {"bare": bare, "http": http}
             row = await _sample(probes, runs)
@@ -93,7 +93,7 @@ async def _sample(probes: dict[str, Probe], runs: int) -> dict[str, Any]:
     for i in range(runs + 1):
         for name, probe in probes.items():
             try:
-                took = await _timed(probe)
+                took = await timed_probe(probe)
             except RuntimeError as exc:
                 errors.append(f"{name}: {exc}"[:300])
                 continue

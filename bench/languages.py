@@ -38,7 +38,7 @@ from tvm.pyrovm.images.pch import compile_flags
 Probe = Callable[[], Awaitable[None]]
 
 
-async def _timed(probe: Probe) -> float:
+async def timed_probe(probe: Probe) -> float:
     start = time.perf_counter()
     await probe()
     return (time.perf_counter() - start) * 1000
@@ -95,7 +95,7 @@ def bare_argv(
     return ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script]
 
 
-async def _run(argv: list[str], expected: str, stdin: str = "") -> None:
+async def run_bare(argv: list[str], expected: str, stdin: str = "") -> None:
     proc = await asyncio.create_subprocess_exec(
         *argv,
         stdin=asyncio.subprocess.PIPE,
@@ -110,7 +110,7 @@ async def _run(argv: list[str], expected: str, stdin: str = "") -> None:
         )
 
 
-def _children_cpu_ms() -> float:
+def children_cpu_ms() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return (usage.ru_utime + usage.ru_stime) * 1000
 
@@ -172,9 +172,9 @@ async def _measure(
         argv = bare_argv(rootfs, work_dir, lang)
 
         async def bare() -> None:
-            before = _children_cpu_ms()
-            await _run(argv, work.expected, work.stdin)
-            cpu["bare"].append(_children_cpu_ms() - before)
+            before = children_cpu_ms()
+            await run_bare(argv, work.expected, work.stdin)
+            cpu["bare"].append(children_cpu_ms() - before)
 
         probes: dict[str, Probe] = {"bare": bare, "http": http}
         cold = cold_header(rootfs, lang)
@@ -182,7 +182,7 @@ async def _measure(
             cold_argv = bare_argv(rootfs, work_dir, lang, cold)
 
             async def bare_cold(argv: list[str] = cold_argv) -> None:
-                await _run(argv, work.expected, work.stdin)
+                await run_bare(argv, work.expected, work.stdin)
 
             probes["bare_cold"] = bare_cold
         samples: dict[str, list[float]] = {name: [] for name in probes}
@@ -193,7 +193,7 @@ async def _measure(
                 # (a pre-started compiler takes seconds of it).
                 await pool_settled(client, lang.key)
                 try:
-                    took = await _timed(probe)
+                    took = await timed_probe(probe)
                 except RuntimeError as exc:  # a failed sample is reported, not timed
                     errors.append(f"{name}: {exc}"[:300])
                     continue
@@ -235,7 +235,8 @@ async def chroot_setup(store: ImageStore, catalog: Catalog, runs: int) -> float:
     rootfs = store.rootfs(catalog.resolve("python", "3.11").image)
     with tempfile.TemporaryDirectory(prefix="tvmbench-lang") as tmp:
         argv = bare_argv(rootfs, Path(tmp), None)
-        await _run(argv, "")
+        await run_bare(argv, "")
         return round(
-            statistics.median([await _timed(lambda: _run(argv, "")) for _ in range(runs)]), 1
+            statistics.median([await timed_probe(lambda: run_bare(argv, "")) for _ in range(runs)]),
+            1,
         )
