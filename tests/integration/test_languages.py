@@ -114,6 +114,11 @@ def piston_execute(api: httpx.Client, lang: Language, content: str, stdin: str,
             "files": [{"name": lang.source_file, "content": content}],
             "stdin": stdin,
             "args": args,
+            # Wall-clock bounds at the catalog's maximum: this test is about what a
+            # program prints, and a loaded CI host must not turn it into a timeout
+            # (the limits have tests of their own). CPU-time limits stay the defaults.
+            "compile_timeout": lang.compile_limits.maximum.timeout_ms,
+            "run_timeout": lang.run_limits.maximum.timeout_ms,
         },
     )
     assert response.status_code == 200, response.text
@@ -176,6 +181,8 @@ def test_language(key: str, api: httpx.Client, settings: Settings) -> None:
             "version": lang.version,
             "files": [{"name": lang.source_file, "content": content}],
             "tests": [*cases, wrong],
+            "limits": {"timeout_ms": lang.run_limits.maximum.timeout_ms},
+            "compile_limits": {"timeout_ms": lang.compile_limits.maximum.timeout_ms},
         },
     )
     assert response.status_code == 200, response.text
