@@ -173,6 +173,20 @@ def test_rootfs_of_unbuilt_image_says_how_to_build(settings: Settings) -> None:
     assert store.size_mb(recipe()) is None and not store.is_built(recipe())
 
 
+def test_the_store_remembers_paths_never_whether_an_image_is_built(settings: Settings) -> None:
+    """Each sandbox looks its image up: the paths are kept, the manifest is checked."""
+    store = image_store.ImageStore(settings)
+    assert not store.is_built(recipe())
+    image = store.image_dir(recipe())
+    (image / "rootfs").mkdir(parents=True)
+    (image / "manifest.json").write_text("{}")
+    assert store.is_built(recipe()) and store.rootfs(recipe()) == image / "rootfs"
+    assert image == store.root / f"tiny-{recipe().digest}"
+    (image / "manifest.json").unlink()  # removed (pruned) after a lookup
+    with pytest.raises(ImageNotBuilt):
+        store.rootfs(recipe())
+
+
 def test_leftovers_are_cleaned(settings: Settings) -> None:
     store = image_store.ImageStore(settings)
     partial = store.root / f".tiny-{recipe().digest}.partial-12345"

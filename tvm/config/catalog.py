@@ -56,7 +56,7 @@ class StageLimits:
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
+        return _LIMIT_NAMES
 
     def merged(self, overrides: Mapping[str, Any] | None) -> StageLimits:
         if not overrides:
@@ -65,6 +65,9 @@ class StageLimits:
         if unknown:
             raise ConfigError(f"unknown limit(s) {sorted(unknown)}; known: {self.names()}")
         return replace(self, **{k: int(v) for k, v in overrides.items()})
+
+
+_LIMIT_NAMES = tuple(f.name for f in fields(StageLimits))  # every request reads them
 
 
 @dataclass(frozen=True)

@@ -257,7 +257,8 @@ class Sandbox(ABC):
         try:
             if connect is not None:
                 self.attach(await connect())
-            await asyncio.wait_for(self._handshake(), timeout)
+            async with asyncio.timeout(timeout):  # no task of its own, unlike wait_for
+                await self._handshake()
         except TimeoutError as exc:
             why = await self.diagnostics()
             await self.destroy()

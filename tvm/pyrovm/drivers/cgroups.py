@@ -37,6 +37,7 @@ the default is not written.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -145,19 +146,19 @@ class Cgroup:
             cpu = self._dir("cpu")
             self._written.update({f"{cpu}/{name}": v for name, v in V1_CPU_DEFAULTS.items()})
 
-    @property
+    @functools.cached_property  # a sandbox asks several times; its dirs never change
     def procs_files(self) -> list[Path]:
         """Where the sandbox's own processes (agent, VMM, runtime) go."""
         if self.version == 2:
             return [d / cgroup2.AGENT / "cgroup.procs" for d in self.unique_dirs]
         return [d / "cgroup.procs" for d in self.unique_dirs]
 
-    @property
+    @functools.cached_property
     def program_procs_files(self) -> list[Path]:
         """The ``program`` child's cgroup.procs, one per hierarchy that has one."""
         return [d / PROGRAM / "cgroup.procs" for d in self.program_dirs]
 
-    @property
+    @functools.cached_property
     def program_cpu_file(self) -> Path:
         """The program's CPU counter: v1 ``cpuacct.usage`` (ns), v2 ``cpu.stat``
         (``usage_usec``); the agent's ``cgroup_cpu_ns`` reads either."""

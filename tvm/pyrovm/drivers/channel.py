@@ -59,8 +59,9 @@ class StreamChannel(Channel):
     async def close(self) -> None:
         if not self.writer.is_closing():
             self.writer.close()
-            with contextlib.suppress(OSError, asyncio.TimeoutError, RuntimeError):
-                await asyncio.wait_for(self.writer.wait_closed(), 0.5)
+            with contextlib.suppress(OSError, TimeoutError, RuntimeError):
+                async with asyncio.timeout(0.5):
+                    await self.writer.wait_closed()
 
 
 class PipeChannel(Channel):

@@ -222,11 +222,27 @@ _BY_TYPE: dict[str, type[Message]] = {cls.TYPE: cls for cls in FROM_AGENT}
 M = TypeVar("M", bound=Message)
 
 
+# (name, is bytes, is required) of each field, per message class: looked up once
+# (``dataclasses.fields`` is not cheap, and every frame needs it).
+_FIELDS: dict[type[Message], tuple[tuple[str, bool, bool], ...]] = {}
+
+
+def _fields(cls: type[Message]) -> tuple[tuple[str, bool, bool], ...]:
+    found = _FIELDS.get(cls)
+    if found is None:
+        found = _FIELDS[cls] = tuple(
+            (f.name, f.type == "bytes",
+             f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+            for f in dataclasses.fields(cls)
+        )  # fmt: skip
+    return found
+
+
 def to_wire(message: Message) -> dict[str, Any]:
     """The frame of ``message``: its fields, bytes as base64, plus ``type``."""
     frame: dict[str, Any] = {"type": message.TYPE}
-    for f in dataclasses.fields(message):
-        frame[f.name] = _encode(getattr(message, f.name))
+    for name, _, _ in _fields(type(message)):
+        frame[name] = _encode(getattr(message, name))
     return frame
 
 
@@ -250,12 +266,12 @@ def from_wire(frame: dict[str, Any], expected: type[M] | None = None) -> Message
         rest = {k: v for k, v in frame.items() if k not in ("type", "event")}
         return Event(event=str(frame["event"]), data=rest)
     values: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        if f.name in frame:
-            value = frame[f.name]
-            values[f.name] = base64.b64decode(value) if f.type == "bytes" else value
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ValueError(f"{cls.TYPE} frame lacks {f.name!r}")
+    for name, is_bytes, required in _fields(cls):
+        if name in frame:
+            value = frame[name]
+            values[name] = base64.b64decode(value) if is_bytes else value
+        elif required:
+            raise ValueError(f"{cls.TYPE} frame lacks {name!r}")
     return cls(**values)
 
 

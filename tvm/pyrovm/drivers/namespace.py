@@ -133,7 +133,8 @@ class NamespaceSandbox(Sandbox):
                 with contextlib.suppress(ProcessLookupError):
                     signal.pidfd_send_signal(pidfd, signal.SIGKILL)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(readable(asyncio.get_running_loop(), pidfd), 2.0)
+                    async with asyncio.timeout(2.0):
+                        await readable(asyncio.get_running_loop(), pidfd)
             finally:
                 os.close(pidfd)
             for _ in range(3):  # usually empty at once: no thread needed

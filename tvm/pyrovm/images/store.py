@@ -49,21 +49,35 @@ class ImageStore:
 
     def __init__(self, settings: Settings) -> None:
         self.root = settings.images_dir
+        # <name>-<digest> -> (its directory, its rootfs, its manifest's path): every
+        # sandbox looks its image up, and a Path join costs more than the lookup.
+        self._paths: dict[str, tuple[Path, Path, str]] = {}
+
+    def _paths_of(self, recipe: ImageRecipe) -> tuple[Path, Path, str]:
+        key = f"{recipe.name}-{recipe.digest}"
+        found = self._paths.get(key)
+        if found is None:
+            directory = self.root / key
+            found = self._paths[key] = (
+                directory,
+                directory / "rootfs",
+                str(directory / "manifest.json"),
+            )
+        return found
 
     def image_dir(self, recipe: ImageRecipe) -> Path:
-        return self.root / f"{recipe.name}-{recipe.digest}"
+        return self._paths_of(recipe)[0]
 
     def rootfs(self, recipe: ImageRecipe) -> Path:
         """The built root filesystem of ``recipe``; ImageNotBuilt says how to build it."""
-        path = self.image_dir(recipe) / "rootfs"
         if not self.is_built(recipe):
             raise ImageNotBuilt(
                 f"image '{recipe.name}' is not built; run: tvm images build --image {recipe.name}"
             )
-        return path
+        return self._paths_of(recipe)[1]
 
     def is_built(self, recipe: ImageRecipe) -> bool:
-        return (self.image_dir(recipe) / "manifest.json").is_file()
+        return os.path.isfile(self._paths_of(recipe)[2])
 
     def manifest(self, recipe: ImageRecipe) -> dict[str, Any] | None:
         return _read_manifest(self.image_dir(recipe))
