@@ -15,18 +15,28 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import io
+import shutil
+import subprocess
 import tarfile
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from subprocess import CompletedProcess
 from typing import Any
 
 import pytest
 
 from tests.conftest import require_languages
+from tests.integration.scala_programs import PROGRAMS as SCALA_PROGRAMS
 from tvm.config.catalog import Language, StageLimits
 from tvm.config.settings import Settings
+from tvm.pyrovm.agent.warm_serve import WARM as WARM_DIR
+from tvm.pyrovm.agent.warm_serve import split_java
 from tvm.pyrovm.drivers.messages import StageReply
 from tvm.pyrovm.engine import compile_argv, run_argv
+from tvm.pyrovm.images import ImageStore
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
@@ -75,6 +85,9 @@ SCALA = {
     # The warm-up compile's `object Main` (TvmWarm.java) is unknown to a
     # request: a compiler reused fsc's way would still know it and compile this.
     "warm-up-names": "object Other {\n  def main(args: Array[String]): Unit = Main.main(args)\n}\n",
+    # The package the warm-up compiles into is unlinked before the request.
+    "warm-up-package": "object Main {\n"
+    "  def main(args: Array[String]): Unit = tvm_warmup.Main.main(args)\n}\n",
 }
 TYPESCRIPT = {
     "hello": 'const greeting: string = "hello";\nconsole.log(greeting);\n',
@@ -133,7 +146,6 @@ async def compile_and_run(
 ) -> dict[str, Any]:
     """Compile and run ``code`` in a sandbox taken from the warm pool."""
     from tvm.pyrovm.drivers.namespace import NamespaceDriver
-    from tvm.pyrovm.images import ImageStore
     from tvm.pyrovm.pool import SandboxManager
 
     driver = NamespaceDriver(settings)
@@ -194,7 +206,7 @@ async def test_a_prestarted_compiler_gives_what_a_cold_one_gives(
             assert cold["compile"]["status"] != "ok" and b"error" in diagnostics
         if name == "exception":
             assert cold["run"]["status"] == "runtime_error" and b"boom" in cold["run"]["stderr"]
-        if name == "warm-up-names":
+        if name in ("warm-up-names", "warm-up-package"):
             built = [n for n in cold["files"] if n.endswith((".class", ".js"))]
             assert cold["compile"]["status"] != "ok" and not built, cold
         if name == "lib-clash":
@@ -217,3 +229,113 @@ async def test_a_compile_with_too_little_memory_for_the_warm_compiler_runs_cold(
     cold.pop("cpu"), warm.pop("cpu")
     assert warm.pop("warm") is False and cold.pop("warm") is False
     assert warm == cold and warm["run"]["stdout"] == b"hello\n"
+
+
+def _bwrap(rootfs: Path, mnt: Path, cwd: str, script: str, *args: str) -> CompletedProcess[bytes]:
+    """``sh -c script`` in the image, as its bare toolchain runs (no sandbox):
+    ``mnt`` is /mnt, the agent's warm/ dir /srv."""
+    return subprocess.run(
+        [
+            "bwrap", "--ro-bind", str(rootfs), "/", "--proc", "/proc", "--dev", "/dev",
+            "--tmpfs", "/tmp", "--bind", str(mnt), "/mnt", "--ro-bind", str(WARM_DIR), "/srv",
+            "--unshare-all", "--die-with-parent", "--chdir", cwd, "--clearenv",
+            "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp",
+            "sh", "-c", script, "sh", *args,
+        ],
+        capture_output=True,
+        timeout=300,
+    )  # fmt: skip
+
+
+def _launcher_argv(rootfs: Path, mnt: Path, script: str, *args: str) -> list[str]:
+    """The argv scalac's launcher runs ``java`` with for ``script`` (its JAVACMD)."""
+    rec = mnt / "rec"
+    shutil.rmtree(rec, ignore_errors=True)
+    rec.mkdir()
+    for name in args:
+        (rec / name).parent.mkdir(parents=True, exist_ok=True)
+        (rec / name).write_text("")
+    done = _bwrap(rootfs, mnt, "/mnt/rec", f"JAVACMD=/mnt/record; export JAVACMD; {script}", *args)
+    assert done.returncode == 0, done
+    return (mnt / "argv").read_bytes().decode().split("\0")[:-1]
+
+
+def _tree(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_a_reused_scalac_compiles_exactly_what_a_cold_scalac_does(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The pre-started scalac reuses its warm-up's compiler (a new Run on the
+    same Global, the warm-up's package unlinked). For every program of the
+    corpus, the very JVM command scalac's launcher runs is run cold, and the
+    same request is served by the pre-started server in the image: class files
+    (names and sha256), stdout, stderr and exit code must be identical, and the
+    server must say it reused its compiler. A request the reused compiler must
+    not take (a directory in the work dir, which it listed once at warm-up)
+    is compiled fresh, identically too."""
+    (lang,) = require_languages(settings, "scala@2.11.12")
+    if shutil.which("bwrap") is None:
+        pytest.skip("bwrap is not installed: the bare toolchain runs under it")
+    assert lang.compile is not None and lang.warm_compiler is not None
+    rootfs = ImageStore(settings).rootfs(lang.image)
+    (tmp_path / "record").write_text("#!/bin/sh\nprintf '%s\\0' \"$@\" > /mnt/argv\n")
+    (tmp_path / "record").chmod(0o755)
+    prefix = _launcher_argv(rootfs, tmp_path, lang.warm_compiler)
+    split = split_java(prefix)
+    assert split is not None and split[1] == "scala.tools.nsc.Main", prefix
+    options, main, main_args = split
+    server = ["java", *options, "/srv/TvmWarm.java", main, str(len(main_args)), *main_args]
+    corpus = {name: (files, True) for name, files in SCALA_PROGRAMS.items()}
+    corpus["subdir"] = ({"main.scala": SCALA["hello"], "lib/util.scala": "object U\n"}, False)
+
+    def compile_both(name: str, files: dict[str, str]) -> dict[str, dict[str, Any]]:
+        argv = _launcher_argv(rootfs, tmp_path, lang.compile or "", *files)
+        results: dict[str, dict[str, Any]] = {}
+        for side in ("cold", "warm"):
+            work = tmp_path / f"{name}.{side}"
+            for file, text in files.items():
+                (work / file).parent.mkdir(parents=True, exist_ok=True)
+                (work / file).write_text(text)
+        cwd = f"/mnt/{name}.warm"
+        request = b"".join(f"{v}\0".encode() for v in [len(argv), "java", cwd, *argv])
+        (tmp_path / f"{name}.req").write_bytes(request)
+        # fd 5 is a pipe, as in the sandbox: the server reopens /proc/self/fd/5
+        at = f"/mnt/{name}"
+        warm_script = (
+            f'{{ "$@" 3<{at}.req 4>{at}.reply 5>&1 1>&6 6>&-; echo $? > {at}.code; }} 6>&1'
+            f" | cat > {at}.ready; exit $(cat {at}.code)"
+        )
+        with ThreadPoolExecutor(2) as pool:
+            cold = pool.submit(
+                _bwrap, rootfs, tmp_path, f"/mnt/{name}.cold", 'exec java "$@"', *argv
+            )
+            warm = pool.submit(
+                _bwrap, rootfs, tmp_path, cwd, warm_script, *server, "--", "java", *prefix
+            )
+            for side, done in (("cold", cold.result()), ("warm", warm.result())):
+                results[side] = {
+                    "exit": done.returncode,
+                    "stdout": done.stdout,
+                    "stderr": done.stderr,
+                    "files": _tree(tmp_path / f"{name}.{side}"),
+                }
+        results["warm"]["said"] = (tmp_path / f"{name}.ready").read_bytes()
+        return results
+
+    for name, (files, reused) in corpus.items():
+        results = compile_both(name, files)
+        said = results["warm"].pop("said")
+        assert said == (b"\nsr" if reused else b"\ns"), f"{name}: the server said {said!r}"
+        assert results["warm"] == results["cold"], f"{name}: reused and cold scalac differ"
+        built = [f for f in results["cold"]["files"] if f.endswith(".class")]
+        if name in ("error", "other", "names"):
+            assert results["cold"]["exit"] == 1 and not built, results["cold"]
+            assert b"error" in results["cold"]["stderr"]
+        else:
+            assert results["cold"]["exit"] == 0 and built, results["cold"]

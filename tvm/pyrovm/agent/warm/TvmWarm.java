@@ -7,15 +7,17 @@
 // agent it is ready (fd 5), then waits for the one request of its sandbox
 // (fd 3, written by shim.sh): if the request's argv starts with PREFIX and
 // its directory is ours, the compiler's own main() runs on the rest, exactly
-// as the CLI runs it, exit code and all; else it answers "cold" (fd 4) and
-// the shim runs the real command.
+// as the CLI runs it, exit code and all (scalac: on the warm-up's compiler,
+// see Scalac); else it answers "cold" (fd 4) and the shim runs the real command.
 import java.io.ByteArrayOutputStream;
+import java.io.File;
 import java.io.FileInputStream;
 import java.io.FileOutputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
 import java.io.PrintStream;
+import java.lang.reflect.InvocationTargetException;
 import java.lang.reflect.Method;
 import java.net.URL;
 import java.net.URLClassLoader;
@@ -26,6 +28,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Comparator;
 import java.util.List;
+import java.util.Locale;
 import java.util.stream.Stream;
 
 public class TvmWarm {
@@ -67,7 +70,7 @@ public class TvmWarm {
         System.exit(0); // main returned: the CLI's JVM would end with 0 too
     }
 
-    /** One byte to the agent (fd 5): ready, then served. */
+    /** One byte to the agent (fd 5): ready, then served (scalac: then reused). */
     static void say(char what) {
         try (OutputStream agent = new FileOutputStream("/proc/self/fd/5")) {
             agent.write(what);
@@ -187,17 +190,149 @@ public class TvmWarm {
         }
     }
 
+    /**
+     * scalac, with the warm-up's compiler ({@code Global}) reused for the request
+     * as scalac's own resident compiler and REPL reuse theirs: a new {@code Run}
+     * on it, with the request's output directory and a fresh reporter. The
+     * warm-up compiles into a package of its own ({@link #WARM_PACKAGE}), which
+     * is then unlinked from the root package: the request sees the class path
+     * and nothing of the warm-up's. Only for the catalog's exact arguments
+     * ({@code -nowarn -d DIR FILE...}) and a work dir that, as a class path
+     * entry, lists nothing (no class file, no directory) at warm-up and at
+     * request alike, since the reused compiler listed it once; anything else
+     * runs {@code Main} with a compiler of its own, as the CLI does.
+     */
     static final class Scalac extends Tool {
+        static final String WARM_PACKAGE = "tvm_warmup";
+        Object global; // the warm-up's compiler, or null: every request compiles fresh
+        boolean workDirEmpty;
+
         void warmUp(Path dir) throws Throwable {
-            Path src = write(dir, "main.scala", "object Main {\n  def main(a: Array[String]): Unit ="
+            workDirEmpty = listsNothing(Path.of(System.getProperty("user.dir")));
+            Path src = write(dir, "main.scala", "package " + WARM_PACKAGE + "\n"
+                    + "object Main {\n  def main(a: Array[String]): Unit ="
                     + " println(List(\"w\").mkString(\",\"))\n}\n");
-            Class.forName("scala.tools.nsc.Main").getMethod("process", String[].class).invoke(null,
-                    (Object) new String[] {"-nowarn", "-d", dir.toString(), src.toString()});
+            Object settings = cls("scala.tools.nsc.Settings").getConstructor().newInstance();
+            Object reporter = newReporter(settings);
+            Object command = cls("scala.tools.nsc.CompilerCommand")
+                    .getConstructor(cls("scala.collection.immutable.List"), settings.getClass())
+                    .newInstance(list("-nowarn", "-d", dir.toString(), src.toString()), settings);
+            Object g = cls("scala.tools.nsc.Global")
+                    .getConstructor(settings.getClass(), cls("scala.tools.nsc.reporters.Reporter"))
+                    .newInstance(settings, reporter);
+            compile(g, call(command, "files"));
+            if ((boolean) call(reporter, "hasErrors")) {
+                return; // not the compiler we expect: serve fresh
+            }
+            // The root package's scope as the namer and typer see it (its first
+            // info) and as the later phases do (flatten gives it a copy).
+            Object root = call(call(g, "rootMirror"), "RootClass");
+            Object name = g.getClass().getMethod("newTermName", String.class).invoke(g, WARM_PACKAGE);
+            for (String info : new String[] {"originalInfo", "info"}) {
+                Object decls = call(call(root, info), "decls");
+                Object pkg = method(decls, "lookup", 1).invoke(decls, name);
+                method(decls, "unlink", cls("scala.reflect.internal.Symbols$Symbol")).invoke(decls, pkg);
+                if ((boolean) call(method(decls, "lookup", 1).invoke(decls, name), "exists")) {
+                    return;
+                }
+            }
+            global = g;
         }
 
         void run(String[] args) throws Throwable {
-            Class.forName("scala.tools.nsc.Main").getMethod("main", String[].class)
-                    .invoke(null, (Object) args);
+            List<String> files = reusable(args);
+            if (files == null) {
+                cls("scala.tools.nsc.Main").getMethod("main", String[].class).invoke(null, (Object) args);
+                return;
+            }
+            say('r'); // for the tests: reused
+            // Driver.process and main, with the warm-up's compiler as newCompiler()
+            Object g = global;
+            Object settings = call(g, "settings");
+            method(settings, "processArguments", 2)
+                    .invoke(settings, list("-d", args[2]), true);
+            Object reporter = newReporter(settings);
+            method(g, "reporter_$eq", cls("scala.tools.nsc.reporters.Reporter")).invoke(g, reporter);
+            try {
+                compile(g, list(files.toArray(new String[0])));
+                call(reporter, "printSummary");
+            } catch (InvocationTargetException e) {
+                Throwable ex = e.getCause();
+                method(g, "reportThrowable", Throwable.class).invoke(g, ex);
+                if (!cls("scala.reflect.internal.FatalError").isInstance(ex)) {
+                    throw ex;
+                }
+            }
+            System.exit((boolean) call(reporter, "hasErrors") ? 1 : 0);
+        }
+
+        /** The request's source files, if the reused compiler may take it. */
+        List<String> reusable(String[] args) {
+            if (global == null || !workDirEmpty || args.length < 4 || !args[0].equals("-nowarn")
+                    || !args[1].equals("-d") || !Files.isDirectory(Path.of(args[2]))
+                    || !listsNothing(Path.of(System.getProperty("user.dir")))) {
+                return null;
+            }
+            List<String> files = Arrays.asList(args).subList(3, args.length);
+            for (String f : files) {
+                if (f.startsWith("-") || f.startsWith("@") || !Files.isRegularFile(Path.of(f))
+                        || !(f.endsWith(".scala") || f.endsWith(".java"))) {
+                    return null;
+                }
+            }
+            return files;
+        }
+
+        /** Whether a directory, as a class path entry, holds no class and no package. */
+        static boolean listsNothing(Path dir) {
+            File[] entries = dir.toFile().listFiles();
+            if (entries == null) {
+                return false;
+            }
+            for (File f : entries) {
+                String name = f.getName().toLowerCase(Locale.ROOT);
+                if (f.isDirectory() || name.endsWith(".class") || name.endsWith(".sig")) {
+                    return false;
+                }
+            }
+            return true;
+        }
+
+        static void compile(Object g, Object files) throws Exception {
+            Object run = cls("scala.tools.nsc.Global$Run").getConstructor(g.getClass()).newInstance(g);
+            method(run, "compile", 1).invoke(run, files);
+        }
+
+        static Object newReporter(Object settings) throws Exception {
+            return cls("scala.tools.nsc.reporters.ConsoleReporter")
+                    .getConstructor(settings.getClass()).newInstance(settings);
+        }
+
+        static Object list(String... items) throws Exception {
+            Object seq = cls("scala.Predef").getMethod("wrapRefArray", Object[].class)
+                    .invoke(null, (Object) items);
+            return call(seq, "toList");
+        }
+
+        static Class<?> cls(String name) throws ClassNotFoundException {
+            return Class.forName(name);
+        }
+
+        static Object call(Object target, String name) throws Exception {
+            return target.getClass().getMethod(name).invoke(target);
+        }
+
+        static Method method(Object target, String name, Class<?>... types) throws Exception {
+            return target.getClass().getMethod(name, types);
+        }
+
+        static Method method(Object target, String name, int arity) {
+            for (Method m : target.getClass().getMethods()) {
+                if (m.getName().equals(name) && m.getParameterCount() == arity) {
+                    return m;
+                }
+            }
+            throw new IllegalStateException("no " + name + "/" + arity + " on " + target.getClass());
         }
     }
 }
