@@ -277,8 +277,8 @@ def test_a_reused_scalac_compiles_exactly_what_a_cold_scalac_does(
     same request is served by the pre-started server in the image: class files
     (names and sha256), stdout, stderr and exit code must be identical, and the
     server must say it reused its compiler. A request the reused compiler must
-    not take (a directory in the work dir, which it listed once at warm-up)
-    is compiled fresh, identically too."""
+    not take (a directory in the work dir, which it listed once at warm-up; a
+    Java source) is compiled fresh, identically too."""
     (lang,) = require_languages(settings, "scala@2.11.12")
     if shutil.which("bwrap") is None:
         pytest.skip("bwrap is not installed: the bare toolchain runs under it")
@@ -293,6 +293,11 @@ def test_a_reused_scalac_compiles_exactly_what_a_cold_scalac_does(
     server = ["java", *options, "/srv/TvmWarm.java", main, str(len(main_args)), *main_args]
     corpus = {name: (files, True) for name, files in SCALA_PROGRAMS.items()}
     corpus["subdir"] = ({"main.scala": SCALA["hello"], "lib/util.scala": "object U\n"}, False)
+    java = "object Main {\n  def main(args: Array[String]): Unit = println(J.v())\n}\n"
+    corpus["java-source"] = (
+        {"main.scala": java, "J.java": "public class J { static int v() { return 1; } }\n"},
+        False,
+    )
 
     def compile_both(name: str, files: dict[str, str]) -> dict[str, dict[str, Any]]:
         argv = _launcher_argv(rootfs, tmp_path, lang.compile or "", *files)

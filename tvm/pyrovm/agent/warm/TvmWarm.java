@@ -197,21 +197,36 @@ public class TvmWarm {
      * warm-up compiles into a package of its own ({@link #WARM_PACKAGE}), which
      * is then unlinked from the root package: the request sees the class path
      * and nothing of the warm-up's. Only for the catalog's exact arguments
-     * ({@code -nowarn -d DIR FILE...}) and a work dir that, as a class path
+     * ({@code -nowarn -d DIR FILE.scala...}) and a work dir that, as a class path
      * entry, lists nothing (no class file, no directory) at warm-up and at
      * request alike, since the reused compiler listed it once; anything else
      * runs {@code Main} with a compiler of its own, as the CLI does.
      */
     static final class Scalac extends Tool {
         static final String WARM_PACKAGE = "tvm_warmup";
+        /** What most programs use: reading input, collections, strings, a case class. */
+        static final String WARM_UP = String.join("\n",
+                "case class P(name: String, n: Int)",
+                "object Main {",
+                "  def fib(n: Int): Long = if (n < 2) n else fib(n - 1) + fib(n - 2)",
+                "  def main(args: Array[String]): Unit = {",
+                "    val tok = scala.io.Source.stdin.mkString.split(\"\\\\s+\").filter(_.nonEmpty)",
+                "    val line = scala.io.StdIn.readLine()",
+                "    val xs = tok.slice(1, 3).map(_.toLong).toSeq.sorted",
+                "    var count = 0",
+                "    for (i <- 2 until 10 if i % 2 == 0) count += i",
+                "    val ps = List(P(\"a\", 1), P(line, 2)).map { case P(s, k) => s * k }",
+                "    val m = ps.groupBy(_.length).mapValues(_.size).toMap",
+                "    println(s\"sum ${xs.sum} ${fib(count)} $m\" + xs.mkString(\" \") + ps.foldLeft(0)(_ + _.length))",
+                "  }",
+                "}",
+                "");
         Object global; // the warm-up's compiler, or null: every request compiles fresh
         boolean workDirEmpty;
 
         void warmUp(Path dir) throws Throwable {
             workDirEmpty = listsNothing(Path.of(System.getProperty("user.dir")));
-            Path src = write(dir, "main.scala", "package " + WARM_PACKAGE + "\n"
-                    + "object Main {\n  def main(a: Array[String]): Unit ="
-                    + " println(List(\"w\").mkString(\",\"))\n}\n");
+            Path src = write(dir, "main.scala", "package " + WARM_PACKAGE + "\n" + WARM_UP);
             Object settings = cls("scala.tools.nsc.Settings").getConstructor().newInstance();
             Object reporter = newReporter(settings);
             Object command = cls("scala.tools.nsc.CompilerCommand")
@@ -275,8 +290,8 @@ public class TvmWarm {
             }
             List<String> files = Arrays.asList(args).subList(3, args.length);
             for (String f : files) {
-                if (f.startsWith("-") || f.startsWith("@") || !Files.isRegularFile(Path.of(f))
-                        || !(f.endsWith(".scala") || f.endsWith(".java"))) {
+                if (f.startsWith("-") || f.startsWith("@") || !f.endsWith(".scala")
+                        || !Files.isRegularFile(Path.of(f))) {
                     return null;
                 }
             }
