@@ -210,6 +210,46 @@ def test_validation(client: TestClient, body: dict[str, Any], field: str, words:
     assert words in reply.json()[field][0]
 
 
+@pytest.mark.parametrize(
+    ("body", "b64", "field"),
+    [({"source_code": " \n\t\v\f\r", "language_id": PY}, False, "source_code"),
+     ({"source_code": "IA0K", "language_id": PY}, True, "source_code"),  # " \r\n"
+     ({"source_code": "====", "language_id": PY}, True, "source_code"),
+     ({"additional_files": "IA==", "language_id": 89}, False, "additional_files"),  # " "
+     ({"additional_files": "CQkJ\nCQ==", "language_id": 89}, False, "additional_files")],
+)  # fmt: skip
+def test_blank_once_decoded_is_judge0s_cant_be_blank(
+    client: TestClient, body: dict[str, Any], b64: bool, field: str
+) -> None:
+    params = {"base64_encoded": "true"} if b64 else {}
+    reply = client.post("/submissions", params=params, json=body)
+    assert reply.status_code == 422, reply.text
+    assert reply.json() == {field: ["can't be blank"]}
+
+
+def test_the_schema_says_what_is_blank() -> None:
+    schema = Judge0Submission.model_json_schema()
+    assert not re.search(schema["else"]["properties"]["source_code"]["pattern"], " \n\t")
+    archive = schema["then"]["properties"]["additional_files"]
+    assert re.match(archive["not"]["pattern"], "CQkJ\nCQ==")  # blank: refused
+    assert not re.match(archive["not"]["pattern"], base64.b64encode(b"PK").decode())
+
+
+def test_a_batch_whose_every_submission_is_blank_is_a_422_listing_each(
+    client: TestClient,
+) -> None:
+    # Judge0's batch_create: 201 when one submission was saved, else 422; either way
+    # one answer per submission, in order: its token or its errors.
+    blanks = [
+        {"language_id": PY, "source_code": " "},
+        {"language_id": 89, "additional_files": "IA=="},
+    ]
+    reply = client.post("/submissions/batch", json={"submissions": blanks})
+    assert reply.status_code == 422, reply.text
+    assert reply.json() == [{"source_code": ["can't be blank"]},
+                            {"additional_files": ["can't be blank"]}]  # fmt: skip
+
+
 def test_a_batch_answers_each_bad_submission_with_its_422_body(client: TestClient) -> None:
     reply = client.post("/submissions/batch", json={"submissions": [
         {"language_id": 89, "additional_files": "0"}, {"language_id": PY, "source_code": None},

@@ -49,6 +49,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, RootModel, StrictBool, field_validator
 
 from tvm.api import CodeExecutionRequest, FileSpec, LimitsIn
+from tvm.compat.judge0_blank import (
+    BASE64_SPACE,
+    BLANK_BASE64_PATTERN,
+    PRESENT_TEXT_PATTERN,
+    blank,
+)
 from tvm.compat.judge0_files import unpack
 from tvm.compat.judge0_languages import MULTI_FILE, language_table
 from tvm.config.catalog import Catalog, Language, load_catalog
@@ -124,7 +130,7 @@ def encodable(value: Any) -> Any:
 
 # Base64 as it comes from any encoder: groups of four, padded, line breaks and spaces
 # anywhere (Ruby's encode64 wraps lines). The schema states it and the model checks it.
-_SPACE = "[ \\t\\r\\n]*"
+_SPACE = BASE64_SPACE
 _B64 = f"[A-Za-z0-9+/]{_SPACE}"
 BASE64_PATTERN = rf"^{_SPACE}(?:{_B64 * 4})*(?:{_B64 * 2}={_SPACE}=|{_B64 * 3}=)?{_SPACE}$"
 
@@ -174,13 +180,15 @@ def _submission_schema(schema: dict[str, Any]) -> None:
     schema["properties"]["language_id"] = {"type": "integer", "enum": ids, "title": "Language Id"}
     schema["required"] = ["language_id"]
     schema["if"] = {"properties": {"language_id": {"const": MULTI_FILE}}}
+    # Present as Rails has it (not blank once decoded): plain text with a character
+    # that is not whitespace (base64 text is checked once decoded, which no schema can
+    # say), an archive that does not decode to whitespace only.
+    present = {
+        "additional_files": {"type": "string", "not": {"pattern": BLANK_BASE64_PATTERN}},
+        "source_code": {"type": "string", "pattern": PRESENT_TEXT_PATTERN},
+    }
     for branch, name in (("then", "additional_files"), ("else", "source_code")):
-        schema[branch] = {
-            "required": [name],
-            "properties": {name: {"type": "string", "minLength": 1}},
-        }
-    # the archive must decode to something: a base64 character at least, not blanks only
-    schema["then"]["properties"]["additional_files"]["pattern"] = "[A-Za-z0-9+/]"
+        schema[branch] = {"required": [name], "properties": {name: present[name]}}
 
 
 class Judge0Submission(BaseModel):
@@ -401,7 +409,8 @@ def accept(
 ) -> Accepted:
     """Validate with Judge0's rules and translate; raises InvalidRequest naming the field."""
     multi_file = sub.language_id == MULTI_FILE
-    if not multi_file and (sub.source_code is None or sub.source_code == ""):
+    source = _decode_text(sub.source_code, base64_encoded)
+    if not multi_file and blank(source):  # Rails' presence, after decoding
         raise InvalidRequest("source_code", "can't be blank")
     if sub.language_id is None:
         raise InvalidRequest("language_id", "can't be blank")
@@ -409,9 +418,9 @@ def accept(
     if language is None:
         raise InvalidRequest("language_id", f"language with id {sub.language_id} doesn't exist")
     archive = decode64(sub.additional_files) if sub.additional_files else None
-    if multi_file and not (archive or b"").strip():  # Rails' presence, after decoding
-        raise InvalidRequest("additional_files", "can't be blank for a multi-file program")
-    source = _decode_text(sub.source_code, base64_encoded) or b""
+    if multi_file and blank(archive):
+        raise InvalidRequest("additional_files", "can't be blank")
+    source = source or b""
     stdin = _decode_text(sub.stdin, base64_encoded)
     expected = _decode_text(sub.expected_output, base64_encoded)
     limits = {name: _number(sub, name) for name in MAXIMA}
