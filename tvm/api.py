@@ -165,7 +165,8 @@ class ErrorBody(BaseModel):
     code: str | None = Field(
         None,
         description="a live sandbox's reason: not_found, already_exists, conflict (its "
-        "state refuses the request), forbidden (its user may not), invalid, internal",
+        "state refuses the request), ended (409: the sandbox ended on its own, its lifetime "
+        "ran out or its agent ended), forbidden (its user may not), invalid, internal",
     )
 
 

@@ -14,7 +14,8 @@ service itself and for bad requests::
     │   ├── Forbidden               403: the key may not do this (an admin key may)
     │   ├── NotFound                404: no such submission / image / key
     │   │   ├── SandboxLost         410: a live sandbox's worker stopped, and the sandbox with it
-    │   │   └── SandboxEnded        404: a live sandbox ended (timeout, kill, its agent) mid-call
+    │   │   └── SandboxEnded        409: a live sandbox ended on its own (lifetime, its agent),
+    │   │                            before or during the call (E2B's routes: 404)
     │   ├── DestinationRefused      400: an outbound request may not go there (outbound.py)
     │   └── LiveOperationError      4xx: a live sandbox refused an operation (no such file: 404,
     │                               a directory read as a file: 409)
@@ -102,8 +103,21 @@ class SandboxLost(NotFound):
 
 
 class SandboxEnded(NotFound):
-    """A call to a live sandbox that ended while it was under way (its timeout, a
-    kill, its agent's end, say killed at its memory limit): as if it had come after."""
+    """A call to a live sandbox that ended on its own, before the call or while it
+    was under way: its lifetime ran out, or its agent ended (say killed at its memory
+    limit). A 409 on the native API: the sandbox the URL names was made, and its
+    state (ended) refuses every call; a 404 is for one never made, or deleted. E2B's
+    routes answer their 404 (a subclass of :class:`NotFound` for them).
+    ``owner`` is the ended sandbox's, so another key still gets the 404."""
+
+    status_code = 409
+
+    def __init__(self, message: str, owner: str = "") -> None:
+        super().__init__(message)
+        self.owner = owner
+
+    def to_dict(self) -> dict[str, object]:
+        return {"message": self.message, "code": "ended"}
 
 
 class DestinationRefused(RequestError):

@@ -144,11 +144,23 @@ def test_the_served_schema_has_the_servers_limits(service: Server) -> None:
     assert {"type": "integer", "minimum": 16, "maximum": 256}.items() <= memory["anyOf"][0].items()
 
 
-def test_a_call_under_way_when_its_sandbox_ends_is_a_404(service: Server) -> None:
+def test_a_sandbox_that_ends_on_its_own_is_a_409_during_a_call_and_after(
+    service: Server,
+) -> None:
     made = httpx.post(service.url + "/api/v1/sandboxes", json={"timeout": 3}, timeout=60)
     assert made.status_code == 201, made.text
-    base = f"{service.url}/api/v1/sandboxes/{made.json()['id']}"
+    ident = made.json()["id"]
+    base = f"{service.url}/api/v1/sandboxes/{ident}"
     cell = httpx.post(base + "/code", json={"code": "import time\ntime.sleep(60)"}, timeout=90)
-    assert cell.status_code == 404, cell.text  # it ended: not a server error
-    assert "ended" in cell.json()["message"], cell.text
-    assert httpx.get(base, timeout=30).status_code == 404
+    # it was made, and its state (ended) refuses the call: not a 404, not a server error
+    assert cell.status_code == 409 and cell.json()["code"] == "ended", cell.text
+    after = httpx.get(base, timeout=30)
+    assert after.status_code == 409 and "lifetime" in after.json()["message"], after.text
+    assert httpx.post(base + "/commands", json={"cmd": "true"}, timeout=30).status_code == 409
+    # E2B's control plane still answers its 404 for it
+    e2b = httpx.get(f"{service.url}/sandboxes/{ident}", timeout=30)
+    assert e2b.status_code == 404 and e2b.json()["code"] == 404, e2b.text
+    # one deleted by its owner is a 404: it is not there, as asked
+    other = httpx.post(service.url + "/api/v1/sandboxes", json={}, timeout=60).json()["id"]
+    assert httpx.delete(f"{service.url}/api/v1/sandboxes/{other}", timeout=30).status_code == 204
+    assert httpx.get(f"{service.url}/api/v1/sandboxes/{other}", timeout=30).status_code == 404

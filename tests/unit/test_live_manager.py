@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from tvm.config.catalog import load_catalog
 from tvm.config.settings import Settings
-from tvm.errors import CapacityError, InvalidRequest, NotFound
+from tvm.errors import CapacityError, InvalidRequest, NotFound, SandboxEnded
+from tvm.pyrovm import live as live_module
 from tvm.pyrovm.live import LiveManager, LiveRequest
 from tvm.pyrovm.pool import UidAllocator
 
@@ -74,3 +77,47 @@ def test_caps_are_429_with_retry_after() -> None:
     small = manager(live_memory_budget_mb=256)
     with pytest.raises(CapacityError, match="live_memory_budget_mb=256"):
         asyncio.run(small.create(LiveRequest(memory_mb=512)))
+
+
+def _fake_live(ident: str, owner: str, end_at: float, closed: str | None = None) -> Any:
+    async def nothing() -> None:
+        return None
+
+    box = SimpleNamespace(destroy=nothing, spec=SimpleNamespace(uid=60000))
+    session = SimpleNamespace(closed=closed, close=nothing, sandbox=box)
+    return SimpleNamespace(id=ident, owner=owner, end_at=end_at, session=session)
+
+
+def test_a_sandbox_that_ended_on_its_own_is_a_409_and_a_deleted_one_a_404(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(live_module, "KEPT_ENDED", 2)
+    live = manager()
+    now = time.monotonic()
+    live.sandboxes = {
+        "sb-first": _fake_live("sb-first", "", now - 2),  # ended first: forgotten (2 kept)
+        "sb-old": _fake_live("sb-old", "alice", now - 1),  # its lifetime ran out
+        "sb-dead": _fake_live("sb-dead", "bob", now + 600, closed="the agent hung up"),
+        "sb-mine": _fake_live("sb-mine", "", now + 600),
+    }
+
+    async def reap_then_delete() -> None:
+        await live.start()
+        await asyncio.sleep(live_module.REAP_INTERVAL * 3)
+        assert await live.kill("sb-mine")  # deleted by its owner: forgotten
+        await live.close()
+
+    asyncio.run(reap_then_delete())
+    with pytest.raises(SandboxEnded, match="its lifetime ran out") as old:
+        live.get("sb-old")
+    assert old.value.status_code == 409 and old.value.owner == "alice"
+    assert old.value.to_dict()["code"] == "ended"
+    with pytest.raises(SandboxEnded, match="the agent hung up"):
+        live.get("sb-dead")
+    with pytest.raises(NotFound) as deleted:
+        live.get("sb-mine")
+    assert not isinstance(deleted.value, SandboxEnded) and deleted.value.status_code == 404
+    assert list(live.ended) == ["sb-old", "sb-dead"]
+    with pytest.raises(NotFound) as forgotten:
+        live.get("sb-first")
+    assert forgotten.value.status_code == 404

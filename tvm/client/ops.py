@@ -24,6 +24,7 @@ from tvm.errors import (
     LiveOperationError,
     NotFound,
     RequestError,
+    SandboxEnded,
     TVMError,
     Unauthorized,
 )
@@ -77,6 +78,8 @@ def raise_for(response: httpx.Response) -> None:
         raise NotFound(message)
     if status == 409:
         code = body.get("code") if isinstance(body, dict) else None
+        if code == "ended":
+            raise SandboxEnded(message)
         raise LiveOperationError(str(code or "already_exists"), message)
     if 400 <= status < 500:
         raise RequestError(message)
@@ -132,7 +135,7 @@ def list_sandboxes() -> Op[list[SandboxInfo]]:
 
 def kill_sandbox(sandbox_id: str) -> Op[bool]:
     response = yield Call("DELETE", _sandbox(sandbox_id))
-    if response.status_code == 404:
+    if response.status_code in (404, 409):  # not there, or ended on its own
         return False
     raise_for(response)
     return True

@@ -24,7 +24,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from tvm.api import ErrorBody
-from tvm.errors import LiveOperationError, NotFound
+from tvm.errors import LiveOperationError, NotFound, SandboxEnded
 from tvm.live_api import (
     PATH_PATTERN,
     CodeRequest,
@@ -65,14 +65,15 @@ FilePath = Annotated[str, Query(min_length=1, pattern=PATH_PATTERN)]
 
 # What each route can answer besides its success (the OpenAPI schema): every one
 # a bad request or key, or no worker for live sandboxes; one naming a sandbox also
-# 404 (it ended, or never was) and 410 (lost with its worker); one the agent does
+# 404 (deleted, or never made), 409 (it ended on its own: its lifetime ran out or its
+# agent ended, before or during the call) and 410 (lost with its worker); one the agent does
 # 404 and 409 for what it finds there (no such file, context, process; one exists,
 # or its state refuses the call: a directory read as a file, a file listed as a
 # directory, stdin of a command that has none); 403 what the sandbox's user may not
 # touch (a path outside its rights). 400 is for a malformed request.
 COLLECTION = errors(ErrorBody, 400, 401, 503)
 CREATE = errors(ErrorBody, 400, 401, 404, 429, 503)  # 404: no such template
-SANDBOX = errors(ErrorBody, 400, 401, 404, 410, 503)
+SANDBOX = errors(ErrorBody, 400, 401, 404, 409, 410, 503)
 INSIDE = errors(ErrorBody, 400, 401, 403, 404, 409, 410, 503)
 
 
@@ -91,9 +92,13 @@ def _named_in_body() -> Iterator[None]:
 
 
 def _mine(request: Request, sandbox_id: str, who: str) -> LiveSandbox:
-    live = live_manager(request).get(sandbox_id)
+    hidden = NotFound(f"sandbox {sandbox_id} was not found (deleted, or never existed)")
+    try:
+        live = live_manager(request).get(sandbox_id)
+    except SandboxEnded as exc:  # another key's: not even that it was
+        raise (hidden if who and exc.owner != who else exc) from None
     if who and live.owner != who:
-        raise NotFound(f"sandbox {sandbox_id} was not found (it ended, or never existed)")
+        raise hidden
     return live
 
 

@@ -26,13 +26,21 @@ import contextlib
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from tvm.config.catalog import Catalog, Language, StageLimits
 from tvm.config.settings import Settings
-from tvm.errors import CapacityError, InvalidRequest, NotFound, SandboxLost, UnknownLanguage
+from tvm.errors import (
+    CapacityError,
+    InvalidRequest,
+    NotFound,
+    SandboxEnded,
+    SandboxLost,
+    UnknownLanguage,
+)
 from tvm.pyrovm.drivers.base import Driver, SandboxSpec
 from tvm.pyrovm.images import ImageStore
 from tvm.pyrovm.live_session import LiveSession
@@ -49,6 +57,9 @@ SCIENCE = "python-scientific"
 OPEN_FILES = 1024
 MIN_MEMORY_MB = 16  # the least memory a live sandbox may ask for
 REAP_INTERVAL = 0.5
+# Sandboxes that ended on their own, remembered (newest) so that a call naming one
+# says it ended (409) rather than that it never was (404).
+KEPT_ENDED = 4096
 ID_PREFIX = "sb"
 BOOT_DIGITS = 8
 ID_LENGTH = len(ID_PREFIX) + BOOT_DIGITS + 16
@@ -127,6 +138,7 @@ class LiveManager:
         self.images = images
         self.uids = uids
         self.sandboxes: dict[str, LiveSandbox] = {}
+        self.ended: OrderedDict[str, tuple[str, str]] = OrderedDict()  # id -> (owner, why)
         self.creating_mb = 0  # memory of sandboxes being created
         self.creating = 0
         self.reaped = 0
@@ -285,8 +297,11 @@ class LiveManager:
         boot = boot_of(sandbox_id)
         if live is None and boot is not None and boot != self.boot:
             raise lost(sandbox_id)
+        if live is None and sandbox_id in self.ended:
+            owner, why = self.ended[sandbox_id]
+            raise SandboxEnded(f"sandbox {sandbox_id} has ended ({why}); create another", owner)
         if live is None:
-            raise NotFound(f"sandbox {sandbox_id} was not found (it ended, or never existed)")
+            raise NotFound(f"sandbox {sandbox_id} was not found (deleted, or never existed)")
         return live
 
     def set_timeout(self, sandbox_id: str, seconds: int) -> LiveSandbox:
@@ -313,10 +328,14 @@ class LiveManager:
             await asyncio.sleep(REAP_INTERVAL)
             now = time.monotonic()
             for live in list(self.sandboxes.values()):
-                gone = live.session.closed is not None
-                if now >= live.end_at or gone:
-                    log.info("live sandbox %s ended (%s)", live.id, "gone" if gone else "timeout")
+                gone = live.session.closed
+                if now >= live.end_at or gone is not None:
+                    why = gone or "its lifetime ran out"
+                    log.info("live sandbox %s ended (%s)", live.id, why)
                     self.reaped += 1
+                    self.ended[live.id] = (live.owner, why)
+                    while len(self.ended) > KEPT_ENDED:
+                        self.ended.popitem(last=False)
                     try:
                         await self.kill(live.id)
                     except Exception as exc:  # the next ones still get reaped

@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from tvm.errors import InvalidRequest, LiveOperationError, TVMError
+from tvm.errors import InvalidRequest, LiveOperationError, SandboxEnded, TVMError
 
 STREAM_TYPE = "application/connect+json"
 END_STREAM = 0x02
@@ -47,6 +47,8 @@ def end_of_stream(error: TVMError | None = None) -> bytes:
 def connect_code(error: TVMError) -> tuple[str, str]:
     if isinstance(error, LiveOperationError):
         return _LIVE_CODES.get(error.code, "internal"), error.message
+    if isinstance(error, SandboxEnded):  # E2B's daemon: its sandbox is not found
+        return "not_found", error.message
     by_status = {404: "not_found", 400: "invalid_argument", 409: "already_exists",
                  429: "resource_exhausted", 401: "unauthenticated", 503: "unavailable"}  # fmt: skip
     return by_status.get(error.status_code, "internal"), error.message

@@ -17,7 +17,14 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 
-from tvm.errors import LiveOperationError, NotFound, SandboxLost, TVMError, Unauthorized
+from tvm.errors import (
+    LiveOperationError,
+    NotFound,
+    SandboxEnded,
+    SandboxLost,
+    TVMError,
+    Unauthorized,
+)
 from tvm.pyroshell.live_ops import live_manager
 from tvm.pyrovm.live import LiveSandbox
 
@@ -73,15 +80,15 @@ Route = Callable[..., Awaitable[Response]]
 
 
 def e2b_errors(route: Route) -> Route:
-    """Answer TVM's errors in E2B's error body (a lost sandbox as the SDKs'
+    """Answer TVM's errors in E2B's error body (a lost or ended sandbox as the SDKs'
     404 on the control plane; :class:`SandboxGone` stays the daemon's 502)."""
 
     @functools.wraps(route)
     async def wrapper(*args: Any, **kwargs: Any) -> Response:
         try:
             return await route(*args, **kwargs)
-        except SandboxLost as exc:  # the SDKs read a 404 as "not found" (kill -> False)
-            return error_body(NotFound(exc.message))
+        except (SandboxLost, SandboxEnded) as exc:  # the SDKs read a 404 as "not found"
+            return error_body(NotFound(exc.message))  # (kill -> False), as E2B answers
         except TVMError as exc:
             return error_body(exc)
 
