@@ -145,6 +145,15 @@ def decode64(text: str) -> bytes:
     return base64.b64decode(chars + "=" * (-len(chars) % 4))
 
 
+def json_number(value: Any) -> Any:
+    """A number attribute is a JSON number, as the schema says: ``true`` is Judge0's "is
+    not a number" too (pydantic would take it for 1), and so is a string, which Rails
+    would parse (a client sends numbers; the schema cannot bound a string's value)."""
+    if isinstance(value, bool | str):
+        raise ValueError("is not a number")
+    return value
+
+
 def false_only(value: Any) -> Any:
     """``false`` or null exactly, as the schema says (pydantic would take ``0`` too)."""
     if value is not None and value is not False:
@@ -238,6 +247,7 @@ class Judge0Submission(BaseModel):
         "expected_output", "callback_url", "additional_files", mode="before",
     )(encodable)  # fmt: skip
     _archive = field_validator("additional_files")(base64_text)
+    _numbers = field_validator("language_id", *MAXIMA, mode="before")(json_number)
     _network = field_validator("enable_network", mode="before")(false_only)
 
 
