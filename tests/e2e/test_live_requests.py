@@ -85,6 +85,12 @@ def test_what_the_sandboxs_state_refuses_is_a_409(service: Server, sandbox: str)
                 "/files/move", json={"source": "nothing", "destination": "st/g"}
             ),
             "an unknown context": api.post("/code", json={"code": "1", "context": "nope"}),
+            "a directory into itself": api.post(
+                "/files/move", json={"source": "st", "destination": "st/inner/st"}
+            ),
+            "the root into the home": api.post(
+                "/files/move", json={"source": "/", "destination": "\u00a0I"}
+            ),
         }
         for what, reply in refused.items():
             assert reply.status_code == 409, (what, reply.text)

@@ -280,6 +280,9 @@ _OS_CODES = {
     errno.EISDIR: "conflict",
     errno.ENOTEMPTY: "conflict",
     errno.ELOOP: "conflict",
+    errno.EBUSY: "conflict",  # a mount point
+    errno.ENOSPC: "conflict",  # the sandbox's disk is full
+    errno.EDQUOT: "conflict",
     errno.EACCES: "forbidden",
     errno.EPERM: "forbidden",
     errno.EROFS: "forbidden",

@@ -137,6 +137,9 @@ class Files:
     def op_move(self, message: dict) -> dict:
         source = self.resolve(message.get("source"))
         destination = self.resolve(message.get("destination"))
+        if destination != source and os.path.commonpath((source, destination)) == source:
+            # what the paths are (a directory, and a path inside it) refuses it
+            raise LiveError("conflict", f"cannot move {source} into itself ({destination})")
         with self.live.priv, self._as_user():
             os.makedirs(os.path.dirname(destination), exist_ok=True)
             try:
@@ -145,7 +148,10 @@ class Files:
                 if exc.errno != errno.EXDEV:
                     raise
                 os.lstat(source)  # a missing source is ENOENT, not EXDEV
-                shutil.move(source, destination)
+                try:
+                    shutil.move(source, destination)
+                except shutil.Error as failed:  # files of the tree that could not be copied
+                    raise LiveError("conflict", f"moving {source}: {failed}"[:1000]) from None
             return {"entry": self.entry(destination)}
 
     def op_remove(self, message: dict) -> dict:
