@@ -7,8 +7,9 @@ The only settings are those of the repository's ``schemathesis.toml``, which a r
 from the root picks up on its own: time bounds (a request's timeout and the
 response time it may take, no coverage phase for the two execute routes) and
 Judge0's two state-dependent 400s. No other answer is excused: the live routes say
-409 for what the sandbox's state refuses, and every status a route sends is in its
-schema.
+409 for what the sandbox's state refuses (one that ended on its own included: the
+stateful phase creates sandboxes that live 1 second and calls them after), and every
+status a route sends is in its schema.
 
 Bounded: a time budget for the whole run (``--max-time``, shared by the phases; the
 fuzzing and stateful phases go on until it is spent) and a few examples per operation.
