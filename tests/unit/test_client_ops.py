@@ -10,8 +10,15 @@ import json
 import httpx
 import pytest
 
-from tvm.client import AsyncClient, Client, aio, sync
-from tvm.errors import CapacityError, InvalidRequest, LiveOperationError, NotFound, TVMError
+from tvm.client import AsyncClient, Client, aio, ops, sync
+from tvm.errors import (
+    CapacityError,
+    InvalidRequest,
+    LiveOperationError,
+    NotFound,
+    SandboxEnded,
+    TVMError,
+)
 
 INFO = {"id": "sb1", "template": "base", "language": "python", "version": "3.11.2",
         "started_at": "2026-01-01T00:00:00Z", "end_at": "2026-01-01T00:05:00Z",
@@ -117,3 +124,16 @@ def test_both_clients_offer_the_same_methods(name: str) -> None:
         returned = inspect.signature(function).return_annotation
         opens_a_context = hasattr(getattr(aio, str(returned), None), "__aenter__")
         assert inspect.iscoroutinefunction(function) or opens_a_context, method
+
+
+def test_a_sandbox_that_ended_on_its_own_is_sandbox_ended_and_its_kill_false() -> None:
+    ended = {"message": "sandbox sb2 has ended (its lifetime ran out)", "code": "ended"}
+
+    def gone(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(409, json=ended)
+
+    client = Client(http=httpx.Client(transport=httpx.MockTransport(gone), base_url="http://t"))
+    with pytest.raises(SandboxEnded, match="lifetime ran out") as refused:
+        client.run(ops.run_command("sb2", {"cmd": "true"}, None))
+    assert refused.value.status_code == 409
+    assert client.run(ops.kill_sandbox("sb2")) is False  # it had already ended
