@@ -130,9 +130,10 @@ def encodable(value: Any) -> Any:
 
 # Base64 as it comes from any encoder: groups of four, padded, line breaks and spaces
 # anywhere (Ruby's encode64 wraps lines). The schema states it and the model checks it.
-_SPACE = BASE64_SPACE
-_B64 = f"[A-Za-z0-9+/]{_SPACE}"
-BASE64_PATTERN = rf"^{_SPACE}(?:{_B64 * 4})*(?:{_B64 * 2}={_SPACE}=|{_B64 * 3}=)?{_SPACE}$"
+_B64 = f"[A-Za-z0-9+/]{BASE64_SPACE}"
+BASE64_PATTERN = (
+    rf"^{BASE64_SPACE}(?:{_B64 * 4})*(?:{_B64 * 2}={BASE64_SPACE}=|{_B64 * 3}=)?{BASE64_SPACE}$"
+)
 
 
 def decode64(text: str) -> bytes:

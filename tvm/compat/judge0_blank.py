@@ -22,7 +22,6 @@ WHITESPACE = b" \t\n\v\f\r"
 PRESENT_TEXT_PATTERN = r"[^ \t\n\v\f\r]"
 # What base64 may hold between its digits (Ruby's encode64 wraps lines).
 BASE64_SPACE = "[ \\t\\r\\n]*"
-_SPACE = BASE64_SPACE
 
 
 def blank(data: bytes | None) -> bool:
@@ -47,7 +46,7 @@ def _alternation(words: set[str]) -> str:
     for first, rest in rests.items():
         by_rest.setdefault(frozenset(rest), []).append(first)
     branches = sorted(
-        "[" + "".join(sorted(firsts)) + "]" + _SPACE + _alternation(set(rest))
+        "[" + "".join(sorted(firsts)) + "]" + BASE64_SPACE + _alternation(set(rest))
         for rest, firsts in by_rest.items()
     )
     return "(?:" + "|".join(branches) + ")"
@@ -63,5 +62,7 @@ _THREE = {
     for low in range(4)
 }
 _TWO = {_digits(bytes((one, low << 4)), 2) for one in WHITESPACE for low in range(16)}
-_LAST = f"(?:{_alternation(_THREE)}={_SPACE}|{_alternation(_TWO)}={_SPACE}={_SPACE})"
-BLANK_BASE64_PATTERN = f"^{_SPACE}{_alternation(_FULL)}*{_LAST}?$"
+_LAST = (
+    f"(?:{_alternation(_THREE)}={BASE64_SPACE}|{_alternation(_TWO)}={BASE64_SPACE}={BASE64_SPACE})"
+)
+BLANK_BASE64_PATTERN = f"^{BASE64_SPACE}{_alternation(_FULL)}*{_LAST}?$"
