@@ -395,6 +395,29 @@ def test_aliases_without_a_runtime_are_refused_as_judge0_refuses_them(
         assert reply.json() == {"language_id": [f"language with id {judge0_id} doesn't exist"]}
 
 
+def test_a_front_ends_string_limits_are_taken_as_judge0_takes_them(server: Server) -> None:
+    """Front ends send their form fields as strings (a public client's limits object:
+    ``cpu_time_limit: '3.0'``); Judge0's Rails parses them, and so does TVM."""
+    needs("python@3.11.2")
+    body = {"source_code": "print(input()[::-1])", "language_id": "71", "stdin": "abc",
+            "cpu_time_limit": "3.0", "cpu_extra_time": "0.5", "wall_time_limit": "5.0",
+            "memory_limit": 131072, "stack_limit": 65536, "max_file_size": "",
+            "max_processes_and_or_threads": "32", "enable_network": False}  # fmt: skip
+    reply = httpx.post(f"{server.url}/submissions", params={"wait": "true", "fields": "*"},
+                       json=body, timeout=60)  # fmt: skip
+    assert reply.status_code == 201, reply.text
+    result = reply.json()
+    assert result["status"]["id"] == 3 and result["stdout"] == "cba\n", result
+    assert result["cpu_time_limit"] == "3.0" and result["max_processes_and_or_threads"] == 32
+    refused = httpx.post(f"{server.url}/submissions", json=dict(body, memory_limit="1024"))
+    assert refused.status_code == 422
+    assert refused.json() == {"memory_limit": ["must be greater than or equal to 2048"]}
+    options = httpx.post(f"{server.url}/submissions", json=dict(body, compiler_options="-O"))
+    assert options.json() == {
+        "compiler_options": ["setting compiler options is only allowed for compiled languages"]
+    }
+
+
 def test_executable_runs_a_binary(client: Any) -> None:
     needs("executable@1.0.0")
     elf = _static_binary()

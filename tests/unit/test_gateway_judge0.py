@@ -192,20 +192,49 @@ def test_fields(client: TestClient) -> None:
         ({"language_id": PY}, "source_code", "can't be blank"),
         ({"source_code": "x"}, "language_id", "can't be blank"),
         ({"source_code": "x", "language_id": 4242}, "language_id", "doesn't exist"),
-        ({"source_code": "x", "language_id": PY, "cpu_time_limit": 16}, "cpu_time_limit", "15"),
-        ({"source_code": "x", "language_id": PY, "memory_limit": 0}, "memory_limit", "512000"),
-        ({"source_code": "x", "language_id": PY, "number_of_runs": 21}, "number_of_runs", "20"),
-        ({"source_code": "x", "language_id": PY, "cpu_time_limit": "abc"}, "cpu_time_limit", ""),
-        # numbers are JSON numbers, as the schema says (pydantic would take these)
+        # Judge0 CE 1.13.1's bounds, with Rails' messages
+        ({"source_code": "x", "language_id": PY, "cpu_time_limit": 16},
+         "cpu_time_limit", "must be less than or equal to 15.0"),
+        ({"source_code": "x", "language_id": PY, "cpu_time_limit": -0.5},
+         "cpu_time_limit", "must be greater than or equal to 0"),
+        ({"source_code": "x", "language_id": PY, "wall_time_limit": 0.5},
+         "wall_time_limit", "must be greater than or equal to 1"),
+        ({"source_code": "x", "language_id": PY, "memory_limit": 2047},
+         "memory_limit", "must be greater than or equal to 2048"),
+        ({"source_code": "x", "language_id": PY, "memory_limit": 512001},
+         "memory_limit", "must be less than or equal to 512000"),
+        ({"source_code": "x", "language_id": PY, "number_of_runs": 21},
+         "number_of_runs", "must be less than or equal to 20"),
+        ({"source_code": "x", "language_id": PY, "max_processes_and_or_threads": 0},
+         "max_processes_and_or_threads", "must be greater than 0"),
+        ({"source_code": "x", "language_id": PY, "number_of_runs": 2.5},
+         "number_of_runs", "must be an integer"),
+        # numeric strings as Rails reads them: in range or out, or not a number
+        ({"source_code": "x", "language_id": PY, "cpu_time_limit": "16"},
+         "cpu_time_limit", "must be less than or equal to 15.0"),
+        ({"source_code": "x", "language_id": PY, "cpu_time_limit": "15.000001"},
+         "cpu_time_limit", "must be less than or equal to 15.0"),
+        ({"source_code": "x", "language_id": PY, "memory_limit": "-1"},
+         "memory_limit", "must be greater than or equal to 2048"),
+        ({"source_code": "x", "language_id": PY, "stack_limit": "5.5"},
+         "stack_limit", "must be an integer"),
+        ({"source_code": "x", "language_id": PY, "cpu_time_limit": "abc"},
+         "cpu_time_limit", "is not a number"),
+        ({"source_code": "x", "language_id": PY, "cpu_time_limit": "0x1A"},
+         "cpu_time_limit", "is not a number"),
         ({"source_code": "x", "language_id": PY, "cpu_time_limit": True},
          "cpu_time_limit", "is not a number"),
-        ({"source_code": "x", "language_id": PY, "memory_limit": "2048"},
-         "memory_limit", "is not a number"),
-        ({"source_code": "x", "language_id": str(PY)}, "language_id", "is not a number"),
         ({"source_code": "x", "language_id": PY, "number_of_runs": True},
          "number_of_runs", "is not a number"),
-        ({"source_code": "x", "language_id": PY, "compiler_options": "x" * 129},
-         "compiler_options", "128"),
+        ({"source_code": "x", "language_id": "py"}, "language_id", "is not a number"),
+        ({"source_code": "x", "language_id": "071"}, "language_id", "doesn't exist"),
+        ({"source_code": "x", "language_id": PY, "compiler_options": "x" * 513},
+         "compiler_options", "512"),
+        # Judge0: options only for a language it compiles; a project has no source
+        ({"source_code": "x", "language_id": PY, "compiler_options": "-O"},
+         "compiler_options", "setting compiler options is only allowed for compiled languages"),
+        ({"source_code": "x", "language_id": 89, "additional_files": "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA=="},
+         "source_code", "must be blank"),
         ({"source_code": "x", "language_id": PY, "additional_files": "0"},
          "additional_files", "is not valid base64"),
         ({"source_code": "x", "language_id": PY, "additional_files": "bm90!IGEgemlw"},
@@ -236,9 +265,9 @@ def test_blank_once_decoded_is_judge0s_cant_be_blank(
 
 
 def test_the_schema_says_what_is_blank() -> None:
-    schema = Judge0Submission.model_json_schema()
-    assert not re.search(schema["else"]["properties"]["source_code"]["pattern"], " \n\t")
-    archive = schema["then"]["properties"]["additional_files"]
+    project = Judge0Submission.model_json_schema()["allOf"][0]
+    assert not re.search(project["else"]["properties"]["source_code"]["pattern"], " \n\t")
+    archive = project["then"]["properties"]["additional_files"]
     assert re.match(archive["not"]["pattern"], "CQkJ\nCQ==")  # blank: refused
     assert not re.match(archive["not"]["pattern"], base64.b64encode(b"PK").decode())
 
@@ -356,3 +385,54 @@ def test_compiler_options_that_cannot_be_split_are_a_422_for_every_language(
     body = {"source_code": "print(1)", "language_id": PY, "compiler_options": options}
     reply = client.post("/submissions", json=body)
     assert reply.status_code == 422 and list(reply.json()) == ["compiler_options"]
+
+
+def test_numbers_as_strings_are_taken_as_rails_takes_them(client: TestClient) -> None:
+    """Front ends send their form fields: ``"3.0"``, ``"71"``; an empty one is no value."""
+    body = run(client, "out hi", language_id=str(PY), cpu_time_limit="2.5",  # type: ignore[arg-type]
+               cpu_extra_time=" 0.5 ", memory_limit="65536", number_of_runs="2",
+               max_file_size="", stack_limit="+0064000")  # fmt: skip
+    assert body["status"]["id"] == 3 and body["language_id"] == PY
+    assert body["cpu_time_limit"] == "2.5" and body["cpu_extra_time"] == "0.5"
+    assert body["memory_limit"] == 65536 and body["number_of_runs"] == 2
+    assert body["max_file_size"] == judge0.DEFAULTS["max_file_size"]
+    assert body["stack_limit"] == 64000
+
+
+def _native_limits(client: TestClient, token: str) -> dict[str, Any]:
+    gw = client.app.state.gateway  # type: ignore[attr-defined]
+    row = client.portal.call(gw.store.get, token)  # type: ignore[union-attr]
+    return dict(row["native"]["limits"])
+
+
+def test_a_zero_limit_is_isolates_no_limit(client: TestClient) -> None:
+    """Judge0 allows 0 for ``cpu_time_limit`` and ``max_file_size``: isolate then sets
+    no such limit. Here the wall-clock limit bounds the CPU time, and the language's
+    maxima the files and outputs; 0 CPU time is never over the limit."""
+    body = run(client, "cpu 2500", cpu_time_limit=0, cpu_extra_time=0, max_file_size=0)
+    assert body["status"]["id"] == 3, body
+    language = judge0.language_table(judge0.load_catalog())[PY]
+    maximum = language.run_limits.maximum
+    limits = _native_limits(client, body["token"])
+    assert limits["cpu_time_ms"] == maximum.cpu_time_ms
+    assert limits["output_bytes"] == maximum.output_bytes
+    assert limits["file_size_kb"] == maximum.file_size_kb
+
+
+def test_blank_compiler_options_are_no_options_for_any_language(client: TestClient) -> None:
+    assert run(client, "out hi", compiler_options=" \t")["status"]["id"] == 3
+
+
+def test_the_schema_says_which_languages_take_compiler_options_and_what_a_project_is() -> None:
+    schema = Judge0Submission.model_json_schema()
+    project, options = schema["allOf"]
+    assert project["if"]["properties"]["language_id"]["enum"] == [89, "89"]
+    assert project["then"]["properties"]["source_code"]["anyOf"][1]["pattern"] == (
+        judge0.BLANK_TEXT_PATTERN
+    )
+    refused = options["if"]["properties"]["language_id"]["enum"]
+    assert PY in refused and 89 in refused and C not in refused
+    assert 88 not in refused  # Groovy: Judge0 compiles it; here its options are ignored
+    for name, rule in judge0.RULES.items():
+        number, text, _ = schema["properties"][name]["anyOf"]
+        assert text["pattern"] == rule.pattern and number["maximum"] == rule.high

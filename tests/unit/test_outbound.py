@@ -176,3 +176,12 @@ async def test_a_closed_port_is_unreachable() -> None:
     policy = OutboundPolicy.from_settings(Settings(outbound_allow=["127.0.0.1/32"]))
     with pytest.raises(Unreachable):
         await policy.send("PUT", "http://127.0.0.1:9/", b"{}", {})
+
+
+@pytest.mark.parametrize("host", ["a..b", "x" * 64 + ".example"])
+async def test_a_name_no_resolver_takes_is_unreachable_not_a_crash(host: str) -> None:
+    """The system resolver's IDNA step raises UnicodeError for an empty or too long
+    label; such a callback fails as an unknown name does (found by schemathesis)."""
+    policy = OutboundPolicy.from_settings(Settings())
+    with pytest.raises(Unreachable, match="cannot resolve"):
+        await policy.resolve(f"http://{host}/")

@@ -46,17 +46,28 @@ import shlex
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, StrictBool, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    StrictBool,
+    ValidationInfo,
+    field_validator,
+)
 
 from tvm.api import CodeExecutionRequest, FileSpec, LimitsIn
 from tvm.compat.judge0_blank import (
     BASE64_SPACE,
     BLANK_BASE64_PATTERN,
+    BLANK_TEXT_PATTERN,
     PRESENT_TEXT_PATTERN,
     blank,
 )
 from tvm.compat.judge0_files import unpack
-from tvm.compat.judge0_languages import MULTI_FILE, language_table
+from tvm.compat.judge0_languages import MULTI_FILE, language_table, takes_compiler_options
+from tvm.compat.judge0_numbers import NumberRule, language_id_schema
+from tvm.compat.judge0_numbers import language_id as language_id_value
 from tvm.config.catalog import Catalog, Language, load_catalog
 from tvm.config.settings import Settings
 from tvm.errors import InvalidRequest
@@ -76,21 +87,23 @@ DEFAULTS: dict[str, Any] = {
     "redirect_stderr_to_stdout": False,
     "enable_network": False,
 }
-MAXIMA: dict[str, float] = {
-    "cpu_time_limit": 15.0,
-    "cpu_extra_time": 5.0,
-    "wall_time_limit": 20.0,
-    "memory_limit": 512000,
-    "stack_limit": 128000,
-    "max_processes_and_or_threads": 120,
-    "max_file_size": 4096,
-    "number_of_runs": 20,
+# Their bounds, as Judge0 CE 1.13.1's model validates them (its maxima, judge0.conf's).
+RULES: dict[str, NumberRule] = {
+    "cpu_time_limit": NumberRule(0, True, 15.0, whole=False),
+    "cpu_extra_time": NumberRule(0, True, 5.0, whole=False),
+    "wall_time_limit": NumberRule(1, True, 20.0, whole=False),
+    "memory_limit": NumberRule(2048, True, 512000, whole=False),
+    "stack_limit": NumberRule(0, True, 128000, whole=True),
+    "max_processes_and_or_threads": NumberRule(0, False, 120, whole=True),
+    "max_file_size": NumberRule(0, True, 4096, whole=True),
+    "number_of_runs": NumberRule(0, False, 20, whole=True),
 }
+MAXIMA = {name: rule.high for name, rule in RULES.items()}
 # The file-size rlimit also counts in-memory files: Erlang/OTP 25's JIT sizes an
 # 8 MiB memfd at start, so a smaller cap kills every BEAM program. Judge0's
 # max_file_size still caps stdout and stderr exactly; files get at least this.
 MIN_FILE_SIZE_KB = 16384
-MAX_OPTION_CHARS = 128  # compiler_options, command_line_arguments
+MAX_OPTION_CHARS = 512  # compiler_options, command_line_arguments (Judge0's maximum)
 # Words as POSIX shell quoting has them: what shlex.split accepts, exactly (no
 # unclosed quote, no trailing backslash), and no NUL (no argv can hold one), so that
 # the schema says what a 422 refuses.
@@ -146,15 +159,6 @@ def decode64(text: str) -> bytes:
     return base64.b64decode(chars + "=" * (-len(chars) % 4))
 
 
-def json_number(value: Any) -> Any:
-    """A number attribute is a JSON number, as the schema says: ``true`` is Judge0's "is
-    not a number" too (pydantic would take it for 1), and so is a string, which Rails
-    would parse (a client sends numbers; the schema cannot bound a string's value)."""
-    if isinstance(value, bool | str):
-        raise ValueError("is not a number")
-    return value
-
-
 def false_only(value: Any) -> Any:
     """``false`` or null exactly, as the schema says (pydantic would take ``0`` too)."""
     if value is not None and value is not False:
@@ -174,31 +178,63 @@ def base64_text(value: Any) -> Any:
     return value
 
 
-def _limit(name: str, unit: str) -> Any:
-    """A limit attribute: its range in the schema; checked (with Judge0's message) by accept."""
-    return Field(
-        None,
-        description=f"{unit + '; ' if unit else ''}default {DEFAULTS[name]}",
-        json_schema_extra={"exclusiveMinimum": 0, "maximum": MAXIMA[name]},
-    )
+_UNITS = {"cpu_time_limit": "seconds", "cpu_extra_time": "seconds",
+          "wall_time_limit": "seconds", "memory_limit": "KB", "stack_limit": "KB",
+          "max_file_size": "KB"}  # fmt: skip
+
+
+def _limit_description(name: str) -> str:
+    unit = _UNITS.get(name)
+    zero = "; 0: no limit" if RULES[name].low == 0 and RULES[name].inclusive else ""
+    return f"{unit + '; ' if unit else ''}default {DEFAULTS[name]}{zero}"
+
+
+def _limit(value: Any, info: ValidationInfo) -> Any:
+    assert info.field_name is not None
+    return RULES[info.field_name].parse(value)
 
 
 def _submission_schema(schema: dict[str, Any]) -> None:
     """What the schema says beyond the types: ``language_id`` is one of the catalog's
-    ids, and ``source_code`` is required except for a multi-file program (89)."""
-    ids = sorted(language_table(load_catalog()))
-    schema["properties"]["language_id"] = {"type": "integer", "enum": ids, "title": "Language Id"}
+    ids; each number attribute's range, as a number or a numeric string; and, by
+    language, what Judge0 requires: ``source_code`` present except for a multi-file
+    program (89), which has ``additional_files`` instead and no ``source_code``, and
+    no ``compiler_options`` for a language Judge0 does not compile."""
+    table = language_table(load_catalog())
+    props = schema["properties"]
+    props["language_id"] = language_id_schema(sorted(table))
+    for name, rule in RULES.items():
+        props[name] = dict(rule.schema(_limit_description(name)), title=props[name]["title"])
     schema["required"] = ["language_id"]
-    schema["if"] = {"properties": {"language_id": {"const": MULTI_FILE}}}
     # Present as Rails has it (not blank once decoded): plain text with a character
     # that is not whitespace (base64 text is checked once decoded, which no schema can
-    # say), an archive that does not decode to whitespace only.
+    # say), an archive that does not decode to whitespace only; blank: whitespace only
+    # (blank as text and as base64).
     present = {
         "additional_files": {"type": "string", "not": {"pattern": BLANK_BASE64_PATTERN}},
         "source_code": {"type": "string", "pattern": PRESENT_TEXT_PATTERN},
     }
-    for branch, name in (("then", "additional_files"), ("else", "source_code")):
-        schema[branch] = {"required": [name], "properties": {name: present[name]}}
+    blank_text = {"anyOf": [{"type": "null"}, {"type": "string", "pattern": BLANK_TEXT_PATTERN}]}
+    multi_file = {
+        "required": ["language_id"],
+        "properties": {"language_id": {"enum": [MULTI_FILE, str(MULTI_FILE)]}},
+    }
+    no_options = sorted(i for i, lang in table.items() if not takes_compiler_options(i, lang))
+    schema["allOf"] = [
+        {
+            "if": multi_file,
+            "then": {"required": ["additional_files"],
+                     "properties": {"additional_files": present["additional_files"],
+                                    "source_code": blank_text}},
+            "else": {"required": ["source_code"],
+                     "properties": {"source_code": present["source_code"]}},
+        },
+        {
+            "if": {"required": ["language_id"], "properties": {"language_id": {
+                "enum": no_options + [str(i) for i in no_options]}}},
+            "then": {"properties": {"compiler_options": blank_text}},
+        },
+    ]  # fmt: skip
 
 
 class Judge0Submission(BaseModel):
@@ -207,7 +243,7 @@ class Judge0Submission(BaseModel):
     model_config = ConfigDict(extra="ignore", json_schema_extra=_submission_schema)
 
     source_code: str | None = Field(None, description="required, except for language 89")
-    language_id: int | None = Field(None, description="an id of GET /languages")
+    language_id: int | None = None
     compiler_options: str | None = Field(
         None, max_length=MAX_OPTION_CHARS, json_schema_extra={"pattern": SHELL_WORDS_PATTERN}
     )
@@ -216,18 +252,18 @@ class Judge0Submission(BaseModel):
     )
     stdin: str | None = None
     expected_output: str | None = None
-    cpu_time_limit: float | None = _limit("cpu_time_limit", "seconds")
-    cpu_extra_time: float | None = _limit("cpu_extra_time", "seconds")
-    wall_time_limit: float | None = _limit("wall_time_limit", "seconds")
-    memory_limit: float | None = _limit("memory_limit", "KB")
-    stack_limit: int | None = _limit("stack_limit", "KB")
-    max_processes_and_or_threads: int | None = _limit("max_processes_and_or_threads", "")
+    cpu_time_limit: float | None = None
+    cpu_extra_time: float | None = None
+    wall_time_limit: float | None = None
+    memory_limit: float | None = None
+    stack_limit: int | None = None
+    max_processes_and_or_threads: int | None = None
     enable_per_process_and_thread_time_limit: StrictBool | None = None
     enable_per_process_and_thread_memory_limit: StrictBool | None = None
-    max_file_size: int | None = _limit("max_file_size", "KB")
+    max_file_size: int | None = None
     redirect_stderr_to_stdout: StrictBool | None = None
     enable_network: Literal[False] | None = Field(None, description="cannot be enabled here")
-    number_of_runs: int | None = _limit("number_of_runs", "")
+    number_of_runs: int | None = None
     callback_url: str | None = Field(
         None,
         pattern=CALLBACK_PATTERN,
@@ -248,7 +284,8 @@ class Judge0Submission(BaseModel):
         "expected_output", "callback_url", "additional_files", mode="before",
     )(encodable)  # fmt: skip
     _archive = field_validator("additional_files")(base64_text)
-    _numbers = field_validator("language_id", *MAXIMA, mode="before")(json_number)
+    _language = field_validator("language_id", mode="before")(language_id_value)
+    _numbers = field_validator(*RULES, mode="before")(_limit)
     _network = field_validator("enable_network", mode="before")(false_only)
 
 
@@ -394,18 +431,6 @@ def _shell_words(value: str | None, field: str) -> list[str]:
     return shlex.split(value or "")
 
 
-def _number(sub: Judge0Submission, name: str) -> Any:
-    value = getattr(sub, name)
-    if value is None:
-        return DEFAULTS[name]
-    if isinstance(value, float) and not math.isfinite(value):
-        raise InvalidRequest(name, "is not a number")
-    high = MAXIMA[name]
-    if not 0 < value <= high:
-        raise InvalidRequest(name, f"must be greater than 0 and less than or equal to {high}")
-    return value
-
-
 def _extract(archive: bytes, skip: str | None, settings: Settings) -> list[FileSpec]:
     """The zip's files beside the source (at most what a request may carry)."""
     max_bytes = min(MAX_EXTRACT_KB * 1024, settings.max_files * settings.max_file_bytes)
@@ -431,10 +456,21 @@ def accept(
     archive = decode64(sub.additional_files) if sub.additional_files else None
     if multi_file and blank(archive):
         raise InvalidRequest("additional_files", "can't be blank")
+    if multi_file and not blank(source):  # Rails' absence: a project has no source
+        raise InvalidRequest("source_code", "must be blank")
+    options = sub.compiler_options
+    if not blank((options or "").encode()) and not takes_compiler_options(
+        sub.language_id, language
+    ):
+        raise InvalidRequest(
+            "compiler_options", "setting compiler options is only allowed for compiled languages"
+        )
     source = source or b""
     stdin = _decode_text(sub.stdin, base64_encoded)
     expected = _decode_text(sub.expected_output, base64_encoded)
-    limits = {name: _number(sub, name) for name in MAXIMA}
+    limits = {
+        name: DEFAULTS[name] if getattr(sub, name) is None else getattr(sub, name) for name in RULES
+    }
     # compiler_options are checked for every language (an interpreted one ignores them)
     _shell_words(sub.compiler_options, "compiler_options")
     args = _shell_words(sub.command_line_arguments, "command_line_arguments")
@@ -459,13 +495,21 @@ def accept(
         args=args,
         limits=LimitsIn(
             timeout_ms=math.ceil(limits["wall_time_limit"] * 1000),
-            cpu_time_ms=math.ceil((limits["cpu_time_limit"] + limits["cpu_extra_time"]) * 1000),
+            # 0 is isolate's "no limit": the CPU time is bounded by the wall-clock
+            # limit, the files and outputs by the language's maxima
+            cpu_time_ms=math.ceil((limits["cpu_time_limit"] + limits["cpu_extra_time"]) * 1000)
+            if limits["cpu_time_limit"]
+            else run_max.cpu_time_ms,
             memory_mb=max(1, math.ceil(limits["memory_limit"] / 1024)),
             processes=int(limits["max_processes_and_or_threads"]),
             file_size_kb=max(
                 int(limits["max_file_size"]), min(MIN_FILE_SIZE_KB, run_max.file_size_kb)
-            ),
-            output_bytes=min(int(limits["max_file_size"]) * 1024, run_max.output_bytes),
+            )
+            if limits["max_file_size"]
+            else run_max.file_size_kb,
+            output_bytes=min(int(limits["max_file_size"]) * 1024, run_max.output_bytes)
+            if limits["max_file_size"]
+            else run_max.output_bytes,
         ),
         compiler_options=sub.compiler_options if language.compiled else None,
         output_encoding="base64",

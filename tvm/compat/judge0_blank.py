@@ -20,6 +20,7 @@ import itertools
 
 WHITESPACE = b" \t\n\v\f\r"
 PRESENT_TEXT_PATTERN = r"[^ \t\n\v\f\r]"
+BLANK_TEXT_PATTERN = r"^[ \t\n\v\f\r]*$"  # blank as text and as base64 (it decodes to nothing)
 # What base64 may hold between its digits (Ruby's encode64 wraps lines).
 BASE64_SPACE = "[ \\t\\r\\n]*"
 

@@ -16,6 +16,17 @@ from tvm.errors import ConfigError
 MULTI_FILE = 89  # Judge0's "Multi-file program": the files come in additional_files
 # Judge0's pseudo-languages are named without a version.
 UNVERSIONED = frozenset({43, 44, MULTI_FILE})
+# Judge0 compiles Lua (luac), Prolog (gplc) and Groovy (groovyc); here they run
+# from source, and their compiler options are accepted and ignored.
+COMPILED_IN_JUDGE0 = frozenset({64, 69, 88})
+
+
+def takes_compiler_options(judge0_id: int, language: Language) -> bool:
+    """Whether Judge0 allows ``compiler_options`` for this id: only for a language
+    it compiles (a multi-file program's compile script gets none)."""
+    if judge0_id == MULTI_FILE:
+        return False
+    return language.compiled or judge0_id in COMPILED_IN_JUDGE0
 
 
 def judge0_name(language: Language, judge0_id: int | None = None) -> str:

@@ -86,7 +86,8 @@ def one_run(response: ExecutionResponse, params: Mapping[str, Any]) -> dict[str,
         stdout, stderr = _bytes(stage, "output"), b""
     signal_number = SIGNAL_NUMBERS.get(stage.signal or "")
     message: str | None = None
-    if stage.status == "timeout" or stage.cpu_ms > params["cpu_time_limit"] * 1000:
+    cpu_limit = params["cpu_time_limit"]  # 0: none
+    if stage.status == "timeout" or (cpu_limit and stage.cpu_ms > cpu_limit * 1000):
         status, message = Status.TIME_LIMIT_EXCEEDED, "Time limit exceeded"
     elif stage.status == "output_limit":
         status, signal_number, message = Status.SIGXFSZ, 25, "Output limit exceeded"

@@ -158,7 +158,8 @@ class Settings(BaseSettings):
     max_files: int = Field(32, ge=1, le=1000, description="files per request")
     max_file_bytes: int = Field(1 << 20, ge=1, description="bytes per file, decoded")
     max_stdin_bytes: int = Field(8 << 20, ge=0, description="bytes of stdin")
-    max_args: int = Field(64, ge=0, description="command-line arguments per request")
+    # 256: what Judge0's 512-character command_line_arguments can split into
+    max_args: int = Field(256, ge=0, description="command-line arguments per request")
     max_tests: int = Field(64, ge=1, le=1000, description="test cases per request")
 
     uid_base: int = Field(60000, ge=1000, description="first uid/gid for sandboxed programs")

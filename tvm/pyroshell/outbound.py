@@ -153,7 +153,9 @@ class OutboundPolicy:
         port = parsed.port or SCHEMES[parsed.scheme]
         try:
             addresses = await asyncio.wait_for(self.resolver(parsed.host, port), self.timeout)
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, UnicodeError) as exc:
+            # UnicodeError: a name no resolver takes (an empty label, "a..b", or one
+            # longer than 63 characters), unresolvable like any unknown name
             raise Unreachable(f"cannot resolve {parsed.host}: {exc}") from exc
         if not addresses:
             raise Unreachable(f"{parsed.host} has no address")
