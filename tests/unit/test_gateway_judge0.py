@@ -160,6 +160,13 @@ def test_batch(client: TestClient) -> None:
         {"stdout": "0\n", "status_id": 3}, {"stdout": "1\n", "status_id": 3},
         {"stdout": "2\n", "status_id": 3}, None,
     ]  # fmt: skip
+    # Ruby's split: an empty piece is an unknown token, trailing ones are dropped
+    odd = client.get("/submissions/batch", params={"tokens": f" ,{tokens[0]},, ",
+                                                   "fields": "stdout"})  # fmt: skip
+    assert odd.json() == {"submissions": [None, {"stdout": "0\n"}]}
+    for tokens_param, words in ((",, ", "at least one"), (",".join("t" * 21), "less than or")):
+        refused = client.get("/submissions/batch", params={"tokens": tokens_param})
+        assert refused.status_code == 400 and words in refused.json()["error"]
 
 
 def test_batch_limits(client: TestClient) -> None:

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from tvm.compat.judge0 import RULES
+from tvm.compat.judge0 import BATCH_TOKENS_PATTERN, MAX_BATCH, RULES, batch_tokens
 from tvm.compat.judge0_numbers import NumberRule, integer_pattern, language_id
 
 
@@ -91,3 +91,19 @@ def test_language_id_is_a_number_or_its_digits() -> None:
                          ("\u0667\u0661", "is not a number"), (True, "is not a number")]:  # fmt: skip
         with pytest.raises(ValueError, match=message):
             language_id(bad)
+
+
+def test_the_batch_tokens_pattern_says_exactly_what_ruby_splits_into_1_to_20() -> None:
+    rng = random.Random(11)
+    pattern = re.compile(BATCH_TOKENS_PATTERN)
+    alphabet = ["ab", ",", ",", " ", "\n", "\x00", "\t", "é"]
+    samples = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60)))
+               for _ in range(100_000)]  # fmt: skip
+    for count in (19, 20, 21):  # around the maximum, with Ruby's edge cases
+        for text in (",".join("t" * count), ",".join("t" * count) + ",,  ",
+                     "," + ",".join("t" * (count - 1)), ",".join(["t"] * (count - 1) + [" "]) + ","):  # fmt: skip
+            samples.append(text)
+    for text in samples:
+        wanted = 1 <= len(batch_tokens(text)) <= MAX_BATCH
+        assert bool(pattern.search(text)) == wanted, repr(text)
+    assert batch_tokens(" a,,b,, ") == ["a", "", "b"] and batch_tokens(", ,") == ["", " "]

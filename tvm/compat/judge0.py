@@ -99,6 +99,7 @@ RULES: dict[str, NumberRule] = {
     "number_of_runs": NumberRule(0, False, 20, whole=True),
 }
 MAXIMA = {name: rule.high for name, rule in RULES.items()}
+NO_LIMIT_AT_ZERO = frozenset({"cpu_time_limit", "stack_limit", "max_file_size"})
 # The file-size rlimit also counts in-memory files: Erlang/OTP 25's JIT sizes an
 # 8 MiB memfd at start, so a smaller cap kills every BEAM program. Judge0's
 # max_file_size still caps stdout and stderr exactly; files get at least this.
@@ -172,6 +173,27 @@ _PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|
 CALLBACK_PATTERN = rf"^https?://[A-Za-z0-9._~-]+(:{_PORT})?([/?#][^\x00-\x20\x7f]*)?$"
 
 
+# GET /submissions/batch?tokens=: Judge0 reads them with Ruby's ``strip`` and
+# ``split(",")``, which drops trailing empty pieces ("a," is one token, ",a" two, the
+# first an unknown one), and wants 1 to MAX_BATCH of them. The pattern says exactly
+# that: the last piece Ruby keeps ends at the last character that is not a comma.
+_STRIPPED = " \t\n\v\f\r\x00"
+_W, _N = f"[{re.escape(_STRIPPED)}]", f"[^,{re.escape(_STRIPPED)}]"
+_PIECES = f"(?:[^,]*,){{0,{MAX_BATCH - 1}}}"
+BATCH_TOKENS_PATTERN = (
+    rf"^{_W}*(?:{_PIECES}[^,]*{_N}"  # it ends with a token
+    rf"|(?:(?:[^,]*,){{1,{MAX_BATCH - 1}}}[^,]*[^,]|[^,]*{_N}[^,]*),+){_W}*$"  # or commas
+)
+
+
+def batch_tokens(value: str) -> list[str]:
+    """The tokens of ``GET /submissions/batch``, as Judge0 splits them."""
+    pieces = value.strip(_STRIPPED).split(",")
+    while pieces and not pieces[-1]:
+        pieces.pop()
+    return pieces
+
+
 def base64_text(value: Any) -> Any:
     if isinstance(value, str) and not re.fullmatch(BASE64_PATTERN, value):
         raise ValueError("is not valid base64")
@@ -185,7 +207,7 @@ _UNITS = {"cpu_time_limit": "seconds", "cpu_extra_time": "seconds",
 
 def _limit_description(name: str) -> str:
     unit = _UNITS.get(name)
-    zero = "; 0: no limit" if RULES[name].low == 0 and RULES[name].inclusive else ""
+    zero = "; 0: no limit (isolate's)" if name in NO_LIMIT_AT_ZERO else ""
     return f"{unit + '; ' if unit else ''}default {DEFAULTS[name]}{zero}"
 
 

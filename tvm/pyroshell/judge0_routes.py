@@ -195,15 +195,16 @@ def judge0_router() -> APIRouter:
         who: Who,
         tokens: str = Query(
             ...,
-            description=f"comma-separated tokens, 1 to {judge0.MAX_BATCH}",
-            json_schema_extra={"pattern": rf"^[^,]+(,[^,]+){{0,{judge0.MAX_BATCH - 1}}}$"},
+            description=f"comma-separated tokens, 1 to {judge0.MAX_BATCH} (an empty one is "
+            "an unknown token; trailing commas are ignored)",
+            json_schema_extra={"pattern": judge0.BATCH_TOKENS_PATTERN},
         ),
         base64_encoded: str | None = Base64Flag,
         fields: str | None = FieldsParam,
     ) -> dict[str, Any]:
         gw, b64 = gateway(request), _flag(base64_encoded)
         wanted = results.parse_fields(fields)
-        wanted_tokens = [token for token in tokens.strip().split(",") if token]
+        wanted_tokens = judge0.batch_tokens(tokens)
         if len(wanted_tokens) > judge0.MAX_BATCH:
             raise InvalidRequest(
                 "tokens",
