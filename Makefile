@@ -12,7 +12,7 @@ PORT   ?= 8000
 help:
 	@echo "make run    install what is missing, build the default images, start TVM on :$(PORT)"
 	@echo "make test   the whole test suite (unit, integration, e2e)"
-	@echo "make fuzz   schemathesis --checks all against a real tvm start, deep (15 min)"
+	@echo "make fuzz   schemathesis --checks all against a real tvm start, deep (~40 min)"
 	@echo "make bench  latency/throughput benchmark (table + JSON in bench/results/)"
 	@echo "make lint   ruff + mypy"
 	@echo "make docker-image        the tvm/pyrovm image (docker-image-local: from a local base)"
@@ -49,10 +49,11 @@ test: images
 
 # schemathesis --checks all against a real tvm start, the deep run: `make test` runs the
 # same test with a budget of 210 s (~2,000-4,000 cases), this one with 900 s (~9,000 on
-# an idle host). TVM_FUZZ_SEED=n for another seed.
+# an idle host), plus the execute routes' coverage phase (~25 min). TVM_FUZZ_SEED=n for
+# another seed.
 FUZZ_SECONDS ?= 900
 fuzz: images
-	TVM_FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/pytest -q -ra -m fuzz
+	TVM_FUZZ_SECONDS=$(FUZZ_SECONDS) TVM_FUZZ_EXECUTE_COVERAGE=1 $(BIN)/pytest -q -ra -m fuzz
 
 test-unit: venv
 	$(BIN)/pytest -q tests/unit
