@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from tvm.compat.judge0 import BATCH_TOKENS_PATTERN, MAX_BATCH, RULES, batch_tokens
-from tvm.compat.judge0_numbers import NumberRule, integer_pattern, language_id
+from tvm.compat.judge0_numbers import NumberRule, integer_pattern, parse_language_id
 
 
 @pytest.mark.parametrize(
@@ -86,11 +86,11 @@ def test_json_numbers_and_their_messages() -> None:
 
 
 def test_language_id_is_a_number_or_its_digits() -> None:
-    assert language_id("71") == 71 and language_id(71) == 71
+    assert parse_language_id("71") == 71 and parse_language_id(71) == 71
     for bad, message in [("071", "doesn't exist"), ("7 1", "is not a number"),
                          ("\u0667\u0661", "is not a number"), (True, "is not a number")]:  # fmt: skip
         with pytest.raises(ValueError, match=message):
-            language_id(bad)
+            parse_language_id(bad)
 
 
 def test_the_batch_tokens_pattern_says_exactly_what_ruby_splits_into_1_to_20() -> None:

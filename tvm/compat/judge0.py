@@ -62,12 +62,13 @@ from tvm.compat.judge0_blank import (
     BLANK_BASE64_PATTERN,
     BLANK_TEXT_PATTERN,
     PRESENT_TEXT_PATTERN,
+    SPACE,
+    SPACE_CHARS,
     blank,
 )
 from tvm.compat.judge0_files import unpack
 from tvm.compat.judge0_languages import MULTI_FILE, language_table, takes_compiler_options
-from tvm.compat.judge0_numbers import NumberRule, language_id_schema
-from tvm.compat.judge0_numbers import language_id as language_id_value
+from tvm.compat.judge0_numbers import NumberRule, language_id_schema, parse_language_id
 from tvm.config.catalog import Catalog, Language, load_catalog
 from tvm.config.settings import Settings
 from tvm.errors import InvalidRequest
@@ -177,8 +178,8 @@ CALLBACK_PATTERN = rf"^https?://[A-Za-z0-9._~-]+(:{_PORT})?([/?#][^\x00-\x20\x7f
 # ``split(",")``, which drops trailing empty pieces ("a," is one token, ",a" two, the
 # first an unknown one), and wants 1 to MAX_BATCH of them. The pattern says exactly
 # that: the last piece Ruby keeps ends at the last character that is not a comma.
-_STRIPPED = " \t\n\v\f\r\x00"
-_W, _N = f"[{re.escape(_STRIPPED)}]", f"[^,{re.escape(_STRIPPED)}]"
+_STRIPPED = SPACE + "\x00"  # Ruby's strip also takes NUL
+_W, _N = f"[{SPACE_CHARS}\\x00]", f"[^,{SPACE_CHARS}\\x00]"
 _PIECES = f"(?:[^,]*,){{0,{MAX_BATCH - 1}}}"
 BATCH_TOKENS_PATTERN = (
     rf"^{_W}*(?:{_PIECES}[^,]*{_N}"  # it ends with a token
@@ -306,7 +307,7 @@ class Judge0Submission(BaseModel):
         "expected_output", "callback_url", "additional_files", mode="before",
     )(encodable)  # fmt: skip
     _archive = field_validator("additional_files")(base64_text)
-    _language = field_validator("language_id", mode="before")(language_id_value)
+    _language = field_validator("language_id", mode="before")(parse_language_id)
     _numbers = field_validator(*RULES, mode="before")(_limit)
     _network = field_validator("enable_network", mode="before")(false_only)
 
@@ -490,9 +491,8 @@ def accept(
     source = source or b""
     stdin = _decode_text(sub.stdin, base64_encoded)
     expected = _decode_text(sub.expected_output, base64_encoded)
-    limits = {
-        name: DEFAULTS[name] if getattr(sub, name) is None else getattr(sub, name) for name in RULES
-    }
+    given = {name: getattr(sub, name) for name in RULES}
+    limits = {name: DEFAULTS[name] if value is None else value for name, value in given.items()}
     # compiler_options are checked for every language (an interpreted one ignores them)
     _shell_words(sub.compiler_options, "compiler_options")
     args = _shell_words(sub.command_line_arguments, "command_line_arguments")
@@ -509,6 +509,16 @@ def accept(
         # Runtime Error when it runs; the request needs a file, the archive as Judge0 writes it
         files = [FileSpec(name=ARCHIVE_NAME, content=_b64(archive) or "", encoding="base64")]
     run_max = language.run_limits.maximum
+    # 0 is isolate's "no limit": the CPU time is bounded by the wall-clock limit, the
+    # files and outputs by the language's maxima
+    cpu_ms = math.ceil((limits["cpu_time_limit"] + limits["cpu_extra_time"]) * 1000)
+    size_kb = int(limits["max_file_size"])
+    file_size_kb, output_bytes = (
+        (max(size_kb, min(MIN_FILE_SIZE_KB, run_max.file_size_kb)),
+         min(size_kb * 1024, run_max.output_bytes))
+        if size_kb
+        else (run_max.file_size_kb, run_max.output_bytes)
+    )  # fmt: skip
     native = CodeExecutionRequest(
         language=language.name,
         version=language.version,
@@ -517,21 +527,11 @@ def accept(
         args=args,
         limits=LimitsIn(
             timeout_ms=math.ceil(limits["wall_time_limit"] * 1000),
-            # 0 is isolate's "no limit": the CPU time is bounded by the wall-clock
-            # limit, the files and outputs by the language's maxima
-            cpu_time_ms=math.ceil((limits["cpu_time_limit"] + limits["cpu_extra_time"]) * 1000)
-            if limits["cpu_time_limit"]
-            else run_max.cpu_time_ms,
+            cpu_time_ms=cpu_ms if limits["cpu_time_limit"] else run_max.cpu_time_ms,
             memory_mb=max(1, math.ceil(limits["memory_limit"] / 1024)),
             processes=int(limits["max_processes_and_or_threads"]),
-            file_size_kb=max(
-                int(limits["max_file_size"]), min(MIN_FILE_SIZE_KB, run_max.file_size_kb)
-            )
-            if limits["max_file_size"]
-            else run_max.file_size_kb,
-            output_bytes=min(int(limits["max_file_size"]) * 1024, run_max.output_bytes)
-            if limits["max_file_size"]
-            else run_max.output_bytes,
+            file_size_kb=file_size_kb,
+            output_bytes=output_bytes,
         ),
         compiler_options=sub.compiler_options if language.compiled else None,
         output_encoding="base64",

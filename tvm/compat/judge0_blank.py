@@ -18,9 +18,12 @@ from __future__ import annotations
 import base64
 import itertools
 
-WHITESPACE = b" \t\n\v\f\r"
-PRESENT_TEXT_PATTERN = r"[^ \t\n\v\f\r]"
-BLANK_TEXT_PATTERN = r"^[ \t\n\v\f\r]*$"  # blank as text and as base64 (it decodes to nothing)
+# Ruby's ASCII whitespace: what [[:space:]], strip and Kernel#Float skip.
+SPACE = " \t\n\v\f\r"
+SPACE_CHARS = r" \t\n\v\f\r"  # the same, as regex escapes for a character class
+WHITESPACE = SPACE.encode()
+PRESENT_TEXT_PATTERN = f"[^{SPACE_CHARS}]"
+BLANK_TEXT_PATTERN = f"^[{SPACE_CHARS}]*$"  # blank as text and as base64 (it decodes to nothing)
 # What base64 may hold between its digits (Ruby's encode64 wraps lines).
 BASE64_SPACE = "[ \\t\\r\\n]*"
 

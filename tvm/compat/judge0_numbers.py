@@ -29,9 +29,10 @@ from decimal import Decimal
 from functools import cached_property
 from typing import Any
 
+from tvm.compat.judge0_blank import SPACE, SPACE_CHARS
+
 # Ruby's Kernel#Float allows ASCII whitespace around the number.
-_SPACE = "[ \\t\\n\\v\\f\\r]*"
-_STRIP = " \t\n\v\f\r"
+_SPACE = f"[{SPACE_CHARS}]*"
 # A decimal number in any range: what gets Rails' range message rather than "is not a number".
 _ANY_NUMBER = re.compile(rf"^{_SPACE}[+-]?[0-9]+(\.[0-9]+)?{_SPACE}$")
 
@@ -111,17 +112,17 @@ class NumberRule:
 
     def parse(self, value: Any) -> int | float | None:
         """The attribute's value, or a ValueError with Rails' message."""
-        if value is None or (isinstance(value, str) and not value.strip(_STRIP)):
+        if value is None or (isinstance(value, str) and not value.strip(SPACE)):
             return None  # Rails casts a blank string to nil: the default applies
         if isinstance(value, str):
             if re.search(self.pattern, value):
-                text = value.strip(_STRIP)
+                text = value.strip(SPACE)
                 return int(text) if self.whole else float(text) or 0.0  # not -0.0
             if not _ANY_NUMBER.search(value):
                 raise ValueError("is not a number")
             if self.whole and "." in value:
                 raise ValueError("must be an integer")
-            self._in_range(Decimal(value.strip(_STRIP)))  # exact: "15.000001" is over 15
+            self._in_range(Decimal(value.strip(SPACE)))  # exact: "15.000001" is over 15
             raise ValueError("is not a number")  # (every other number matches the pattern)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError("is not a number")
@@ -133,7 +134,7 @@ class NumberRule:
         return int(value) if self.whole else float(value)
 
 
-def language_id(value: Any) -> Any:
+def parse_language_id(value: Any) -> Any:
     """``language_id`` as a JSON integer or its digits (``"71"``, no other spelling of
     it); anything else that is not a number is "is not a number". Whether the id
     exists is the caller's check."""
