@@ -119,3 +119,14 @@ def test_every_catalog_entry_is_verified_as_it_is_now() -> None:
         "TVM_UPDATE_VERIFIED=1 .venv/bin/pytest tests/integration/test_languages.py -k '...': "
         f"{stale}"
     )
+
+
+def test_a_compile_may_use_every_core_a_run_gets_one() -> None:
+    # A toolchain's own parallelism (go build, rustc's codegen units, a JVM's
+    # compiler threads) is what a bare build gets: a 1-core quota made a rust
+    # program's compile 1.5x slower than bare. A program's run stays on one
+    # core unless its request asks for more.
+    for lang in load_catalog():
+        compile_, run = lang.compile_limits, lang.run_limits
+        assert compile_.default.cpus == compile_.maximum.cpus == 2, lang.key
+        assert run.default.cpus == 1 and run.maximum.cpus == 2, lang.key
