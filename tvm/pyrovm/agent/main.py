@@ -13,6 +13,7 @@ import errno
 import io
 import os
 import sys
+import tarfile  # here, not in on_archive: the zygote loads it once for every sandbox
 
 from . import protocol, pyrun, stream, supervisor
 
@@ -282,8 +283,6 @@ class Agent:
 
     def on_archive(self, message: dict) -> dict:
         buf = io.BytesIO()
-        import tarfile  # lazily: only compile-once jobs need it
-
         with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tar:
             for name in sorted(os.listdir(self.workdir)):
                 tar.add(os.path.join(self.workdir, name), arcname=name)
@@ -293,8 +292,6 @@ class Agent:
 
     def on_unpack(self, message: dict) -> dict:
         data = base64.b64decode(message["data"])
-        import tarfile
-
         with _as_user(self.uid, self.gid), tarfile.open(fileobj=io.BytesIO(data)) as tar:
             if hasattr(tarfile, "data_filter"):
                 tar.extractall(self.workdir, filter="data")
