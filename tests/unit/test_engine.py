@@ -121,6 +121,53 @@ async def test_admission_beyond_max_concurrent_requests_is_429() -> None:
     assert engine.sandboxes.count == 0 and engine.admitted == 0
 
 
+async def test_a_batchs_cases_get_one_stage_sandboxes_made_while_it_compiles() -> None:
+    gate = asyncio.Event()  # every stage waits for it: the compile is under way
+    driver = FakeDriver(gate=gate)
+    engine, settings = make_engine(
+        driver, pool_size=1, pool_max=4, pool_languages=[], pool_memory_mb=1000,
+        max_concurrent_vms=10,
+    )  # fmt: skip
+    java = load_catalog().resolve("java")
+    assert java.warm_compiler is not None
+    cases = [{"stdin": str(i), "expected_output": str(i)} for i in range(6)]
+    task = asyncio.create_task(run(engine, settings, language="java", code="x", tests=cases))
+    for _ in range(100):
+        if any(r["type"] == "stage" for sb in driver.started for r in sb.requests):
+            break
+        await asyncio.sleep(0.01)
+    await settle(engine)
+    key = engine.sandboxes.pool_key(java, run_only=True)
+    made_ahead = list(engine.sandboxes.warm[key])
+    # While the program compiles, its cases' sandboxes are made (as many as the
+    # pool may hold): for one stage each, and with no compiler pre-started.
+    assert len(made_ahead) == 4, engine.sandboxes.stats()
+    assert all(sb.spec.stages == 1 and sb.spec.warm_compiler is None for sb in made_ahead)
+    gate.set()
+    result = await task
+    assert [t.status for t in result.tests or []] == ["ok"] * 6
+    ran = [sb for sb in driver.started if any(r["type"] == "unpack" for r in sb.requests)]
+    assert len(ran) == 6 and set(made_ahead) <= set(ran)
+    assert all(sb.spec.stages == 1 and sb.spec.warm_compiler is None for sb in ran)
+    assert engine.sandboxes.demand[key].expected == 0
+    await engine.close()
+
+
+async def test_a_batch_that_does_not_compile_expects_no_cases() -> None:
+    engine, settings = make_engine(
+        FakeDriver(), pool_size=1, pool_max=4, pool_languages=[], pool_memory_mb=1000
+    )
+    c = load_catalog().resolve("c")
+    cases = [{"stdin": "1", "expected_output": "1"}] * 5
+    result = await run(engine, settings, language="c", code="SYNTAX", tests=cases)
+    assert result.status == "compile_error"
+    key = engine.sandboxes.pool_key(c, run_only=True)
+    assert engine.sandboxes.demand[key].expected == 0
+    engine.sandboxes.retune()
+    assert engine.sandboxes.targets[key] == 1  # its pool_size, not the 5 cases
+    await engine.close()
+
+
 async def test_warm_pool_hands_over_and_refills() -> None:
     driver = FakeDriver()
     engine, settings = make_engine(driver, max_concurrent_vms=3)

@@ -233,10 +233,17 @@ class Engine:
     async def _batch(self, job: Job, response: ExecutionResponse) -> None:
         archive: bytes | None = None
         if job.language.compiled:
-            async with self.sandboxes.sandbox(job.language) as sandbox:
-                if not await self._compile(sandbox, job, response, True):
-                    return
-                archive = await sandbox.archive()
+            # The cases' sandboxes are made while the program compiles.
+            cases = len(job.cases)
+            self.sandboxes.expect(job.language, cases, run_only=True)
+            try:
+                async with self.sandboxes.sandbox(job.language) as sandbox:
+                    if not await self._compile(sandbox, job, response, True):
+                        return
+                    archive = await sandbox.archive()
+            finally:
+                if archive is None:  # no case will run
+                    self.sandboxes.expect(job.language, -cases, run_only=True)
         gate = asyncio.Semaphore(CASE_PARALLELISM)
 
         async def one(case: Case) -> TestResult:
@@ -252,7 +259,7 @@ class Engine:
         response.status = bad[0] if bad else "ok"
 
     async def _case(self, job: Job, case: Case, archive: bytes | None) -> TestResult:
-        async with self.sandboxes.sandbox(job.language) as sandbox:
+        async with self.sandboxes.sandbox(job.language, run_only=archive is not None) as sandbox:
             if archive is not None:
                 await sandbox.unpack(archive)
             reply = await sandbox.run_stage(

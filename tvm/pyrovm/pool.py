@@ -77,6 +77,12 @@ class Demand:
     rate: float = 0.0  # arrivals per second, smoothed
     last_used: float = -math.inf
     start_seconds: float = 0.1  # time to create one sandbox, smoothed
+    expected: int = 0  # sandboxes a batch under way will still take (:meth:`expect`)
+
+
+# The pool of a compiled language's test-case sandboxes, beside its own: each
+# runs one stage (one runner forked ahead), and no compiler is pre-started in it.
+RUN_ONLY = ":run"
 
 
 class SandboxManager:
@@ -124,10 +130,18 @@ class SandboxManager:
         self.retune()
 
     # -- sandboxes for jobs ---------------------------------------------------
+    @staticmethod
+    def pool_key(language: Language, run_only: bool = False) -> str:
+        """The pool ``language``'s sandboxes come from; ``run_only``: for a
+        program already compiled (a test case of a compile-once job)."""
+        return language.key + RUN_ONLY if run_only and language.compiled else language.key
+
     @contextlib.asynccontextmanager
-    async def sandbox(self, language: Language) -> AsyncIterator[Sandbox]:
-        """A fresh sandbox for ``language``, destroyed when the block ends."""
-        sandbox = await self._take(language)
+    async def sandbox(self, language: Language, run_only: bool = False) -> AsyncIterator[Sandbox]:
+        """A fresh sandbox for ``language``, destroyed when the block ends;
+        ``run_only``: it will run one stage, a program compiled elsewhere."""
+        key = self.pool_key(language, run_only)
+        sandbox = await self._take(language, key)
         sandbox.started = time.monotonic()
         self.active.add(sandbox)
         try:
@@ -137,23 +151,37 @@ class SandboxManager:
             # Tearing down (kill, wait, remove cgroups) takes milliseconds the
             # caller need not wait for: its result is already in hand.
             self._spawn(self._destroy(sandbox), teardown=True)
-            self._refill(language.key)
+            self._refill(key)
 
-    async def _take(self, language: Language) -> Sandbox:
-        demand = self.demand[language.key]
+    def expect(self, language: Language, count: int, run_only: bool = False) -> None:
+        """``count`` more sandboxes of ``language`` will be taken soon (the
+        cases of a batch, while its program compiles): make them ahead, within
+        the pools' budgets, so that the cases do not each start one. Each take
+        counts one off; a negative ``count`` takes back what will not come."""
+        key = self.pool_key(language, run_only)
+        self.languages[key] = language
+        demand = self.demand[key]
+        demand.expected = max(0, demand.expected + count)
+        if count > 0:
+            demand.last_used = time.monotonic()
+            self.retune()
+
+    async def _take(self, language: Language, key: str) -> Sandbox:
+        demand = self.demand[key]
         demand.uses += 1
+        demand.expected = max(0, demand.expected - 1)
         if demand.last_used == -math.inf:  # first use: give it a warm pool now
             demand.last_used = time.monotonic()
-            self.languages[language.key] = language
+            self.languages[key] = language
             self.retune()
         demand.last_used = time.monotonic()
-        self.languages[language.key] = language
-        queue = self.warm.get(language.key)
+        self.languages[key] = language
+        queue = self.warm.get(key)
         if queue:
             return queue.popleft()
         await self._reserve()
         try:
-            return await self._create(language)
+            return await self._create(language, run_only=key.endswith(RUN_ONLY))
         except BaseException:
             await self._unreserve()
             raise
@@ -178,9 +206,12 @@ class SandboxManager:
             self.count -= 1
             self._changed.notify_all()
 
-    async def _create(self, language: Language, warm: bool = False) -> Sandbox:
+    async def _create(
+        self, language: Language, warm: bool = False, run_only: bool = False
+    ) -> Sandbox:
         """A sandbox for ``language``; ``warm`` (one for the pool, made ahead of
-        its request): with the language's compiler pre-started, if it has one."""
+        its request): with the language's compiler pre-started, if it has one;
+        ``run_only``: for one stage, no compiler."""
         rootfs = self.images.rootfs(language.image)
         uid = self.uids.take()
         spec = SandboxSpec(
@@ -195,8 +226,8 @@ class SandboxManager:
             processes=max(
                 language.run_limits.maximum.processes, language.compile_limits.maximum.processes
             ),
-            stages=2 if language.compiled else 1,
-            **warm_fields(language, warm and self.settings.prestart_compilers),
+            stages=2 if language.compiled and not run_only else 1,
+            **warm_fields(language, warm and not run_only and self.settings.prestart_compilers),
         )
         started = time.monotonic()
         try:
@@ -204,7 +235,7 @@ class SandboxManager:
         except BaseException:
             self.uids.give(uid)
             raise
-        demand = self.demand[language.key]
+        demand = self.demand[self.pool_key(language, run_only)]
         demand.start_seconds = 0.8 * demand.start_seconds + 0.2 * (time.monotonic() - started)
         return sandbox
 
@@ -240,7 +271,9 @@ class SandboxManager:
                 return  # never take capacity from jobs to warm a pool
             self.count += 1
             try:
-                sandbox = await self._create(self.languages[key], warm=True)
+                sandbox = await self._create(
+                    self.languages[key], warm=True, run_only=key.endswith(RUN_ONLY)
+                )
             except (SandboxError, CapacityError, OSError) as exc:
                 await self._unreserve()
                 log.warning("warm pool for %s: %s", key, exc)
@@ -272,13 +305,15 @@ class SandboxManager:
                 in_use.append(key)
             if settings.pool_size and used:
                 busy = math.ceil(demand.rate * demand.start_seconds * 2)
-                floor = max(floor, settings.pool_size + busy)
+                floor = max(floor, settings.pool_size + busy, demand.expected)
             wanted[key] = min(settings.pool_max, floor)
         # Two budgets: sandboxes (capacity a job may need) and memory, where a
         # sandbox with a pre-started compiler costs what that compiler holds.
         count = self.capacity - len(self.active)
         memory = settings.pool_memory_mb
-        cost = {key: self.warm_cost_mb(self.languages[key]) for key in wanted}
+        cost = {
+            key: self.warm_cost_mb(self.languages[key], key.endswith(RUN_ONLY)) for key in wanted
+        }
         # Every language in use gets one first (most recently used first): a rarely
         # used language is never starved. Then the busiest get their extra ones,
         # and what is left keeps the pinned languages nobody is using warm.
@@ -301,9 +336,9 @@ class SandboxManager:
                 self._spawn(self._destroy(queue.pop()), teardown=True)
             self._refill(key)
 
-    def warm_cost_mb(self, language: Language) -> int:
+    def warm_cost_mb(self, language: Language, run_only: bool = False) -> int:
         """Memory one warm sandbox of ``language`` holds while it waits."""
-        warm = language.warm_memory_mb if self.settings.prestart_compilers else 0
+        warm = language.warm_memory_mb if self.settings.prestart_compilers and not run_only else 0
         return self.settings.pool_sandbox_mb + warm
 
     async def _tune_forever(self, interval: float = 1.0) -> None:
