@@ -13,7 +13,6 @@ import errno
 import io
 import os
 import sys
-import tarfile  # here, not in on_archive: the zygote loads it once for every sandbox
 
 from . import protocol, pyrun, stream, supervisor
 
@@ -282,6 +281,11 @@ class Agent:
         return result
 
     def on_archive(self, message: dict) -> dict:
+        # Imported here: a sandbox forked from a zygote finds it loaded already
+        # (zygote.py); an agent started on its own (gVisor, a VM) only pays for it
+        # in a compile-once job.
+        import tarfile
+
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tar:
             for name in sorted(os.listdir(self.workdir)):
@@ -292,6 +296,8 @@ class Agent:
 
     def on_unpack(self, message: dict) -> dict:
         data = base64.b64decode(message["data"])
+        import tarfile
+
         with _as_user(self.uid, self.gid), tarfile.open(fileobj=io.BytesIO(data)) as tar:
             if hasattr(tarfile, "data_filter"):
                 tar.extractall(self.workdir, filter="data")

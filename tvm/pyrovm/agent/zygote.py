@@ -47,7 +47,7 @@ import signal
 import socket
 import struct
 import sys
-import tarfile
+import tarfile  # loaded once here for every sandbox's archive and unpack (main.py)
 
 from . import main as agent_main
 from . import mounts, protocol
