@@ -511,7 +511,11 @@ def accept(
     run_max = language.run_limits.maximum
     # 0 is isolate's "no limit": the CPU time is bounded by the wall-clock limit, the
     # files and outputs by the language's maxima
-    cpu_ms = math.ceil((limits["cpu_time_limit"] + limits["cpu_extra_time"]) * 1000)
+    cpu_ms = (
+        math.ceil((limits["cpu_time_limit"] + limits["cpu_extra_time"]) * 1000)
+        if limits["cpu_time_limit"]
+        else run_max.cpu_time_ms
+    )
     size_kb = int(limits["max_file_size"])
     file_size_kb, output_bytes = (
         (max(size_kb, min(MIN_FILE_SIZE_KB, run_max.file_size_kb)),
@@ -527,7 +531,7 @@ def accept(
         args=args,
         limits=LimitsIn(
             timeout_ms=math.ceil(limits["wall_time_limit"] * 1000),
-            cpu_time_ms=cpu_ms if limits["cpu_time_limit"] else run_max.cpu_time_ms,
+            cpu_time_ms=cpu_ms,
             memory_mb=max(1, math.ceil(limits["memory_limit"] / 1024)),
             processes=int(limits["max_processes_and_or_threads"]),
             file_size_kb=file_size_kb,

@@ -181,7 +181,7 @@ class SandboxManager:
             return queue.popleft()
         await self._reserve()
         try:
-            return await self._create(language, run_only=key.endswith(RUN_ONLY))
+            return await self._create(language, key)
         except BaseException:
             await self._unreserve()
             raise
@@ -206,12 +206,12 @@ class SandboxManager:
             self.count -= 1
             self._changed.notify_all()
 
-    async def _create(
-        self, language: Language, warm: bool = False, run_only: bool = False
-    ) -> Sandbox:
-        """A sandbox for ``language``; ``warm`` (one for the pool, made ahead of
-        its request): with the language's compiler pre-started, if it has one;
-        ``run_only``: for one stage, no compiler."""
+    async def _create(self, language: Language, key: str, warm: bool = False) -> Sandbox:
+        """A sandbox for ``language`` from pool ``key`` (:meth:`pool_key`);
+        ``warm`` (one for the pool, made ahead of its request): with the
+        language's compiler pre-started, if it has one and the pool is not
+        run-only."""
+        run_only = key.endswith(RUN_ONLY)
         rootfs = self.images.rootfs(language.image)
         uid = self.uids.take()
         spec = SandboxSpec(
@@ -235,7 +235,7 @@ class SandboxManager:
         except BaseException:
             self.uids.give(uid)
             raise
-        demand = self.demand[self.pool_key(language, run_only)]
+        demand = self.demand[key]
         demand.start_seconds = 0.8 * demand.start_seconds + 0.2 * (time.monotonic() - started)
         return sandbox
 
@@ -271,9 +271,7 @@ class SandboxManager:
                 return  # never take capacity from jobs to warm a pool
             self.count += 1
             try:
-                sandbox = await self._create(
-                    self.languages[key], warm=True, run_only=key.endswith(RUN_ONLY)
-                )
+                sandbox = await self._create(self.languages[key], key, warm=True)
             except (SandboxError, CapacityError, OSError) as exc:
                 await self._unreserve()
                 log.warning("warm pool for %s: %s", key, exc)
@@ -311,9 +309,7 @@ class SandboxManager:
         # sandbox with a pre-started compiler costs what that compiler holds.
         count = self.capacity - len(self.active)
         memory = settings.pool_memory_mb
-        cost = {
-            key: self.warm_cost_mb(self.languages[key], key.endswith(RUN_ONLY)) for key in wanted
-        }
+        cost = {key: self.warm_cost_mb(key) for key in wanted}
         # Every language in use gets one first (most recently used first): a rarely
         # used language is never starved. Then the busiest get their extra ones,
         # and what is left keeps the pinned languages nobody is using warm.
@@ -336,9 +332,10 @@ class SandboxManager:
                 self._spawn(self._destroy(queue.pop()), teardown=True)
             self._refill(key)
 
-    def warm_cost_mb(self, language: Language, run_only: bool = False) -> int:
-        """Memory one warm sandbox of ``language`` holds while it waits."""
-        warm = language.warm_memory_mb if self.settings.prestart_compilers and not run_only else 0
+    def warm_cost_mb(self, key: str) -> int:
+        """Memory one warm sandbox of pool ``key`` holds while it waits."""
+        compiler = self.settings.prestart_compilers and not key.endswith(RUN_ONLY)
+        warm = self.languages[key].warm_memory_mb if compiler else 0
         return self.settings.pool_sandbox_mb + warm
 
     async def _tune_forever(self, interval: float = 1.0) -> None:
