@@ -6,6 +6,7 @@ import io
 import json
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -276,6 +277,24 @@ def test_one_failure_does_not_stop_the_others(
     with pytest.raises(ImageBuildFailed, match="image 'bad' failed"):
         Picky(settings, store).build_many([recipe("bad"), recipe("good")])
     assert store.is_built(recipe("good")) and not store.is_built(recipe("bad"))
+
+
+def test_images_build_side_by_side(
+    settings: Settings, fake_builder: type[FakeBuilder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``image_build_jobs`` bootstraps run at once: each waits here for the other."""
+    monkeypatch.setenv("TVM_IMAGE_BUILD_JOBS", "2")
+    both = threading.Barrier(2, timeout=10)
+
+    class Paired(fake_builder):  # type: ignore[valid-type,misc]
+        def _bootstrap(self, recipe: ImageRecipe, rootfs: Path, mirror: str, log: Path) -> None:
+            both.wait()
+            super()._bootstrap(recipe, rootfs, mirror, log)
+
+    store = image_store.ImageStore(settings)
+    results = Paired(Settings(), store).build_many([recipe("one"), recipe("two")])
+    assert [r.recipe.name for r in results] == ["one", "two"]
+    assert all(r.built for r in results) and Paired.calls == 2
 
 
 def test_identical_files_are_shared(settings: Settings, fake_builder: type[FakeBuilder]) -> None:

@@ -176,6 +176,9 @@ class Settings(BaseSettings):
     debian_mirror: str = Field(
         "", description="Debian archive URL for image builds (empty: taken from host apt sources)"
     )
+    image_build_jobs: int = Field(
+        2, ge=1, le=16, description="images `tvm images build` builds at once"
+    )
 
     # Gateway (pyroshell): workers, queue, database, keys and limits.
     workers: list[str] = Field(
