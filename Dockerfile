@@ -30,7 +30,7 @@ RUN export DEBIAN_FRONTEND=noninteractive \
  && apt-get update -qq \
  && apt-get install -y -qq --no-install-recommends \
       python3 python3-venv ca-certificates curl tini util-linux \
-      bubblewrap runsc mmdebstrap debian-archive-keyring strace \
+      bubblewrap runsc mmdebstrap debian-archive-keyring \
       qemu-system-x86 e2fsprogs cpio \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*
 

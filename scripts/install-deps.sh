@@ -8,7 +8,6 @@ NEEDED="
 bwrap bubblewrap
 mmdebstrap mmdebstrap
 hardlink util-linux
-strace strace
 runsc runsc
 qemu-system-x86_64 qemu-system-x86
 mkfs.ext4 e2fsprogs

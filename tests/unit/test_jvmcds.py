@@ -178,7 +178,7 @@ def test_hook_is_told_the_cds_commands_and_parses_them_back(
     seen = {}
     monkeypatch.setattr(customise, "customize_rootfs", lambda *a: seen.update(args=a))
     assert customise.main([*words[3:-1], str(tmp_path)]) == 0
-    assert seen["args"][-3:-1] == ([("main.kt", KOTLINC)], [("main.scala", "scalac", SCALA_RUN)])
+    assert seen["args"][-2:] == ([("main.kt", KOTLINC)], [("main.scala", "scalac", SCALA_RUN)])
     plain = ImageRecipe("jvm", "bookworm", ("kotlin",))
     argv = build.mmdebstrap_argv(plain, tmp_path / "rootfs", "http://mirror/debian", Settings())
     assert "--cds-" not in next(a for a in argv if a.startswith("--customize-hook="))

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shlex
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
@@ -104,10 +103,6 @@ class ImageRecipe:
     # (source file, compile command, run command as shell words) of each language
     # whose run command names one: dumped from the classes its sample program loads.
     cds_runs: tuple[tuple[str, str, str], ...] = ()
-    # (list name, source file, compile command or "", run command as shell words)
-    # of each language on this image with ``warm_paths``: the build records the
-    # paths its sample program looks up (:mod:`tvm.pyrovm.images.pathwalk`).
-    walk_runs: tuple[tuple[str, str, str, str], ...] = ()
 
     @cached_property  # the recipe is frozen; hashing it is read on every execution
     def digest(self) -> str:
@@ -126,8 +121,6 @@ class ImageRecipe:
             recipe["cds"] = sorted([list(pair) for pair in self.cds_compiles])
         if self.cds_runs:
             recipe["cds_runs"] = sorted([list(triple) for triple in self.cds_runs])
-        if self.walk_runs:
-            recipe["walk_runs"] = sorted([list(run) for run in self.walk_runs])
         blob = json.dumps(recipe, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -154,18 +147,10 @@ class Language:
     # it waits (measured: docs/performance.md), for the pool's budget.
     warm_compiler: str | None = None
     warm_memory_mb: int = 0
-    # A warm sandbox looks up, ahead of its request, the paths the image build
-    # saw this language's sample program look up (``walk_list``).
-    warm_paths: bool = False
 
     @property
     def key(self) -> str:
         return f"{self.name}@{self.version}"
-
-    @property
-    def walk_list(self) -> str | None:
-        """Where the image keeps the paths to look up ahead (``warm_paths``)."""
-        return f"{WALK_DIR}{walk_name(self.key)}.paths" if self.warm_paths else None
 
     @property
     def compiled(self) -> bool:
@@ -330,7 +315,6 @@ def parse_catalog(data: Mapping[str, Any]) -> Catalog:
                 extensions=tuple(entry.get("extensions", ())),
                 run_limits=_limit_spec(data["limits"], "run", entry),
                 compile_limits=_limit_spec(data["limits"], "compile", entry),
-                warm_paths=bool(entry.get("warm_paths", False)),
                 **_warm_compiler(entry),
             )
             if lang.key in seen:
@@ -379,25 +363,8 @@ def _with_compiles(
         cds_compiles, cds_runs = _cds_commands(name, entries)
         if cds_compiles or cds_runs:
             image = replace(image, cds_compiles=cds_compiles, cds_runs=cds_runs)
-        walk_runs = tuple(
-            (walk_name(f"{e['name']}@{e['version']}"), e["source_file"], e.get("compile", ""),
-             " ".join(shlex.quote(w.replace("{source}", e["source_file"])) for w in e["run"]))
-            for e in entries
-            if e.get("image") == name and e.get("warm_paths")
-        )  # fmt: skip
-        if walk_runs:
-            image = replace(image, walk_runs=walk_runs)
         images[name] = image
     return images
-
-
-# Where the image build writes each ``warm_paths`` language's list of paths.
-WALK_DIR = "/usr/local/lib/tvm-walk/"
-
-
-def walk_name(key: str) -> str:
-    """The file name (without ``.paths``) of a language's path list."""
-    return re.sub(r"[^A-Za-z0-9.+-]", "_", key)
 
 
 # Where the image build puts the JVM archives that catalog commands name, and

@@ -149,10 +149,6 @@ class Settings(BaseSettings):
         True,
         description="warm sandboxes start their language's compiler ahead (catalog: warm_compiler)",
     )
-    warm_paths: bool = Field(
-        True,
-        description="warm sandboxes look up ahead the paths of a sample (catalog: warm_paths)",
-    )
 
     # Sandbox filesystem caps.
     workdir_size_mb: int = Field(64, ge=1, le=4096, description="size of the writable /work")

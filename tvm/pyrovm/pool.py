@@ -210,9 +210,8 @@ class SandboxManager:
         """A sandbox for ``language`` from pool ``key`` (:meth:`pool_key`);
         ``warm`` (one for the pool, made ahead of its request): with the
         language's compiler pre-started, if it has one and the pool is not
-        run-only, and the paths it looks up walked, if the catalog says so."""
+        run-only."""
         run_only = key.endswith(RUN_ONLY)
-        ahead = warm and not run_only
         rootfs = self.images.rootfs(language.image)
         uid = self.uids.take()
         spec = SandboxSpec(
@@ -228,8 +227,7 @@ class SandboxManager:
                 language.run_limits.maximum.processes, language.compile_limits.maximum.processes
             ),
             stages=2 if language.compiled and not run_only else 1,
-            **warm_fields(language, ahead and self.settings.prestart_compilers),
-            walk_paths=language.walk_list if ahead and self.settings.warm_paths else None,
+            **warm_fields(language, warm and not run_only and self.settings.prestart_compilers),
         )
         started = time.monotonic()
         try:

@@ -179,10 +179,6 @@ class Agent:
         # two), so that no stage waits for one to enter its cgroup.
         if message.get("warm_compiler") and not self.runners:
             self._prestart(message["warm_compiler"], message["warm_limits"])
-        if message.get("walk_paths"):
-            from . import pathwalk  # only sandboxes made ahead of their request walk
-
-            pathwalk.walk(message["walk_paths"])
         while len(self.runners) < max(1, min(int(message.get("stages", 1)), 4)):
             self.runners.append(supervisor.Runner())
         return {"type": "ok"}

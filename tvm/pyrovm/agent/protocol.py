@@ -18,7 +18,7 @@ keeps this list equal to it)::
         archive      {data}
         event        {event, ...}
     host -> agent:
-        init         {uid, gid, stages, warm_compiler, warm_limits, walk_paths} -> ok
+        init         {uid, gid, stages, warm_compiler, warm_limits} -> ok
         cool         {} -> ok
         files        {files} -> ok
         stage        {name, argv, stdin, limits, pyrun, last, files, stream,

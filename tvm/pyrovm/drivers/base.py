@@ -175,9 +175,6 @@ class SandboxSpec:
     warm_compiler: str | None = None
     warm_limits: dict[str, int] | None = None
     warm_memory_mb: int = 0  # what it holds while it waits
-    # The paths its language's sample program looked up, to look up ahead in
-    # the sandbox's own root (agent/pathwalk.py): the list's path in the image.
-    walk_paths: str | None = None
 
     def warm_for(self, limits: StageLimits) -> bool:
         """Whether a compile stage under ``limits`` may use the pre-started
@@ -249,7 +246,6 @@ class Sandbox(ABC):
         return Init(
             uid=self.spec.uid, gid=self.spec.uid, stages=self.spec.stages,
             warm_compiler=self.spec.warm_compiler, warm_limits=self.spec.warm_limits,
-            walk_paths=self.spec.walk_paths,
         )  # fmt: skip
 
     async def ready(

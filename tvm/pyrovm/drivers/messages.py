@@ -109,8 +109,6 @@ class Init(Message):
     # catalog's command prefix, and the compile stage's maximum limits.
     warm_compiler: str | None = None
     warm_limits: dict[str, int] | None = None
-    # The list of paths to look up first (agent/pathwalk.py), in the image.
-    walk_paths: str | None = None
 
 
 @dataclass(frozen=True)

@@ -87,8 +87,6 @@ def mmdebstrap_argv(
         hook += ["--cds-compile", json.dumps([source_file, command])]
     for triple in recipe.cds_runs:
         hook += ["--cds-run", json.dumps(list(triple))]
-    for run in recipe.walk_runs:
-        hook += ["--walk-run", json.dumps(list(run))]
     argv = [
         shutil.which("mmdebstrap") or "mmdebstrap",
         "--mode=" + ("root" if os.geteuid() == 0 else "unshare"),

@@ -5,8 +5,7 @@ It adds the mount points bwrap needs, passwd/group entries for the sandbox
 uids, the recipe's ``pip`` packages (host pip, ``--target`` the image's site
 dir), ``.pyc`` files compiled by the image's own Python and the recipe's
 precompiled headers (:mod:`.pch`), a Go build cache (:mod:`.gocache`), the
-JVM compilers' class-data-sharing archives (:mod:`.jvmcds`), the paths to
-look up ahead in warm sandboxes (:mod:`.pathwalk`), and removes docs.
+JVM compilers' class-data-sharing archives (:mod:`.jvmcds`), and removes docs.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ from tvm.errors import ImageBuildFailed
 from tvm.pyrovm.images.contents import installed_packages, python_version
 from tvm.pyrovm.images.gocache import build_go_cache
 from tvm.pyrovm.images.jvmcds import build_cds
-from tvm.pyrovm.images.pathwalk import record_paths
 from tvm.pyrovm.images.pch import build_pch
 
 
@@ -144,7 +142,6 @@ def customize_rootfs(
     go_cache_compiles: Sequence[str] = (),
     cds_compiles: Sequence[tuple[str, str]] = (),
     cds_runs: Sequence[tuple[str, str, str]] = (),
-    walk_runs: Sequence[tuple[str, str, str, str]] = (),
 ) -> None:
     """Everything the customize hook does to a freshly bootstrapped image."""
     _info("creating mount points")
@@ -169,14 +166,6 @@ def customize_rootfs(
         _info("dumping the JVMs' class-data-sharing archives")
         for path in build_cds(rootfs, cds_compiles, cds_runs):
             _info(f"wrote {path} ({(rootfs / path.lstrip('/')).stat().st_size >> 20} MB)")
-    if walk_runs:
-        _info("recording the paths the sample programs look up")
-        try:
-            for path in record_paths(rootfs, walk_runs):
-                count = len((rootfs / path.lstrip("/")).read_text().split())
-                _info(f"wrote {path} ({count} paths)")
-        except (OSError, ImageBuildFailed) as exc:  # only a speed-up: the image works without
-            _info(f"paths not recorded, warm sandboxes will not look them up ahead: {exc}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -201,16 +190,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--cds-run", action="append", default=[], type=json.loads,
         help='JSON ["source file", "compile", "run"]: dump the CDS archive the run names',
     )  # fmt: skip
-    customize.add_argument(
-        "--walk-run", action="append", default=[], type=json.loads,
-        help='JSON ["name", "source file", "compile", "run"]: record the paths it looks up',
-    )  # fmt: skip
     args = parser.parse_args(argv)
     try:
         customize_rootfs(
             args.rootfs, args.uid_base, args.uid_count, args.pip, args.pch, args.pch_compile,
             args.go_cache_compile, [tuple(pair) for pair in args.cds_compile],
-            [tuple(triple) for triple in args.cds_run], [tuple(run) for run in args.walk_run],
+            [tuple(triple) for triple in args.cds_run],
         )  # fmt: skip
     except (OSError, subprocess.CalledProcessError, ImageBuildFailed) as exc:
         print(f"E: tvm: customize failed: {exc}", file=sys.stderr, flush=True)
