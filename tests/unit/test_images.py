@@ -297,6 +297,17 @@ def test_images_build_side_by_side(
     assert all(r.built for r in results) and Paired.calls == 2
 
 
+def test_an_interrupt_starts_no_further_build(
+    settings: Settings, fake_builder: type[FakeBuilder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TVM_IMAGE_BUILD_JOBS", "1")
+    fake_builder.fail_with = KeyboardInterrupt()
+    store = image_store.ImageStore(settings)
+    with pytest.raises(KeyboardInterrupt):
+        fake_builder(Settings(), store).build_many([recipe("one"), recipe("two"), recipe("three")])
+    assert fake_builder.calls == 1 and store.leftovers() == []
+
+
 def test_identical_files_are_shared(settings: Settings, fake_builder: type[FakeBuilder]) -> None:
     store = image_store.ImageStore(settings)
     fake_builder(settings, store).build_many([recipe("one"), recipe("two")])

@@ -21,9 +21,10 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -157,20 +158,42 @@ class ImageBuilder:
         names = ", ".join(dict.fromkeys(recipe.name for recipe in recipes)) or "images"
         with self.store.lock(wait=lambda why: self.reporter.phase(names, why)):
             self.store.clean_leftovers()
-            jobs = self.settings.image_build_jobs
-            with ThreadPoolExecutor(jobs, thread_name_prefix="image-build") as pool:
-                builds = [pool.submit(self._build_one, r, force) for r in dict.fromkeys(recipes)]
+            stop = threading.Event()  # interrupted: the builds not yet started never start
+            pool = ThreadPoolExecutor(self.settings.image_build_jobs, "image-build")
+            try:
+                builds = [
+                    pool.submit(self._build_unless_stopped, r, force, stop)
+                    for r in dict.fromkeys(recipes)
+                ]
                 for recipe, future in zip(dict.fromkeys(recipes), builds, strict=True):
                     try:
                         results.append(future.result())
                     except ImageBuildFailed as exc:
                         self.reporter.phase(recipe.name, "failed")
                         failures.append(exc.message)
+            except BaseException:
+                stop.set()
+                raise
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
             if any(r.built for r in results):
                 self._share_files()
         if failures:
             raise ImageBuildFailed("\n\n".join(failures))
         return results
+
+    def _build_unless_stopped(
+        self, recipe: ImageRecipe, force: bool, stop: threading.Event
+    ) -> BuildResult:
+        if stop.is_set():
+            raise CancelledError
+        try:
+            return self._build_one(recipe, force)
+        except ImageBuildFailed:
+            raise  # the others go on
+        except BaseException:
+            stop.set()
+            raise
 
     def _build_one(self, recipe: ImageRecipe, force: bool) -> BuildResult:
         final = self.store.image_dir(recipe)
