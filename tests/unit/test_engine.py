@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from tvm.api import CodeExecutionRequest, build_job
 from tvm.config.catalog import load_catalog
 from tvm.config.settings import Settings
 from tvm.errors import AgentError, CapacityError
+from tvm.pyrovm import pool
 from tvm.pyrovm.drivers.messages import StageReply, from_wire
 from tvm.pyrovm.engine import Engine, stage_result, verdict
 from tvm.pyrovm.images import ImageStore
@@ -277,26 +279,64 @@ async def test_busy_language_gets_a_bigger_pool() -> None:
     for _ in range(10):
         await run(engine, settings, language="python", code="x")
     engine.sandboxes.demand[python.key].start_seconds = 0.5  # slow to start: keep more warm
-    engine.sandboxes.retune(interval=1.0)
+    engine.sandboxes.retune()
     assert engine.sandboxes.targets[python.key] == 4  # 1 + ceil(rate x start x 2), capped
     await engine.close()
 
 
-async def test_a_burst_grows_the_pool_at_once_and_it_shrinks_slowly() -> None:
+async def test_a_burst_grows_the_pool_at_once_and_it_shrinks_after_a_hold() -> None:
     engine, settings = make_engine(
-        FakeDriver(), pool_size=1, pool_max=8, pool_languages=[], pool_memory_mb=1000
-    )
+        FakeDriver(), pool_size=1, pool_max=8, pool_languages=[], pool_memory_mb=1000,
+        pool_idle_seconds=600,
+    )  # fmt: skip
     python = load_catalog().resolve("python")
-    for _ in range(10):
-        await run(engine, settings, language="python", code="x")
-    engine.sandboxes.demand[python.key].start_seconds = 0.1
-    engine.sandboxes.retune(interval=1.0)
-    assert engine.sandboxes.targets[python.key] == 3  # 1 + ceil(10/s x 0.1 s x 2)
-    engine.sandboxes.retune(interval=1.0)  # a quiet second: the rate decays to 7/s
+    await run(engine, settings, language="python", code="x")
+    demand = engine.sandboxes.demand[python.key]
+    demand.start_seconds = 0.1
+    t0 = time.monotonic()
+    demand.arrivals.extend(t0 + i / 10 for i in range(8))  # 10/s for 0.7 s
+    engine.sandboxes.retune(now=t0 + 1.0)
+    # 8 takes in the last second: 1 + ceil(8/s x 0.1 s x 2), at once.
     assert engine.sandboxes.targets[python.key] == 3
-    for _ in range(4):
-        engine.sandboxes.retune(interval=1.0)
-    assert engine.sandboxes.targets[python.key] == 2  # 1.7/s: 1 + ceil(0.34)
+    engine.sandboxes.retune(now=t0 + 10.0)  # quiet since: the rate is under 1/s
+    assert demand.rate < 1 and engine.sandboxes.targets[python.key] == 3  # held
+    engine.sandboxes.retune(now=t0 + 1.0 + pool.HOLD_SECONDS)
+    assert engine.sandboxes.targets[python.key] == 2  # 0.4/s: 1 + ceil(0.08)
+    engine.sandboxes.retune(
+        now=t0 + 2 + 2 * pool.HOLD_SECONDS
+    )  # none left in the window, the hold over
+    assert demand.rate == 0 and engine.sandboxes.targets[python.key] == 1
+    await engine.close()
+
+
+async def test_a_steady_slow_stream_keeps_its_pool_and_never_remakes_a_sandbox() -> None:
+    """A language taken every 4.5 s whose warm sandbox takes 3 s to make (a
+    pre-started compiler): its target settles and stays; no warm sandbox is
+    destroyed between two requests to be made again for the next."""
+    driver = FakeDriver()
+    engine, settings = make_engine(
+        driver, pool_size=1, pool_max=4, pool_languages=[], pool_memory_mb=1000,
+        pool_idle_seconds=600,
+    )  # fmt: skip
+    kotlin = load_catalog().resolve("kotlin")
+    await run(engine, settings, language="kotlin", code="fun main() {}")
+    demand = engine.sandboxes.demand[kotlin.key]
+    t0 = time.monotonic()
+    targets = []
+    for second in range(90):
+        now = t0 + second
+        if second % 9 in (0, 4):  # two takes every 9 s
+            demand.arrivals.append(now)
+        demand.start_seconds = 3.0
+        engine.sandboxes.retune(now=now)
+        targets.append(engine.sandboxes.targets[kotlin.key])
+        for _ in range(5):  # let the pool fill (and shrink) as it would
+            await asyncio.sleep(0)
+    settled = targets[30:]
+    assert len(set(settled)) == 1, targets
+    assert settled[0] == 3  # 1 + ceil(0.22/s x 3 s x 2)
+    await settle(engine)
+    assert not any(sb.destroyed for sb in driver.started[1:]), "a warm sandbox was remade"
     await engine.close()
 
 
@@ -312,7 +352,7 @@ async def test_under_a_tight_budget_demand_outranks_idle_pinned_languages() -> N
     for _ in range(20):
         await run(engine, settings, language="python", code="x")
     engine.sandboxes.demand[python.key].start_seconds = 0.1
-    engine.sandboxes.retune(interval=1.0)
+    engine.sandboxes.retune()
     targets = engine.sandboxes.targets
     # 5 slots: the rare language keeps its one, the busy one gets 4 - nothing left
     # for the pinned languages nobody uses.

@@ -62,7 +62,7 @@ async def test_warm_sandboxes_ask_for_their_compiler_and_count_it_in_the_budget(
     engine.sandboxes.demand[kotlin.key].start_seconds = 5.0  # slow: wants more than one
     for _ in range(3):
         await run(engine, settings, language="kotlin", code="fun main() {}")
-    engine.sandboxes.retune(interval=1.0)
+    engine.sandboxes.retune()
     await settle(engine)
     # Each costs 10 + 300 MB: a budget of 400 holds one, whatever demand says.
     assert engine.sandboxes.targets[kotlin.key] == 1
@@ -70,7 +70,7 @@ async def test_warm_sandboxes_ask_for_their_compiler_and_count_it_in_the_budget(
     assert warm and all(spec.warm_compiler == kotlin.warm_compiler for spec in warm)
     # Without pre-started compilers a warm sandbox is an idle agent again.
     settings.prestart_compilers = False
-    engine.sandboxes.retune(interval=1.0)
+    engine.sandboxes.retune()
     assert engine.sandboxes.targets[kotlin.key] == 3
     await engine.close()
 

@@ -9,7 +9,9 @@
   Pool sizes follow demand (:meth:`SandboxManager.retune`, every second): a
   language used within ``pool_idle_seconds`` keeps at least one warm sandbox
   (rarely used languages are never starved), busy ones get more (arrival rate
-  x start-up time, up to ``pool_max``), idle ones shrink to nothing unless
+  x start-up time, up to ``pool_max``; a target grows at once and is held for
+  a while before it shrinks, so that no warm sandbox is destroyed between two
+  requests and made again for the next), idle ones shrink to nothing unless
   listed in ``pool_languages``; all warm sandboxes together stay within
   ``pool_memory_mb`` and never take capacity a job needs.
 * The reaper destroys any sandbox running a job for longer than
@@ -68,16 +70,43 @@ class UidAllocator:
         self.free.append(uid)
 
 
+# The arrival rate is estimated from the last RATE_SAMPLES takes within
+# RATE_WINDOW seconds; a pool in use keeps a larger target for HOLD_SECONDS
+# after demand last asked for it, so that it is not shrunk between two
+# requests and made again for the next (a pre-started compiler costs seconds
+# of CPU to make).
+RATE_SAMPLES = 8
+RATE_WINDOW = 30.0
+HOLD_SECONDS = 20.0
+
+
 @dataclass
 class Demand:
     """How much a language is used, for sizing its warm pool."""
 
-    uses: int = 0
-    uses_seen: int = 0
-    rate: float = 0.0  # arrivals per second, smoothed
+    arrivals: deque[float] = dataclasses.field(default_factory=lambda: deque(maxlen=RATE_SAMPLES))
+    rate: float = 0.0  # arrivals per second, as of the last retune
     last_used: float = -math.inf
     start_seconds: float = 0.1  # time to create one sandbox, smoothed
     expected: int = 0  # sandboxes a batch under way will still take (:meth:`expect`)
+    held: int = 0  # the pool's target from demand, held for HOLD_SECONDS
+    held_at: float = -math.inf
+
+    def arrival_rate(self, now: float) -> float:
+        """Takes per second: the rate between the recent takes, no more than
+        their count over the time since the first of them, so that a burst
+        counts at once, a single take is no rate at all, and a silence decays it."""
+        recent = [t for t in self.arrivals if now - t < RATE_WINDOW]
+        if len(recent) < 2:
+            return 0.0
+        between = (len(recent) - 1) / max(recent[-1] - recent[0], 1e-3)
+        return min(between, len(recent) / max(now - recent[0], 1e-3))
+
+    def hold(self, wanted: int, now: float) -> int:
+        """``wanted`` if it is no less than the target held, or the hold ran out."""
+        if wanted >= self.held or now - self.held_at >= HOLD_SECONDS:
+            self.held, self.held_at = wanted, now
+        return self.held
 
 
 # The pool of a compiled language's test-case sandboxes, beside its own: each
@@ -168,7 +197,7 @@ class SandboxManager:
 
     async def _take(self, language: Language, key: str) -> Sandbox:
         demand = self.demand[key]
-        demand.uses += 1
+        demand.arrivals.append(time.monotonic())
         demand.expected = max(0, demand.expected - 1)
         if demand.last_used == -math.inf:  # first use: give it a warm pool now
             demand.last_used = time.monotonic()
@@ -284,26 +313,23 @@ class SandboxManager:
             self.filling[key] -= 1
         self._refill(key)
 
-    def retune(self, interval: float = 1.0) -> None:
+    def retune(self, now: float | None = None) -> None:
         """Recompute every pool's target from demand, within the budgets; grow or shrink."""
         settings = self.settings
-        now = time.monotonic()
+        now = time.monotonic() if now is None else now
         wanted: dict[str, int] = {}
         in_use: list[str] = []  # used within pool_idle_seconds
         for key in self.languages:
             demand = self.demand[key]
-            arrivals = demand.uses - demand.uses_seen
-            demand.uses_seen = demand.uses
-            # Up at once with a burst, down slowly after it.
-            now_rate = arrivals / interval
-            demand.rate = max(now_rate, 0.7 * demand.rate + 0.3 * now_rate)
+            demand.rate = demand.arrival_rate(now)
             floor = self.pinned.get(key, 0)
             used = now - demand.last_used < settings.pool_idle_seconds
             if used:
                 in_use.append(key)
             if settings.pool_size and used:
+                # Little's law, doubled: takes that come while one is being made.
                 busy = math.ceil(demand.rate * demand.start_seconds * 2)
-                floor = max(floor, settings.pool_size + busy, demand.expected)
+                floor = max(floor, settings.pool_size + demand.hold(busy, now), demand.expected)
             wanted[key] = min(settings.pool_max, floor)
         # Two budgets: sandboxes (capacity a job may need) and memory, where a
         # sandbox with a pre-started compiler costs what that compiler holds.
@@ -341,7 +367,7 @@ class SandboxManager:
     async def _tune_forever(self, interval: float = 1.0) -> None:
         while True:
             await asyncio.sleep(interval)
-            self.retune(interval)
+            self.retune()
 
     # -- reaper ---------------------------------------------------------------
     async def _reap_forever(self) -> None:
