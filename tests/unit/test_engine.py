@@ -302,9 +302,8 @@ async def test_a_burst_grows_the_pool_at_once_and_it_shrinks_after_a_hold() -> N
     assert demand.rate < 1 and engine.sandboxes.targets[python.key] == 3  # held
     engine.sandboxes.retune(now=t0 + 1.0 + pool.HOLD_SECONDS)
     assert engine.sandboxes.targets[python.key] == 2  # 0.4/s: 1 + ceil(0.08)
-    engine.sandboxes.retune(
-        now=t0 + 2 + 2 * pool.HOLD_SECONDS
-    )  # none left in the window, the hold over
+    # None left in the window, and the hold is over.
+    engine.sandboxes.retune(now=t0 + 2 + 2 * pool.HOLD_SECONDS)
     assert demand.rate == 0 and engine.sandboxes.targets[python.key] == 1
     await engine.close()
 
@@ -327,7 +326,7 @@ async def test_a_steady_slow_stream_keeps_its_pool_and_never_remakes_a_sandbox()
         now = t0 + second
         if second % 9 in (0, 4):  # two takes every 9 s
             demand.arrivals.append(now)
-        demand.start_seconds = 3.0
+        demand.start_seconds = 3.0  # each fake fill measures its own: set it back
         engine.sandboxes.retune(now=now)
         targets.append(engine.sandboxes.targets[kotlin.key])
         for _ in range(5):  # let the pool fill (and shrink) as it would

@@ -197,14 +197,14 @@ class SandboxManager:
 
     async def _take(self, language: Language, key: str) -> Sandbox:
         demand = self.demand[key]
-        demand.arrivals.append(time.monotonic())
+        now = time.monotonic()
+        first_use = demand.last_used == -math.inf
+        demand.arrivals.append(now)
         demand.expected = max(0, demand.expected - 1)
-        if demand.last_used == -math.inf:  # first use: give it a warm pool now
-            demand.last_used = time.monotonic()
-            self.languages[key] = language
-            self.retune()
-        demand.last_used = time.monotonic()
+        demand.last_used = now
         self.languages[key] = language
+        if first_use:  # give it a warm pool now
+            self.retune(now)
         queue = self.warm.get(key)
         if queue:
             return queue.popleft()
