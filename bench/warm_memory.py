@@ -1,7 +1,8 @@
 """`make bench`'s memory section: what one warm sandbox holds while it waits.
 
-For every language whose catalog entry pre-starts a compiler, one warm sandbox
-is made with the compiler started (as the pool makes it) and one without
+For every language whose catalog entry pre-starts a compiler (or the run
+stage's interpreter), one warm sandbox is made with it started (as the pool
+makes it) and one without
 (``prestart_compilers`` off: an idle agent), and the PSS and RSS of all their
 processes (the agent and everything below it, read from the host's /proc)
 are summed. The difference is what the pre-started compiler costs; the
@@ -71,7 +72,7 @@ async def warm_memory(settings: Settings, catalog: Catalog) -> dict[str, Any]:
     store = ImageStore(settings)
     results: dict[str, Any] = {}
     for lang in catalog:
-        if lang.warm_compiler is None:
+        if lang.warm_compiler is None and not lang.warm_run:
             continue
         try:
             store.rootfs(lang.image)
@@ -92,8 +93,10 @@ async def warm_memory(settings: Settings, catalog: Catalog) -> dict[str, Any]:
 
 
 def report_warm_memory(console: Console, rows: dict[str, Any]) -> None:
-    table = Table(title="memory of one warm sandbox with its compiler pre-started (MB)")
-    for col in ("language", "PSS", "RSS", "idle agent PSS", "compiler PSS", "budgeted"):
+    table = Table(
+        title="memory of one warm sandbox with its compiler (or interpreter) pre-started (MB)"
+    )
+    for col in ("language", "PSS", "RSS", "idle agent PSS", "pre-started PSS", "budgeted"):
         table.add_column(col, justify="right" if col != "language" else "left")
     for key, row in rows.items():
         if "skipped" in row:

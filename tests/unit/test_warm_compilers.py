@@ -1,5 +1,6 @@
-"""Pre-started compilers: the catalog field, the pool's memory budget, what a
-warm sandbox is asked to start, the stand-ins' argv handling and the agent copy."""
+"""Pre-started compilers and interpreters: the catalog fields, the pool's
+memory budget, what a warm sandbox is asked to start, the stand-ins' argv
+handling and the agent copy."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from tests.unit.test_catalog import _minimal
 from tests.unit.test_engine import make_engine, run, settle
 from tvm.config.catalog import load_catalog, parse_catalog
 from tvm.errors import ConfigError
-from tvm.pyrovm.agent import warm_serve
+from tvm.pyrovm.agent import warm_run, warm_serve
 from tvm.pyrovm.drivers import base
 from tvm.pyrovm.pool import warm_fields
 
@@ -115,7 +116,7 @@ def test_the_agent_copy_carries_the_servers_and_the_stand_ins(tmp_path: Path) ->
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(path.read_bytes())
     base._write_warm_standins(copy)
-    for name in ("TvmWarm.java", "tsc_serve.js", "shim.sh"):
+    for name in ("TvmWarm.java", "tsc_serve.js", "shim.sh", "node_run.js"):
         assert (copy / "warm" / name).is_file()
     for folder in ("bin", "serve"):
         for tool in base.WARM_TOOLS:
@@ -132,3 +133,52 @@ def test_a_compile_stage_uses_the_warm_compiler_only_with_room_to_spare() -> Non
     assert not spec.warm_for(dataclasses.replace(limits, memory_mb=java.warm_memory_mb))
     assert not spec.warm_for(dataclasses.replace(limits, processes=8))
     assert not base.SandboxSpec(image="x", rootfs=Path("/"), uid=1).warm_for(limits)
+
+
+def test_the_catalog_pre_starts_node_for_the_run_stage_of_javascript() -> None:
+    catalog = load_catalog()
+    warm = [lang for lang in catalog if lang.warm_run]
+    assert {lang.name for lang in warm} == {"javascript"} and len(warm) >= 2
+    for lang in warm:
+        assert lang.run_command == ("node", "main.js") and lang.warm_memory_mb > 0
+        fields = warm_fields(lang, warm=True)
+        assert fields["warm_run"] == ("node", "main.js")
+        assert fields["warm_limits"] == dataclasses.asdict(lang.run_limits.maximum)
+        assert "warm_compiler" not in fields
+        assert warm_fields(lang, warm=False) == {}
+    assert not catalog.resolve("python").warm_run
+
+
+def test_a_warm_run_needs_a_known_interpreter_and_nothing_to_compile() -> None:
+    node = {"run": ["node", "{source}"], "warm_run": {"memory_mb": 40}}
+    lang = next(iter(parse_catalog(_minimal(**node))))
+    assert (lang.warm_run, lang.warm_memory_mb, lang.warm_compiler) == (True, 40, None)
+    with pytest.raises(ConfigError, match="warm_run"):
+        parse_catalog(_minimal(run=["ruby", "{source}"], warm_run={"memory_mb": 40}))
+    with pytest.raises(ConfigError, match="warm_run"):
+        parse_catalog(_minimal(compile="tsc x", **node))
+
+
+def test_a_run_stage_uses_the_waiting_interpreter_only_with_room_to_spare() -> None:
+    js = load_catalog().resolve("javascript")
+    spec = base.SandboxSpec(image="x", rootfs=Path("/"), uid=1, **warm_fields(js, warm=True))
+    assert spec.warm_stage == "run"
+    limits = js.run_limits.default
+    assert spec.warm_for(limits)
+    assert not spec.warm_for(dataclasses.replace(limits, memory_mb=js.warm_memory_mb))
+    assert spec.warm_for(dataclasses.replace(limits, processes=60))  # Judge0's default
+    assert not spec.warm_for(dataclasses.replace(limits, processes=8))
+    java = base.SandboxSpec(
+        image="x", rootfs=Path("/"), uid=1, **warm_fields(load_catalog().resolve("java"), True)
+    )
+    assert java.warm_stage == "compile"
+    assert base.SandboxSpec(image="x", rootfs=Path("/"), uid=1).warm_stage is None
+
+
+def test_the_agent_gives_the_waiting_interpreter_only_the_stage_it_was_started_for() -> None:
+    started = {"argv": ["node", "main.js"], "env": {"PATH": "/bin"}}
+    assert warm_run.serves(started, ["node", "main.js"], {"PATH": "/bin"})
+    assert warm_run.serves(started, ["node", "main.js", "--flag", "x"], {"PATH": "/bin"})
+    assert not warm_run.serves(started, ["node", "other.js"], {"PATH": "/bin"})
+    assert not warm_run.serves(started, ["node"], {"PATH": "/bin"})
+    assert not warm_run.serves(started, ["node", "main.js"], {"PATH": "/bin", "X": "1"})

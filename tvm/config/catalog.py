@@ -36,6 +36,9 @@ VERIFIED_PATH = Path(__file__).with_name("verified.toml")
 # The compilers a warm sandbox can pre-start (tvm/pyrovm/agent/warm.py): the
 # command word of a ``warm_compiler`` command.
 WARM_TOOLS = ("javac", "kotlinc", "scalac", "tsc")
+# The interpreters a warm sandbox can pre-start for the run stage
+# (tvm/pyrovm/agent/warm_run.py): the first word of a ``warm_run`` entry's run.
+WARM_RUNTIMES = ("node",)
 
 # Bumped when the way images are built changes, so every image is rebuilt.
 IMAGE_FORMAT = 1
@@ -146,11 +149,19 @@ class Language:
     # (as ``compile`` runs it) that it serves, and what it costs in memory while
     # it waits (measured: docs/performance.md), for the pool's budget.
     warm_compiler: str | None = None
+    # Or the run stage's interpreter, started as the run command with the source
+    # file (``warm_run``); ``warm_memory_mb`` is then what it holds waiting.
+    warm_run: bool = False
     warm_memory_mb: int = 0
 
     @property
     def key(self) -> str:
         return f"{self.name}@{self.version}"
+
+    @property
+    def run_command(self) -> tuple[str, ...]:
+        """The run stage's argv before the request's arguments."""
+        return tuple(part.replace("{source}", self.source_file) for part in self.run)
 
     @property
     def compiled(self) -> bool:
@@ -327,6 +338,13 @@ def parse_catalog(data: Mapping[str, Any]) -> Catalog:
 
 
 def _warm_compiler(entry: Mapping[str, Any]) -> dict[str, Any]:
+    if "warm_run" in entry:
+        if entry.get("compile") or "warm_compiler" in entry or entry["run"][0] not in WARM_RUNTIMES:
+            raise ConfigError(
+                f"{entry.get('name')}: warm_run needs a run command of one of {WARM_RUNTIMES}"
+                " and no compile"
+            )
+        return {"warm_run": True, "warm_memory_mb": int(entry["warm_run"]["memory_mb"])}
     warm = entry.get("warm_compiler")
     if warm is None:
         return {}

@@ -147,7 +147,10 @@ class Settings(BaseSettings):
     )
     prestart_compilers: bool = Field(
         True,
-        description="warm sandboxes start their language's compiler ahead (catalog: warm_compiler)",
+        description=(
+            "warm sandboxes start their language's compiler (catalog: warm_compiler)"
+            " or interpreter (warm_run) ahead"
+        ),
     )
 
     # Sandbox filesystem caps.

@@ -36,8 +36,7 @@ CASE_PARALLELISM = 2
 
 
 def run_argv(language: Language, args: list[str]) -> list[str]:
-    argv = [part.replace("{source}", language.source_file) for part in language.run]
-    return argv + list(args)
+    return [*language.run_command, *args]
 
 
 def compile_argv(

@@ -42,13 +42,21 @@ log = logging.getLogger("tvm.pool")
 
 def warm_fields(language: Language, warm: bool) -> dict[str, Any]:
     """The :class:`SandboxSpec` fields that pre-start ``language``'s compiler
-    (``warm``: the sandbox is made ahead of its request, and compilers may be)."""
-    if not warm or language.warm_compiler is None:
+    or interpreter (``warm``: the sandbox is made ahead of its request, and
+    they may be)."""
+    if not warm:
         return {}
-    limits = dataclasses.asdict(language.compile_limits.maximum)
+    if language.warm_run:
+        return {
+            "warm_run": language.run_command,
+            "warm_limits": dataclasses.asdict(language.run_limits.maximum),
+            "warm_memory_mb": language.warm_memory_mb,
+        }
+    if language.warm_compiler is None:
+        return {}
     return {
         "warm_compiler": language.warm_compiler,
-        "warm_limits": limits,
+        "warm_limits": dataclasses.asdict(language.compile_limits.maximum),
         "warm_memory_mb": language.warm_memory_mb,
     }
 

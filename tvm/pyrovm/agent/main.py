@@ -179,6 +179,8 @@ class Agent:
         # two), so that no stage waits for one to enter its cgroup.
         if message.get("warm_compiler") and not self.runners:
             self._prestart(message["warm_compiler"], message["warm_limits"])
+        if message.get("warm_run") and not self.runners:
+            self._prestart_run(list(message["warm_run"]), message["warm_limits"])
         while len(self.runners) < max(1, min(int(message.get("stages", 1)), 4)):
             self.runners.append(supervisor.Runner())
         return {"type": "ok"}
@@ -197,8 +199,25 @@ class Agent:
         if runner.warm_ready is not None:
             warm.wait_ready(runner.warm_ready)
 
+    def _prestart_run(self, argv: list[str], limits: dict) -> None:
+        """The run stage's runner starts its interpreter ahead (:mod:`warm_run`).
+        Only where the program cgroup counts the stage's CPU: the server's
+        start-up is then left out of it, as it is of the stage's wall time."""
+        from . import warm, warm_run
+
+        if not warm_run.available(argv) or not supervisor.PROGRAM_CPU_FDS:
+            return
+        runner = supervisor.Runner(warm_run={
+            "argv": argv, "env": self.env, "cwd": self.workdir,
+            "uid": self.uid, "gid": self.gid, "limits": limits,
+        })  # fmt: skip
+        self.runners.append(runner)
+        if runner.warm_ready is not None and not warm.wait_ready(runner.warm_ready):
+            self.on_cool({})  # it never got ready: the stage runs cold
+
     def on_cool(self, message: dict) -> dict:
-        """End the pre-started compiler before a stage it must not serve."""
+        """End the pre-started compiler (or interpreter) before a stage it must
+        not serve."""
         if self.runners and self.runners[0].warm:
             self.runners.pop(0).discard()
             supervisor.kill_uid(self.uid, supervisor._Reaper())  # nothing else runs yet
@@ -251,6 +270,12 @@ class Agent:
                 runner = supervisor.Runner("pipe")
             live = stream.LiveStage(self, self.uid, stdin, tty=bool(terminal))
         else:
+            first = self.runners[0] if self.runners else None
+            if first is not None and first.warm_run is not None:
+                from . import warm_run
+
+                if not warm_run.serves(first.warm_run, argv, env):
+                    self.on_cool(message)  # not what it was started for: cold
             runner = self.runners.pop(0) if self.runners else None
             if runner is not None and runner.warm and message.get("name") == "compile":
                 from . import warm

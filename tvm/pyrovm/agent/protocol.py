@@ -18,7 +18,7 @@ keeps this list equal to it)::
         archive      {data}
         event        {event, ...}
     host -> agent:
-        init         {uid, gid, stages, warm_compiler, warm_limits} -> ok
+        init         {uid, gid, stages, warm_compiler, warm_limits, warm_run} -> ok
         cool         {} -> ok
         files        {files} -> ok
         stage        {name, argv, stdin, limits, pyrun, last, files, stream,

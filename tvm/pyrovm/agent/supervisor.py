@@ -166,22 +166,29 @@ class Runner:
     """
 
     def __init__(
-        self, live: str | None = None, winsize: tuple[int, int] = (24, 80), warm: dict | None = None
+        self,
+        live: str | None = None,
+        winsize: tuple[int, int] = (24, 80),
+        warm: dict | None = None,
+        warm_run: dict | None = None,
     ) -> None:
         """``live``: None (stdin is the stage's bytes), ``"pipe"`` (stdin is a
         pipe the agent keeps writing: ``stdin_w``) or ``"pty"`` (a terminal:
         stdin, stdout and stderr are one pty, ``out_r``/``stdin_w`` its master;
         ``winsize``: its rows and columns). ``warm``: start a compiler ahead of
-        the stage (:func:`warm.prestart`'s arguments); ``warm_ready`` is then
-        the pipe that says it is ready."""
+        the stage (:func:`warm.prestart`'s arguments); ``warm_run``: start the
+        program's interpreter ahead (:func:`warm_run.prestart`'s); ``warm_ready``
+        is then the pipe that says it is ready."""
         self.stdin_w: int | None = None
-        self.warm = warm is not None
+        prestart = warm or warm_run
+        self.warm = prestart is not None
+        self.warm_run = warm_run
         self.warm_ready: int | None = None
         ready_w = -1
-        if warm is not None:
+        if prestart is not None:
             from . import warm as warm_module
 
-            self.warm_ready, ready_w = warm_module.user_pipes(warm["uid"], warm["gid"], 1)
+            self.warm_ready, ready_w = warm_module.user_pipes(prestart["uid"], prestart["gid"], 1)
         self.out_r, out_w = os.pipe()
         self.err_r, err_w = os.pipe()
         ctrl_r, self.ctrl_w = os.pipe()
@@ -200,7 +207,7 @@ class Runner:
         if pid == 0:  # pragma: no cover - child
             if self.warm_ready is not None:
                 os.close(self.warm_ready)
-            _runner_main(ctrl_r, out_w, err_w, child_stdin, tty, warm, ready_w)
+            _runner_main(ctrl_r, out_w, err_w, child_stdin, tty, warm, ready_w, warm_run)
         self.pid = pid
         for fd in (ctrl_r, out_w, err_w, child_stdin, ready_w):
             if fd >= 0:
@@ -224,7 +231,7 @@ class Runner:
                     os.close(fd)
 
 
-def _read_exact(fd: int, n: int) -> bytes:  # pragma: no cover - runs in the runner
+def read_exact(fd: int, n: int) -> bytes:  # pragma: no cover - runs in the runner
     chunks = []
     while n:
         chunk = os.read(fd, min(n, 1 << 20))
@@ -243,6 +250,7 @@ def _runner_main(  # pragma: no cover - child
     tty: bool = False,
     warm_args: dict | None = None,
     ready_w: int = -1,
+    run_args: dict | None = None,
 ) -> None:
     argv0 = "program"
     try:
@@ -280,8 +288,13 @@ def _runner_main(  # pragma: no cover - child
             from . import warm
 
             warm.prestart(**warm_args, ready_w=ready_w, set_rlimits=_set_rlimits)
-        size = int.from_bytes(_read_exact(3, 8), "big")
-        argv, env, cwd, stdin, limits, uid, gid, pyrun = marshal.loads(_read_exact(3, size))
+        if run_args is not None:
+            from . import warm_run
+
+            argv0 = run_args["argv"][0]
+            warm_run.prestart(**run_args, ready_w=ready_w, set_rlimits=_set_rlimits)
+        size = int.from_bytes(read_exact(3, 8), "big")
+        argv, env, cwd, stdin, limits, uid, gid, pyrun = marshal.loads(read_exact(3, size))
         os.close(3)
         argv0 = argv[0]
         if live_stdin < 0:  # else the agent writes stdin as it comes
@@ -320,22 +333,32 @@ def set_winsize(fd: int, rows: int, cols: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
-def _set_rlimits(limits: dict) -> None:  # pragma: no cover - runs in the runner
-    cpu_s = max(1, -(-int(limits["cpu_time_ms"]) // 1000)) + 1
+def cpu_seconds(limits: dict) -> int:
+    """A stage's RLIMIT_CPU: its CPU time rounded up, plus a second (the agent
+    stops it at its CPU time; this is the backstop)."""
+    return max(1, -(-int(limits["cpu_time_ms"]) // 1000)) + 1
+
+
+def stage_rlimits(limits: dict, cpu_s: int) -> dict[int, tuple[int, int]]:
+    """The rlimits that ``limits`` set on a stage's program (``cpu_s``: its
+    soft RLIMIT_CPU) besides those that are always 0."""
     fsize = int(limits["file_size_kb"]) * 1024
-    wanted = [
-        (resource.RLIMIT_CPU, cpu_s, cpu_s + 1),
-        (resource.RLIMIT_FSIZE, fsize, fsize),
-        (resource.RLIMIT_NOFILE, int(limits["open_files"]), int(limits["open_files"])),
-        (resource.RLIMIT_NPROC, int(limits["processes"]), int(limits["processes"])),
-        (resource.RLIMIT_CORE, 0, 0),
-        (resource.RLIMIT_MEMLOCK, 0, 0),
-    ]
+    wanted = {
+        resource.RLIMIT_CPU: (cpu_s, cpu_s + 1),
+        resource.RLIMIT_FSIZE: (fsize, fsize),
+        resource.RLIMIT_NOFILE: (int(limits["open_files"]),) * 2,
+        resource.RLIMIT_NPROC: (int(limits["processes"]),) * 2,
+    }
     if limits.get("stack_kb"):
-        stack = int(limits["stack_kb"]) * 1024
-        wanted.append((resource.RLIMIT_STACK, stack, stack))
-    for which, soft, hard in wanted:
-        resource.setrlimit(which, (soft, hard))
+        wanted[resource.RLIMIT_STACK] = (int(limits["stack_kb"]) * 1024,) * 2
+    return wanted
+
+
+def _set_rlimits(limits: dict) -> None:  # pragma: no cover - runs in the runner
+    wanted = stage_rlimits(limits, cpu_seconds(limits))
+    wanted[resource.RLIMIT_CORE] = wanted[resource.RLIMIT_MEMLOCK] = (0, 0)
+    for which, value in wanted.items():
+        resource.setrlimit(which, value)
     try:
         resource.setrlimit(resource.RLIMIT_MSGQUEUE, (0, 0))
     except ValueError:  # gVisor refuses any change of this one (EPERM)

@@ -35,6 +35,8 @@ import os
 import resource
 import select
 
+from .supervisor import cpu_seconds
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -156,7 +158,7 @@ def enter_stage(env: dict[str, str], uid: int, limits: dict, pids: list[int]) ->
         os.closerange(REQUEST_FD, REPLY_FD + 1)
         return
     me = os.getpid()
-    cpu_s = max(1, -(-int(limits["cpu_time_ms"]) // 1000)) + 1
+    cpu_s = cpu_seconds(limits)
     clock = os.sysconf("SC_CLK_TCK")
     for pid in pids:
         if pid == me:

@@ -65,8 +65,10 @@ AGENT_DIR = Path(__file__).resolve().parent.parent / "agent"
 # How long a sandbox without a VM to boot may take to answer its first frame.
 HANDSHAKE_TIMEOUT = 30.0
 # Fewer processes (threads) than this and a compile stage runs cold: a JVM
-# already holds a few dozen.
+# already holds a few dozen. A waiting node holds 7 (its V8 workers), and
+# Judge0's default limit is 60.
 WARM_MIN_PROCESSES = 64
+WARM_RUN_MIN_PROCESSES = 16
 # The agent starts as a plain `python3` would for a script (no -I/-S flags, the
 # programs' environment), recording the modules of a fresh interpreter first:
 # Python programs then run in a forked child of it (see agent/pyrun.py).
@@ -173,18 +175,29 @@ class SandboxSpec:
     # A compiler to pre-start for the compile stage (the catalog's
     # ``warm_compiler``) and the limits it starts under (the stage's maximum).
     warm_compiler: str | None = None
+    # Or the run stage's interpreter to pre-start (the catalog's ``warm_run``):
+    # the run command's argv; then ``warm_limits`` are the run stage's maximum.
+    warm_run: tuple[str, ...] | None = None
     warm_limits: dict[str, int] | None = None
     warm_memory_mb: int = 0  # what it holds while it waits
 
+    @property
+    def warm_stage(self) -> str | None:
+        """The stage that a pre-started compiler or interpreter serves."""
+        if self.warm_compiler is not None:
+            return "compile"
+        return "run" if self.warm_run is not None else None
+
     def warm_for(self, limits: StageLimits) -> bool:
-        """Whether a compile stage under ``limits`` may use the pre-started
-        compiler: only with room to spare above what it already holds (else
-        the limit could not even be set, or would bite where a cold compiler's
-        would not), and threads enough for a JVM's."""
+        """Whether a stage under ``limits`` may use what was pre-started for
+        it: only with room to spare above what it already holds (else the
+        limit could not even be set, or would bite where a cold start's would
+        not), and threads enough for what it already runs."""
         return (
-            self.warm_compiler is not None
+            self.warm_stage is not None
             and limits.memory_mb >= 2 * self.warm_memory_mb
-            and limits.processes >= WARM_MIN_PROCESSES
+            and limits.processes
+            >= (WARM_RUN_MIN_PROCESSES if self.warm_stage == "run" else WARM_MIN_PROCESSES)
         )
 
 
@@ -246,6 +259,7 @@ class Sandbox(ABC):
         return Init(
             uid=self.spec.uid, gid=self.spec.uid, stages=self.spec.stages,
             warm_compiler=self.spec.warm_compiler, warm_limits=self.spec.warm_limits,
+            warm_run=list(self.spec.warm_run) if self.spec.warm_run else None,
         )  # fmt: skip
 
     async def ready(
@@ -326,7 +340,7 @@ class Sandbox(ABC):
         ``stream``: output comes as events while it runs, and stdin, signals and
         (with ``terminal``, a pty's rows and cols) resizes reach it.
         """
-        if name == "compile" and self.spec.warm_compiler and not self.spec.warm_for(limits):
+        if name == self.spec.warm_stage and not self.spec.warm_for(limits):
             await self._session().call(Cool(), Ok)  # before its limits are set
         await self.apply_limits(limits)
         oom_before = self.oom_kills()

@@ -109,11 +109,15 @@ class Init(Message):
     # catalog's command prefix, and the compile stage's maximum limits.
     warm_compiler: str | None = None
     warm_limits: dict[str, int] | None = None
+    # Or the run stage's interpreter (agent/warm_run.py): the run command, and
+    # then ``warm_limits`` are the run stage's maximum.
+    warm_run: list[str] | None = None
 
 
 @dataclass(frozen=True)
 class Cool(Message):
-    """End the compiler pre-started for the compile stage (it will run cold)."""
+    """End what was pre-started for a stage (the compiler, the interpreter):
+    the stage will run cold."""
 
     TYPE = "cool"
 
