@@ -326,7 +326,7 @@ def parse_catalog(data: Mapping[str, Any]) -> Catalog:
                 extensions=tuple(entry.get("extensions", ())),
                 run_limits=_limit_spec(data["limits"], "run", entry),
                 compile_limits=_limit_spec(data["limits"], "compile", entry),
-                **_warm_compiler(entry),
+                **_warm_fields(entry),
             )
             if lang.key in seen:
                 raise ConfigError(f"duplicate catalog entry {lang.key}")
@@ -337,7 +337,8 @@ def parse_catalog(data: Mapping[str, Any]) -> Catalog:
     return Catalog(languages, images)
 
 
-def _warm_compiler(entry: Mapping[str, Any]) -> dict[str, Any]:
+def _warm_fields(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The :class:`Language` fields of an entry's ``warm_run`` or ``warm_compiler``."""
     if "warm_run" in entry:
         if entry.get("compile") or "warm_compiler" in entry or entry["run"][0] not in WARM_RUNTIMES:
             raise ConfigError(
