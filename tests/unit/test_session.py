@@ -251,7 +251,7 @@ async def test_destroy_tears_down_exactly_once_even_when_raced(cleanup: list[Any
     assert got == [
         {
             "type": "init", "uid": 60001, "gid": 60001, "stages": 1,
-            "warm_compiler": None, "warm_limits": None,
+            "warm_compiler": None, "warm_limits": None, "warm_run": None,
         }
     ]  # fmt: skip
     await asyncio.gather(box.destroy(), box.destroy())
