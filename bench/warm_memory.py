@@ -5,9 +5,9 @@ stage's interpreter), one warm sandbox is made with it started (as the pool
 makes it) and one without
 (``prestart_compilers`` off: an idle agent), and the PSS and RSS of all their
 processes (the agent and everything below it, read from the host's /proc)
-are summed. The difference is what the pre-started compiler costs; the
-catalog's ``warm_memory_mb`` (the pool's memory budget per warm sandbox of
-the language, on top of ``pool_sandbox_mb``) must not be below it.
+are summed. The difference is what the pre-started compiler or interpreter
+costs; the catalog's ``warm_memory_mb`` (the pool's memory budget per warm
+sandbox of the language, on top of ``pool_sandbox_mb``) must not be below it.
 """
 
 from __future__ import annotations
@@ -19,12 +19,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from tests.conftest import descendants
+from tests.conftest import descendants, warm_pool
 from tvm.config.catalog import Catalog, Language
 from tvm.config.settings import Settings
-from tvm.pyrovm.drivers.namespace import NamespaceDriver
 from tvm.pyrovm.images import ImageStore
-from tvm.pyrovm.pool import SandboxManager
 
 
 def memory_kb(pids: set[int]) -> dict[str, int]:
@@ -45,26 +43,14 @@ def memory_kb(pids: set[int]) -> dict[str, int]:
 async def warm_sandbox_kb(settings: Settings, lang: Language, prestart: bool) -> dict[str, int]:
     """Memory of one warm sandbox of ``lang`` as the pool makes it."""
     own = settings.model_copy(update={"prestart_compilers": prestart})
-    driver = NamespaceDriver(own)
-    manager = SandboxManager(own, driver, ImageStore(own))
-    try:
-        manager.set_pool_target(lang, 1)
-        for _ in range(1200):
-            if manager.warm[lang.key]:
-                break
-            await asyncio.sleep(0.1)
+    async with warm_pool(own, lang) as manager:
         sandboxes = list(manager.warm[lang.key])
-        if not sandboxes:
-            raise RuntimeError(f"{lang.key}: no warm sandbox within 120 s")
         await asyncio.sleep(1.0)  # the JVM's heap settles after its warm-up compile
         root = getattr(sandboxes[0], "pid", None)
         if not isinstance(root, int):
             raise RuntimeError(f"{lang.key}: the sandbox has no host pid")
         processes = descendants(root)
         return memory_kb(processes) | {"processes": len(processes)}
-    finally:
-        await manager.close()
-        await driver.close()
 
 
 async def warm_memory(settings: Settings, catalog: Catalog) -> dict[str, Any]:

@@ -15,6 +15,8 @@ checkout's tests running at the same time, is not a leak of ours.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -25,6 +27,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -32,6 +35,9 @@ import pytest
 from tvm.config.catalog import Catalog, Language, load_catalog
 from tvm.config.settings import Settings
 from tvm.pyrovm.images import ImageStore
+
+if TYPE_CHECKING:
+    from tvm.pyrovm.pool import SandboxManager
 
 REPO = Path(__file__).resolve().parent.parent
 PROGRAMS = REPO / "tests" / "programs"
@@ -206,6 +212,30 @@ def sandbox_processes(settings: Settings) -> list[str]:
         if int(entry) in ours or owners & ours:
             found.append(f"pid {entry} uids {uids}")
     return found
+
+
+@contextlib.asynccontextmanager
+async def warm_pool(
+    settings: Settings, lang: Language, seconds: float = 120.0
+) -> AsyncIterator[SandboxManager]:
+    """A pool of its own on the namespace driver, with one warm sandbox of
+    ``lang`` made (as the pool makes it) and waiting; closed on the way out."""
+    from tvm.pyrovm.drivers.namespace import NamespaceDriver
+    from tvm.pyrovm.pool import SandboxManager
+
+    driver = NamespaceDriver(settings)
+    manager = SandboxManager(settings, driver, ImageStore(settings))
+    try:
+        manager.set_pool_target(lang, 1)
+        for _ in range(int(seconds * 10)):
+            if manager.warm[lang.key]:
+                break
+            await asyncio.sleep(0.1)
+        assert manager.warm[lang.key], f"{lang.key}: the warm pool never filled in {seconds:.0f} s"
+        yield manager
+    finally:
+        await manager.close()
+        await driver.close()
 
 
 def descendants(pid: int) -> set[int]:

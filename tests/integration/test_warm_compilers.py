@@ -13,7 +13,6 @@ stage reply says so), or the comparison would prove nothing.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
 import io
@@ -28,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import require_languages
+from tests.conftest import require_languages, warm_pool
 from tests.integration.scala_programs import PROGRAMS as SCALA_PROGRAMS
 from tvm.config.catalog import Language, StageLimits
 from tvm.config.settings import Settings
@@ -145,35 +144,20 @@ async def compile_and_run(
     settings: Settings, lang: Language, code: str, compile_limits: StageLimits | None = None
 ) -> dict[str, Any]:
     """Compile and run ``code`` in a sandbox taken from the warm pool."""
-    from tvm.pyrovm.drivers.namespace import NamespaceDriver
-    from tvm.pyrovm.pool import SandboxManager
-
-    driver = NamespaceDriver(settings)
-    manager = SandboxManager(settings, driver, ImageStore(settings))
     files = [(lang.source_file, code.encode(), 0o644)]
-    try:
-        manager.set_pool_target(lang, 1)
-        for _ in range(1200):
-            if manager.warm[lang.key]:
-                break
-            await asyncio.sleep(0.1)
-        assert manager.warm[lang.key], "the warm pool never filled"
-        async with manager.sandbox(lang) as sandbox:
-            manager.set_pool_target(lang, 0)  # taken: make no other
-            compiled = await sandbox.run_stage(
-                "compile", compile_argv(lang, files), b"",
-                compile_limits or lang.compile_limits.default,
-                last=False, files=files,
-            )  # fmt: skip
-            archive = await sandbox.archive()
-            ran = None
-            if compiled.status == "ok":
-                ran = await sandbox.run_stage(
-                    "run", run_argv(lang, []), STDIN.encode(), lang.run_limits.default
-                )
-    finally:
-        await manager.close()
-        await driver.close()
+    async with warm_pool(settings, lang) as manager, manager.sandbox(lang) as sandbox:
+        manager.set_pool_target(lang, 0)  # taken: make no other
+        compiled = await sandbox.run_stage(
+            "compile", compile_argv(lang, files), b"",
+            compile_limits or lang.compile_limits.default,
+            last=False, files=files,
+        )  # fmt: skip
+        archive = await sandbox.archive()
+        ran = None
+        if compiled.status == "ok":
+            ran = await sandbox.run_stage(
+                "run", run_argv(lang, []), STDIN.encode(), lang.run_limits.default
+            )
     return {
         "warm": compiled.warm,
         "cpu": compiled.cpu_ms,

@@ -14,17 +14,15 @@ interpreter (the stage reply says so), or the comparison would prove nothing.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from typing import Any
 
 import pytest
 
-from tests.conftest import require_languages
+from tests.conftest import require_languages, warm_pool
 from tvm.config.catalog import Language, StageLimits, load_catalog
 from tvm.config.settings import Settings
 from tvm.pyrovm.engine import run_argv
-from tvm.pyrovm.images import ImageStore
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
@@ -80,28 +78,13 @@ async def run(
     settings: Settings, lang: Language, code: str, limits: StageLimits | None = None
 ) -> tuple[bool, dict[str, Any]]:
     """Run ``code`` in a sandbox taken from the warm pool: (served warm, result)."""
-    from tvm.pyrovm.drivers.namespace import NamespaceDriver
-    from tvm.pyrovm.pool import SandboxManager
-
-    driver = NamespaceDriver(settings)
-    manager = SandboxManager(settings, driver, ImageStore(settings))
     files = [(lang.source_file, code.encode(), 0o644)]
-    try:
-        manager.set_pool_target(lang, 1)
-        for _ in range(600):
-            if manager.warm[lang.key]:
-                break
-            await asyncio.sleep(0.1)
-        assert manager.warm[lang.key], "the warm pool never filled"
-        async with manager.sandbox(lang) as sandbox:
-            manager.set_pool_target(lang, 0)  # taken: make no other
-            reply = await sandbox.run_stage(
-                "run", run_argv(lang, ARGS), STDIN.encode(),
-                limits or lang.run_limits.default, files=files,
-            )  # fmt: skip
-    finally:
-        await manager.close()
-        await driver.close()
+    async with warm_pool(settings, lang, 60) as manager, manager.sandbox(lang) as sandbox:
+        manager.set_pool_target(lang, 0)  # taken: make no other
+        reply = await sandbox.run_stage(
+            "run", run_argv(lang, ARGS), STDIN.encode(),
+            limits or lang.run_limits.default, files=files,
+        )  # fmt: skip
     return bool(reply.warm), stage(reply)
 
 

@@ -86,5 +86,5 @@ def language_detail(catalog: Catalog, judge0_id: int) -> dict[str, Any] | None:
         "is_archived": False,
         "source_file": source,
         "compile_cmd": language.compile,
-        "run_cmd": " ".join(language.run).replace("{source}", language.source_file),
+        "run_cmd": " ".join(language.run_command),
     }

@@ -287,12 +287,12 @@ def _runner_main(  # pragma: no cover - child
         if warm_args is not None:
             from . import warm
 
-            warm.prestart(**warm_args, ready_w=ready_w, set_rlimits=_set_rlimits)
+            warm.prestart(**warm_args, ready_w=ready_w)
         if run_args is not None:
             from . import warm_run
 
             argv0 = run_args["argv"][0]
-            warm_run.prestart(**run_args, ready_w=ready_w, set_rlimits=_set_rlimits)
+            warm_run.prestart(**run_args, ready_w=ready_w)
         size = int.from_bytes(read_exact(3, 8), "big")
         argv, env, cwd, stdin, limits, uid, gid, pyrun = marshal.loads(read_exact(3, size))
         os.close(3)
@@ -305,14 +305,9 @@ def _runner_main(  # pragma: no cover - child
             os.lseek(stdin_fd, 0, os.SEEK_SET)
             os.dup2(stdin_fd, 0)
             os.close(stdin_fd)
-        _set_rlimits(limits)
-        os.setgroups([])
-        os.setresgid(gid, gid, gid)
-        os.setresuid(uid, uid, uid)
+        become_program(uid, gid, limits, cwd)
         if warm_args is not None:
             warm.enter_stage(env, uid, limits, _uid_pids(uid))
-        os.chdir(cwd)
-        os.umask(0o022)
         if pyrun is not None:
             from . import pyrun as pyrun_module
 
@@ -352,6 +347,27 @@ def stage_rlimits(limits: dict, cpu_s: int) -> dict[int, tuple[int, int]]:
     if limits.get("stack_kb"):
         wanted[resource.RLIMIT_STACK] = (int(limits["stack_kb"]) * 1024,) * 2
     return wanted
+
+
+def cpu_seconds_used(pid: int) -> int:
+    """CPU time ``pid`` has used so far, rounded up to a second (its rlimit's unit)."""
+    fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+    try:
+        fields = os.read(fd, 4096).rpartition(b")")[2].split()
+    finally:
+        os.close(fd)
+    return -(-(int(fields[11]) + int(fields[12])) // os.sysconf("SC_CLK_TCK"))
+
+
+def become_program(uid: int, gid: int, limits: dict, cwd: str) -> None:  # pragma: no cover
+    """In a child that is to run a program (or start one ahead): the stage's
+    rlimits, the program's ids (no capability left), its work dir and umask."""
+    _set_rlimits(limits)
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    os.chdir(cwd)
+    os.umask(0o022)
 
 
 def _set_rlimits(limits: dict) -> None:  # pragma: no cover - runs in the runner

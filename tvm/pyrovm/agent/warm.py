@@ -35,11 +35,7 @@ import os
 import resource
 import select
 
-from .supervisor import cpu_seconds
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Callable
+from .supervisor import become_program, cpu_seconds, cpu_seconds_used
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.path.join(HERE, "warm", "bin")  # the compile stage's stand-ins
@@ -63,7 +59,6 @@ def prestart(
     gid: int,
     limits: dict,
     ready_w: int,
-    set_rlimits: Callable[[dict], None],
 ) -> None:
     """In the (privileged) runner: start the keeper and the server; leave the
     request/reply pipes on :data:`REQUEST_FD`/:data:`REPLY_FD`."""
@@ -75,12 +70,7 @@ def prestart(
             os.close(3)  # the runner's control pipe: the stage's program is not ours
             os.close(req_w)
             os.close(rep_r)
-            os.setgroups([])
-            os.setresgid(gid, gid, gid)
-            os.setresuid(uid, uid, uid)
-            set_rlimits(limits)
-            os.chdir(cwd)
-            os.umask(0o022)
+            become_program(uid, gid, limits, cwd)
             server = os.fork()
             if server == 0:
                 os.dup2(req_r, 3)
@@ -159,14 +149,11 @@ def enter_stage(env: dict[str, str], uid: int, limits: dict, pids: list[int]) ->
         return
     me = os.getpid()
     cpu_s = cpu_seconds(limits)
-    clock = os.sysconf("SC_CLK_TCK")
     for pid in pids:
         if pid == me:
             continue
         try:
-            with open(f"/proc/{pid}/stat", "rb") as fh:
-                fields = fh.read().rpartition(b")")[2].split()
-            used = -(-(int(fields[11]) + int(fields[12])) // clock)
+            used = cpu_seconds_used(pid)
             for which in (resource.RLIMIT_FSIZE, resource.RLIMIT_NOFILE, resource.RLIMIT_NPROC):
                 resource.prlimit(pid, which, resource.getrlimit(which))
             _, hard = resource.prlimit(pid, resource.RLIMIT_CPU)

@@ -38,11 +38,7 @@ import marshal
 import os
 import resource
 
-from .supervisor import cpu_seconds, read_exact, stage_rlimits
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Callable
+from .supervisor import become_program, cpu_seconds, cpu_seconds_used, read_exact, stage_rlimits
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # The run command's word -> the flag and the file that make it wait.
@@ -72,7 +68,6 @@ def prestart(  # pragma: no cover - runs in the runner, which it replaces
     gid: int,
     limits: dict,
     ready_w: int,
-    set_rlimits: Callable[[dict], None],
 ) -> None:
     """In the (privileged) runner: start the helper, then exec the server."""
     stdin = os.memfd_create("stdin", 0)  # a file, as a cold stage's stdin is
@@ -92,12 +87,7 @@ def prestart(  # pragma: no cover - runs in the runner, which it replaces
     os.dup2(go_r, GO_FD)
     os.closerange(3, READY_FD)  # the control pipe is the helper's now
     os.closerange(GO_FD + 1, 65536)
-    os.setgroups([])
-    os.setresgid(gid, gid, gid)
-    os.setresuid(uid, uid, uid)
-    set_rlimits(limits)
-    os.chdir(cwd)
-    os.umask(0o022)
+    become_program(uid, gid, limits, cwd)
     os.execvpe(argv[0], [argv[0], flag, preload, *argv[1:]], env)
 
 
@@ -127,12 +117,7 @@ def _helper(  # pragma: no cover - the helper process
 def _limit(server: int, limits: dict, uid: int, gid: int) -> None:  # pragma: no cover
     """Give the server the stage's rlimits (prlimit checks the caller's real
     ids against the target's: take the program's for the call)."""
-    fd = os.open(f"/proc/{server}/stat", os.O_RDONLY)
-    try:
-        fields = os.read(fd, 4096).rpartition(b")")[2].split()
-    finally:
-        os.close(fd)
-    used = -(-(int(fields[11]) + int(fields[12])) // os.sysconf("SC_CLK_TCK"))
+    used = cpu_seconds_used(server)
     os.setresgid(gid, -1, -1)
     os.setresuid(uid, -1, -1)
     try:
