@@ -56,6 +56,10 @@ def test_node_languages_stdin_and_args(node_results: dict[str, Any]) -> None:
     assert c["compile"]["code"] == 0 and c["run"]["stdout"] == "hi from c\n"
 
 
+def test_node_runs_the_first_file_by_its_name(node_results: dict[str, Any]) -> None:
+    assert node_results["named_files"]["run"]["stdout"] == "solution.py 7\n"
+
+
 def test_node_stdin_ends_with_a_newline_as_in_piston(node_results: dict[str, Any]) -> None:
     assert node_results["stdin_newline"]["run"]["stdout"] == "'a\\nb\\n'\n"
     assert node_results["stdin_kept"]["run"]["stdout"] == "'a\\n'\n"
@@ -101,6 +105,10 @@ def test_ultra_piston(ultra: Any) -> None:
     out = ultra.post_execute("python", "3", File(content="import sys; print(input(), sys.argv[1:])"),
                              stdin="in", args=["x"], run_timeout=2500.5, compile_timeout=0)  # fmt: skip
     assert out.language == "python" and out.run.stdout == "in ['x']\n"
+    out = ultra.post_execute(
+        "javascript", "*", File(name="index.js", content="console.log(__filename)")
+    )
+    assert out.run.stdout == "/work/index.js\n"
     out = ultra.post_execute("javascript", "*", File(content="console.log([1,2].map(x => x * 2))"))
     assert out.run.stdout == "[ 2, 4 ]\n"
     out = ultra.post_execute("c", "14", File(name="main.c", content="int main( {"))

@@ -156,7 +156,7 @@ async def compile_and_run(
         ran = None
         if compiled.status == "ok":
             ran = await sandbox.run_stage(
-                "run", run_argv(lang, []), STDIN.encode(), lang.run_limits.default
+                "run", run_argv(lang, [], []), STDIN.encode(), lang.run_limits.default
             )
     return {
         "warm": compiled.warm,

@@ -82,7 +82,7 @@ async def run(
     async with warm_pool(settings, lang, 60) as manager, manager.sandbox(lang) as sandbox:
         manager.set_pool_target(lang, 0)  # taken: make no other
         reply = await sandbox.run_stage(
-            "run", run_argv(lang, ARGS), STDIN.encode(),
+            "run", run_argv(lang, [], ARGS), STDIN.encode(),
             limits or lang.run_limits.default, files=files,
         )  # fmt: skip
     return bool(reply.warm), stage(reply)

@@ -411,3 +411,21 @@ def test_compile_commands_without_a_shell_expand_as_sh_does(
         ).stdout.splitlines()  # fmt: skip
         assert argv == shell, command
     assert direct >= 10  # most commands need no shell
+
+
+def test_the_run_stage_runs_the_first_file_by_its_given_name() -> None:
+    """As Piston does: ``{source}`` is the request's first file, whatever it is called."""
+    from tvm.pyrovm.engine import run_argv
+
+    catalog = load_catalog()
+    python = catalog.resolve("python", "3.13.5")
+    files = [("solution.py", b"", 0o644), ("helper.py", b"", 0o644)]
+    assert run_argv(python, files, ["x"]) == ["python3", "solution.py", "x"]
+    assert run_argv(python, [], []) == ["python3", "main.py"]
+    job = build_job(
+        CodeExecutionRequest(language="ruby", files=[{"name": "a/b.rb", "content": "p 1"}]),
+        Settings(),
+    )
+    assert run_argv(job.language, job.files, [])[-1] == "a/b.rb"
+    c = catalog.resolve("c", "14.2.0")
+    assert run_argv(c, [("x.c", b"", 0o644)], []) == ["./a.out"]

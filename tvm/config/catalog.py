@@ -160,8 +160,14 @@ class Language:
 
     @property
     def run_command(self) -> tuple[str, ...]:
-        """The run stage's argv before the request's arguments."""
-        return tuple(part.replace("{source}", self.source_file) for part in self.run)
+        """The run stage's argv before the request's arguments, for a request
+        whose entry file is the catalog's ``source_file``."""
+        return self.run_for(self.source_file)
+
+    def run_for(self, entry: str) -> tuple[str, ...]:
+        """The run stage's argv for a request whose first file is ``entry``
+        (as Piston runs a program's first file by the name it was given)."""
+        return tuple(part.replace("{source}", entry) for part in self.run)
 
     @property
     def compiled(self) -> bool:

@@ -35,8 +35,10 @@ log = logging.getLogger("tvm.engine")
 CASE_PARALLELISM = 2
 
 
-def run_argv(language: Language, args: list[str]) -> list[str]:
-    return [*language.run_command, *args]
+def run_argv(language: Language, files: list[tuple[str, bytes, int]], args: list[str]) -> list[str]:
+    """The run stage's argv: the first of the request's files is the program."""
+    entry = files[0][0] if files else language.source_file
+    return [*language.run_for(entry), *args]
 
 
 def compile_argv(
@@ -220,7 +222,7 @@ class Engine:
                 return
             reply = await sandbox.run_stage(
                 "run",
-                run_argv(job.language, case.args),
+                run_argv(job.language, job.files, case.args),
                 case.stdin,
                 job.run_limits,
                 pyrun=job.language.prestarted and self.settings.prestart,
@@ -263,7 +265,7 @@ class Engine:
                 await sandbox.unpack(archive)
             reply = await sandbox.run_stage(
                 "run",
-                run_argv(job.language, case.args),
+                run_argv(job.language, job.files, case.args),
                 case.stdin,
                 job.run_limits,
                 pyrun=job.language.prestarted and self.settings.prestart,

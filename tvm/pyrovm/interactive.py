@@ -156,7 +156,7 @@ class InteractiveRun:
                         if response.compile.status != "ok":
                             response.status = "compile_error"
                     if response.status != "compile_error":
-                        argv = run_argv(language, job.cases[0].args)
+                        argv = run_argv(language, job.files, job.cases[0].args)
                         pyrun = language.prestarted and self.engine.settings.prestart
                         reply = await self._stage(
                             sandbox, "run", argv, job.cases[0].stdin, job.run_limits, pyrun,

@@ -14,6 +14,10 @@ const showStdin = "import sys; print(repr(sys.stdin.read()))";
 out.stdin_newline = await client.execute("python", showStdin, { stdin: "a\nb" });
 out.stdin_kept = await client.execute("python", showStdin, { stdin: "a\n" });
 out.stdin_none = await client.execute("python", showStdin);
+// Piston runs the first file by the name it was given; the others sit beside it
+out.named_files = await client.execute("python", { args: [], files: [
+  { name: "solution.py", content: "import sys, helper; print(sys.argv[0], helper.X)" },
+  { name: "helper.py", content: "X = 7" }] });
 out.javascript = await client.execute("javascript", "console.log(6 * 7)");
 out.bash = await client.execute("bash", "read x; echo \"got $x\"", { stdin: "it\n" });
 out.c = await client.execute("c", "#include <stdio.h>\nint main(void){puts(\"hi from c\");}");
