@@ -145,6 +145,19 @@ async def test_runtime_error(sandbox: Sandbox) -> None:
     assert b"oops" in result.stderr
 
 
+async def test_a_program_that_cannot_be_executed(sandbox: Sandbox) -> None:
+    """Found on PATH or not, the runner reports it as a shell would: 127, 126."""
+    missing = await sandbox.run_stage("run", ["no-such-program", "x"], b"", LIMITS)
+    assert (missing.status, missing.exit_code) == ("runtime_error", 127), missing
+    assert missing.stderr == b"tvm: cannot execute no-such-program: No such file or directory\n"
+    await sandbox.write_files([("script", b"#!/bin/sh\necho ran\n", 0o644)])  # not executable
+    blocked = await sandbox.run_stage("run", ["./script"], b"", LIMITS)
+    assert (blocked.exit_code, blocked.stderr) == (
+        126, b"tvm: cannot execute ./script: Permission denied\n")  # fmt: skip
+    found = await sandbox.run_stage("run", ["env"], b"", LIMITS)  # on the sandbox's PATH
+    assert found.exit_code == 0 and b"PATH=" in found.stdout, found
+
+
 async def test_timeout(sandbox: Sandbox) -> None:
     limits = replace(LIMITS, timeout_ms=1500, cpu_time_ms=1000)
     result = await py(sandbox, "while True: pass", limits=limits)

@@ -330,7 +330,7 @@ def _child(  # pragma: no cover - runs in the forked child
         os.setresuid(uid, uid, uid)
         os.chdir(cwd)
         os.umask(0o022)
-        os.execvpe(argv[0], argv, env)
+        supervisor.exec_program(argv, env)
     except OSError as exc:
         os.write(2, f"tvm: cannot execute {argv[0]}: {exc.strerror}\n".encode())
         os._exit(127 if exc.errno == errno.ENOENT else 126)

@@ -313,7 +313,7 @@ def _runner_main(  # pragma: no cover - child
 
             script_args, baseline = pyrun
             pyrun_module.run_script(script_args[0], script_args[1:], env, baseline)
-        os.execvpe(argv[0], argv, env)
+        exec_program(argv, env)
     except OSError as exc:
         msg = f"tvm: cannot execute {argv0}: {exc.strerror}\n"
         os.write(2, msg.encode())
@@ -321,6 +321,26 @@ def _runner_main(  # pragma: no cover - child
     except BaseException as exc:
         os.write(2, f"tvm: cannot start program: {exc}\n".encode())
     os._exit(127)
+
+
+def exec_program(argv: list[str], env: dict[str, str]) -> None:  # pragma: no cover - child
+    """``os.execvpe(argv[0], argv, env)``, without its ``import warnings`` (which
+    a forked child reads from disk and unmarshals on every stage: ~2 ms): the
+    same search of env's PATH, the same errors."""
+    name = argv[0]
+    if "/" in name:
+        os.execve(name, argv, env)
+    found: OSError | None = None
+    last: OSError = FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), name)
+    for directory in env.get("PATH", os.defpath).split(os.pathsep):
+        try:
+            os.execve(os.path.join(directory, name), argv, env)
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            last = exc
+        except OSError as exc:
+            last = exc
+            found = found or exc
+    raise found or last
 
 
 def set_winsize(fd: int, rows: int, cols: int) -> None:

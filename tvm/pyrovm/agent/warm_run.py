@@ -38,7 +38,14 @@ import marshal
 import os
 import resource
 
-from .supervisor import become_program, cpu_seconds, cpu_seconds_used, read_exact, stage_rlimits
+from .supervisor import (
+    become_program,
+    cpu_seconds,
+    cpu_seconds_used,
+    exec_program,
+    read_exact,
+    stage_rlimits,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # The run command's word -> the flag and the file that make it wait.
@@ -88,7 +95,7 @@ def prestart(  # pragma: no cover - runs in the runner, which it replaces
     os.closerange(3, READY_FD)  # the control pipe is the helper's now
     os.closerange(GO_FD + 1, 65536)
     become_program(uid, gid, limits, cwd)
-    os.execvpe(argv[0], [argv[0], flag, preload, *argv[1:]], env)
+    exec_program([argv[0], flag, preload, *argv[1:]], env)
 
 
 def _helper(  # pragma: no cover - the helper process
