@@ -63,6 +63,7 @@ async def test_compile_once_run_each_case_in_a_fresh_sandbox() -> None:
         tests=[{"stdin": "1", "expected_output": "1"}, {"stdin": "2", "expected_output": "3"},
                {"stdin": "4"}],
     )  # fmt: skip
+    await engine.close()  # the cases' sandboxes are destroyed just after the response
     assert [t.verdict for t in result.tests or []] == ["accepted", "wrong_answer", None]
     compiles = [
         r
@@ -116,11 +117,36 @@ async def test_admission_beyond_max_concurrent_requests_is_429() -> None:
     gate.set()
     results = await asyncio.gather(*first)
     assert all(r.status == "ok" for r in results)
-    for _ in range(20):  # teardown runs in a task of its own, after the response
+    for _ in range(200):  # teardown runs in a task of its own, after the response
         if engine.sandboxes.count == 0:
             break
-        await asyncio.sleep(0)
+        await asyncio.sleep(0.005)
     assert engine.sandboxes.count == 0 and engine.admitted == 0
+
+
+async def test_a_sandbox_is_destroyed_just_after_its_response(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its teardown and its pool's refill wait RELEASE_DELAY_SECONDS (the
+    response goes out first), unless a job waits for its capacity."""
+    monkeypatch.setattr(pool, "RELEASE_DELAY_SECONDS", 0.2)
+    driver = FakeDriver()
+    engine, settings = make_engine(driver, max_concurrent_vms=1)
+    first = await run(engine, settings, language="python", code="x")
+    assert first.status == "ok" and not driver.started[0].destroyed
+    await asyncio.sleep(0.05)
+    assert not driver.started[0].destroyed and engine.sandboxes.count == 1
+    await asyncio.sleep(0.3)
+    assert driver.started[0].destroyed and engine.sandboxes.count == 0
+
+    monkeypatch.setattr(pool, "RELEASE_DELAY_SECONDS", 30.0)
+    await run(engine, settings, language="python", code="x")
+    started = time.monotonic()
+    second = await run(engine, settings, language="python", code="x")  # waits for the slot
+    assert second.status == "ok" and time.monotonic() - started < 5
+    assert driver.started[1].destroyed
+    await engine.close()
+    assert all(sb.destroyed for sb in driver.started)
 
 
 async def test_a_batchs_cases_get_one_stage_sandboxes_made_while_it_compiles() -> None:
